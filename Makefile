@@ -1,0 +1,37 @@
+# The two commands of README.md: `make demo` (the main job) and `make test` (everything CI runs).
+# Both bootstrap themselves on a machine that has only python3, pip and make: uv is installed
+# into .tools/ when it is not on PATH, then uv builds .venv from the pinned workspace.
+
+UV_VERSION := 0.13.8
+UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+# Python comes from the machine: no interpreter downloads (only package registries are reachable).
+export UV_PYTHON_DOWNLOADS := never
+export UV_PYTHON ?= python3
+
+.PHONY: demo test lint type pytest sync clean
+
+demo: sync
+	$(UV) run --no-sync aclbus demo
+
+test: sync lint type pytest
+
+lint: sync
+	$(UV) run --no-sync ruff check .
+	$(UV) run --no-sync ruff format --check .
+
+type: sync
+	$(UV) run --no-sync mypy core/src
+
+# pytest exits 5 when it collected nothing; make treats any non-zero exit as a failure.
+pytest: sync
+	$(UV) run --no-sync pytest
+
+sync: $(UV)
+	$(UV) sync --all-packages --quiet
+
+.tools/bin/uv:
+	python3 -m venv .tools
+	.tools/bin/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+
+clean:
+	rm -rf .venv .tools .tox .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,1 @@
+"""aclbus: Agent Communication Language messaging for distributed AI agents."""

@@ -1,0 +1,1 @@
+"""Private helpers of aclbus: nothing here is public API."""

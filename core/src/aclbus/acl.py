@@ -1,0 +1,231 @@
+"""The ACL envelope: `ACLMessage`, the 22 FIPA `Performative` acts, and `ACLMessage.reply`.
+
+An `ACLMessage` is immutable once built. Building one validates every field and raises
+pydantic's ``ValidationError`` naming the field; messages decoded from the wire are checked by
+`aclbus.wire` instead, which raises `aclbus.ACLDecodeError`.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Any, Final
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+from aclbus._internal.uuid7 import new_id
+from aclbus.subjects import validate_id, validate_topic
+
+__all__ = [
+    "ACL_VERSION",
+    "ACLMessage",
+    "Performative",
+]
+
+ACL_VERSION: Final = "1.0"
+"""The version of the envelope this library writes (major.minor)."""
+
+MIN_TTL_SECONDS: Final = 1.0
+"""The shortest TTL: NATS' per-message TTL has a resolution of one second."""
+
+RESERVED_HEADER_PREFIXES: Final = ("ce-", "acl-", "nats-", "content-type")
+
+
+class Performative(StrEnum):
+    """The 22 communicative acts of the FIPA ACL specification (SC00037J), by their FIPA names."""
+
+    ACCEPT_PROPOSAL = "accept-proposal"
+    AGREE = "agree"
+    CANCEL = "cancel"
+    CFP = "cfp"
+    CONFIRM = "confirm"
+    DISCONFIRM = "disconfirm"
+    FAILURE = "failure"
+    INFORM = "inform"
+    INFORM_IF = "inform-if"
+    INFORM_REF = "inform-ref"
+    NOT_UNDERSTOOD = "not-understood"
+    PROPAGATE = "propagate"
+    PROPOSE = "propose"
+    PROXY = "proxy"
+    QUERY_IF = "query-if"
+    QUERY_REF = "query-ref"
+    REFUSE = "refuse"
+    REJECT_PROPOSAL = "reject-proposal"
+    REQUEST = "request"
+    REQUEST_WHEN = "request-when"
+    REQUEST_WHENEVER = "request-whenever"
+    SUBSCRIBE = "subscribe"
+
+
+_HEADER_TEXT = re.compile(r"[\x20-\x7e]{1,1024}")
+_HEADER_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,127}")
+_VERSION = re.compile(r"[0-9]{1,4}\.[0-9]{1,4}")
+
+
+def _header_text(value: str) -> str:
+    if not _HEADER_TEXT.fullmatch(value):
+        raise ValueError("must be 1-1024 printable ASCII characters (it travels in a header)")
+    return value
+
+
+def _utc(value: datetime) -> datetime:
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+Id = Annotated[str, AfterValidator(validate_id)]
+HeaderText = Annotated[str, AfterValidator(_header_text)]
+Dotted = Annotated[str, AfterValidator(validate_topic)]
+UtcTime = Annotated[datetime, AfterValidator(_utc)]
+
+
+class ACLMessage(BaseModel):
+    """One FIPA ACL message with aclbus' transport fields.
+
+    Only ``performative`` and ``sender_id`` are required; ``message_id`` (a UUIDv7) and
+    ``timestamp`` (now, UTC) are filled in. Ids are 1-128 ASCII letters, digits, ``_`` or ``-``.
+
+    Attributes:
+        message_id: Unique id of this message; the dedup key (``Nats-Msg-Id``).
+        correlation_id: The conversation this message belongs to (FIPA ``conversation-id``).
+        reply_to: The agent that replies should go to, when not the sender.
+        timestamp: When the message was made (UTC).
+        ttl: Seconds the message stays valid after ``timestamp`` (at least 1 s); None: forever.
+        priority: 0 (lowest) to 9 (highest); 4 is normal.
+        retry_count: How many times the sender has already sent this message.
+        sender_id: The agent that sent it.
+        receiver_id: The agent it is for, for one receiver.
+        receivers: All receivers, for an act addressed to several agents.
+        message_type: An application type, dotted (``task.request``).
+        performative: The communicative act.
+        payload: The content: any JSON value (a pydantic model is encoded with its JSON dump).
+        topic: The dotted topic it was published on, for topic traffic.
+        routing_key: A key that orders or routes related messages (kept in order per key).
+        reply_with: An expression the receiver quotes in ``in_reply_to``.
+        in_reply_to: The ``reply_with`` (or ``message_id``) of the message this answers.
+        reply_by: The latest time a reply is useful (UTC).
+        protocol: The interaction protocol (``fipa-request``, ``fipa-contract-net``).
+        language: The language of the content.
+        ontology: The ontology that gives the content its meaning.
+        acl_version: The envelope version, ``major.minor``.
+        headers: Application headers (lower-case names, not ``ce-``, ``acl-`` or ``nats-``).
+        extensions: Fields of a newer minor version this library does not know, kept as read.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="forbid", validate_default=False)
+
+    message_id: Id = Field(default_factory=new_id)
+    correlation_id: Id | None = None
+    reply_to: Id | None = None
+    timestamp: UtcTime = Field(default_factory=_now)
+    ttl: float | None = Field(default=None, ge=MIN_TTL_SECONDS)
+    priority: int = Field(default=4, ge=0, le=9)
+    retry_count: int = Field(default=0, ge=0)
+    sender_id: Id
+    receiver_id: Id | None = None
+    receivers: tuple[Id, ...] = ()
+    message_type: Dotted | None = None
+    performative: Performative
+    payload: Any = None
+    topic: Dotted | None = None
+    routing_key: HeaderText | None = None
+    reply_with: Id | None = None
+    in_reply_to: Id | None = None
+    reply_by: UtcTime | None = None
+    protocol: Id | None = None
+    language: HeaderText | None = None
+    ontology: HeaderText | None = None
+    acl_version: str = ACL_VERSION
+    headers: dict[str, HeaderText] = Field(default_factory=dict)
+    extensions: dict[str, HeaderText] = Field(default_factory=dict)
+
+    @field_validator("acl_version")
+    @classmethod
+    def _check_version(cls, value: str) -> str:
+        if not _VERSION.fullmatch(value):
+            raise ValueError("must be major.minor, like '1.0'")
+        return value
+
+    @field_validator("headers", "extensions")
+    @classmethod
+    def _check_header_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if not _HEADER_NAME.fullmatch(name):
+                raise ValueError(
+                    f"header name {name!r} must be lower-case letters, digits, '_' or '-'"
+                )
+        return value
+
+    @field_validator("headers")
+    @classmethod
+    def _check_reserved(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if name.startswith(RESERVED_HEADER_PREFIXES):
+                raise ValueError(f"header name {name!r} uses a prefix reserved for the envelope")
+        return value
+
+    @property
+    def expires_at(self) -> datetime | None:
+        """When the message expires (``timestamp + ttl``), or None if it never does."""
+        return None if self.ttl is None else self.timestamp + timedelta(seconds=self.ttl)
+
+    def is_expired(self, now: datetime | None = None) -> bool:
+        """Tell whether the message's TTL has run out at ``now`` (default: the current time)."""
+        if self.ttl is None:
+            return False
+        return (now or _now()) >= self.timestamp + timedelta(seconds=self.ttl)
+
+    @property
+    def all_receivers(self) -> tuple[str, ...]:
+        """``receiver_id`` followed by ``receivers``, without repeats."""
+        if self.receiver_id is None:
+            return self.receivers
+        return (self.receiver_id, *(r for r in self.receivers if r != self.receiver_id))
+
+    def reply(
+        self,
+        performative: Performative | str,
+        payload: Any = None,
+        **fields: Any,
+    ) -> ACLMessage:
+        """Build the reply to this message, with JADE ``createReply`` semantics.
+
+        The reply goes to ``reply_to`` or else the sender; it comes from this message's
+        receiver; it keeps the conversation (``correlation_id``, or this ``message_id`` when the
+        conversation had no id), ``protocol``, ``language``, ``ontology`` and ``priority``; its
+        ``in_reply_to`` is this message's ``reply_with``, or its ``message_id``. It gets a new
+        ``message_id`` and ``timestamp``.
+
+        Args:
+            performative: The act of the reply.
+            payload: The reply's content.
+            **fields: Any other field to set or override (``sender_id`` is required when this
+                message had no single receiver, e.g. a broadcast).
+
+        Raises:
+            ValueError: No sender can be derived and none was given.
+        """
+        sender = fields.pop("sender_id", None) or self.receiver_id
+        if sender is None:
+            raise ValueError(
+                "reply() needs sender_id=...: the original message has no single receiver_id"
+            )
+        values: dict[str, Any] = {
+            "performative": performative,
+            "payload": payload,
+            "sender_id": sender,
+            "receiver_id": self.reply_to or self.sender_id,
+            "correlation_id": self.correlation_id or self.message_id,
+            "in_reply_to": self.reply_with or self.message_id,
+            "protocol": self.protocol,
+            "language": self.language,
+            "ontology": self.ontology,
+            "priority": self.priority,
+        }
+        values.update(fields)
+        return ACLMessage(**values)

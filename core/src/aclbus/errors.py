@@ -1,0 +1,150 @@
+"""The exception hierarchy of aclbus: every error aclbus raises derives from `ACLBusError`.
+
+Each error says what was wrong, with the offending value (secrets masked) and, where there is
+one, what to do about it.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ACLBusError",
+    "ACLDecodeError",
+    "BackendClosed",
+    "CapabilityError",
+    "ConfigurationError",
+    "InvalidIdentifier",
+    "MessageTooLarge",
+    "NoResponders",
+    "NoStream",
+    "PluginError",
+    "RequestTimeout",
+    "UnknownBackend",
+    "UnsupportedVersion",
+]
+
+
+def _show(value: object, limit: int = 80) -> str:
+    """Quote a bad value for an error message, cut so that a huge input stays readable."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class ACLBusError(Exception):
+    """Root of every error raised by aclbus."""
+
+
+class ConfigurationError(ACLBusError):
+    """Settings or arguments that cannot work together."""
+
+
+class ACLDecodeError(ACLBusError, ValueError):
+    """A message on the wire (headers or body) that is not a valid ACL message.
+
+    Attributes:
+        field: The header or field that is wrong (``"ce-id"``, ``"acl-priority"``, ``"body"``).
+        problem: What is wrong with it, in words.
+    """
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        self.problem = problem
+        super().__init__(f"{field}: {problem}")
+
+
+class UnsupportedVersion(ACLDecodeError):
+    """A message whose ``acl-version`` major number this library does not speak."""
+
+    def __init__(self, version: str, supported: str) -> None:
+        self.version = version
+        self.supported = supported
+        super().__init__(
+            "acl-version",
+            f"major version of {version!r} is not supported (this library speaks {supported}); "
+            "upgrade aclbus to read it",
+        )
+
+
+class InvalidIdentifier(ACLBusError, ValueError):
+    """An agent, group or topic id that is not a safe subject token.
+
+    Attributes:
+        kind: What the id names (``"agent id"``, ``"group"``, ``"topic"``).
+        value: The offending value.
+    """
+
+    def __init__(self, kind: str, value: object, reason: str) -> None:
+        self.kind = kind
+        self.value = value
+        super().__init__(f"invalid {kind} {_show(value)}: {reason}")
+
+
+class MessageTooLarge(ACLBusError, ValueError):
+    """An encoded message larger than the configured (or the server's) limit."""
+
+    def __init__(self, size: int, limit: int, what: str = "message") -> None:
+        self.size = size
+        self.limit = limit
+        super().__init__(
+            f"{what} is {size} bytes, over the limit of {limit} bytes; send it as a stream "
+            "or raise ACLBUS_MAX_MESSAGE_BYTES (and the server's max_payload)"
+        )
+
+
+class RequestTimeout(ACLBusError, TimeoutError):
+    """No reply arrived within the request's timeout."""
+
+    def __init__(self, subject: str, timeout: float) -> None:
+        self.subject = subject
+        self.timeout = timeout
+        super().__init__(f"no reply on {subject!r} within {timeout:g} s")
+
+
+class NoResponders(ACLBusError):
+    """A request found nobody listening: it failed at once instead of timing out."""
+
+    def __init__(self, subject: str) -> None:
+        self.subject = subject
+        super().__init__(f"no responders on {subject!r}: no agent is serving it")
+
+
+class NoStream(ACLBusError):
+    """A persistent publish to a subject that no stream captures."""
+
+    def __init__(self, subject: str) -> None:
+        self.subject = subject
+        super().__init__(
+            f"no stream captures subject {subject!r}: provision a stream for it "
+            "or publish with delivery mode at_most_once"
+        )
+
+
+class BackendClosed(ACLBusError):
+    """An operation on a backend (or bus) that is not connected."""
+
+
+class UnknownBackend(ConfigurationError):
+    """``ACLBUS_BACKEND`` names a backend that no installed plugin registers."""
+
+    def __init__(self, name: str, installed: list[str]) -> None:
+        self.name = name
+        self.installed = installed
+        hint = f' Install it with: pip install "aclbus[{name}]"' if name.isidentifier() else ""
+        super().__init__(
+            f"Unknown backend {name!r}. Installed: {', '.join(sorted(installed)) or 'none'}.{hint}"
+        )
+
+
+class CapabilityError(ConfigurationError):
+    """A plugin or feature needs a capability that the configured backend lacks."""
+
+    def __init__(self, who: str, backend: str, missing: list[str]) -> None:
+        self.who = who
+        self.backend = backend
+        self.missing = missing
+        super().__init__(
+            f"{who} needs {', '.join(missing)}, which backend {backend!r} does not provide"
+        )
+
+
+class PluginError(ACLBusError):
+    """A plugin that cannot be loaded or that broke a hook's contract."""

@@ -1,0 +1,177 @@
+"""Names of subjects, streams and durable consumers, all derived from validated ids.
+
+Every subject aclbus uses comes from this module, so the mapping documented in
+``docs/wire-format.md`` has one source. Ids (agents, groups, topic tokens, the prefix) are
+1 to 128 ASCII letters, digits, ``_`` or ``-``: safe as NATS subject tokens, JetStream consumer
+names, Kafka topic parts and KV keys alike.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+from aclbus.errors import InvalidIdentifier
+
+__all__ = [
+    "MAX_ID_LENGTH",
+    "Subjects",
+    "TrafficClass",
+    "subject_matches",
+    "validate_id",
+    "validate_topic",
+]
+
+MAX_ID_LENGTH = 128
+_ID = re.compile(r"[A-Za-z0-9_-]+")
+# Nearly every id on the hot path is one seen before: remember the good ones.
+_known_ids: set[str] = set()
+_KNOWN_IDS_CAP = 100_000
+
+
+def _reason(value: str) -> str:
+    if not value:
+        return "it is empty"
+    if len(value) > MAX_ID_LENGTH:
+        return f"it is {len(value)} characters long, over {MAX_ID_LENGTH}"
+    bad = next(ch for ch in value if not _ID.fullmatch(ch))
+    if bad in ".*>":
+        what = f"{bad!r} is a subject separator or wildcard"
+    elif bad.isspace():
+        what = "whitespace is not allowed"
+    elif not bad.isprintable() or ord(bad) > 127:
+        what = f"character {bad!r} (U+{ord(bad):04X}) is not plain ASCII"
+    else:
+        what = f"character {bad!r} is not allowed"
+    return f"{what}; use 1-{MAX_ID_LENGTH} ASCII letters, digits, '_' or '-'"
+
+
+def validate_id(value: object, kind: str = "agent id") -> str:
+    """Return ``value`` if it is a valid id, else raise `InvalidIdentifier` saying why.
+
+    Args:
+        value: The candidate id.
+        kind: What the id names, for the error message.
+
+    Raises:
+        InvalidIdentifier: Not a string, empty, too long, or with a character outside
+            ``[A-Za-z0-9_-]``.
+    """
+    if value.__class__ is str and value in _known_ids:
+        return value  # type: ignore[return-value]
+    if not isinstance(value, str):
+        raise InvalidIdentifier(kind, value, f"expected a string, got {type(value).__name__}")
+    if len(value) > MAX_ID_LENGTH or not _ID.fullmatch(value):
+        raise InvalidIdentifier(kind, value, _reason(value))
+    if len(_known_ids) < _KNOWN_IDS_CAP:
+        _known_ids.add(value)
+    return value
+
+
+def validate_topic(value: object, *, pattern: bool = False) -> str:
+    """Return a dotted topic (``orders.eu.created``) if every token is a valid id.
+
+    Args:
+        value: The candidate topic.
+        pattern: Allow the wildcards ``*`` (one token) and ``>`` (the rest, last token only),
+            as in a subscription.
+
+    Raises:
+        InvalidIdentifier: An empty token, a bad character, or a misplaced wildcard.
+    """
+    if not isinstance(value, str) or not value:
+        raise InvalidIdentifier("topic", value, "expected a non-empty dotted string")
+    tokens = value.split(".")
+    for i, token in enumerate(tokens):
+        if pattern and token == "*":
+            continue
+        if pattern and token == ">":
+            if i != len(tokens) - 1:
+                raise InvalidIdentifier("topic", value, "'>' is only allowed as the last token")
+            continue
+        try:
+            validate_id(token, "topic token")
+        except InvalidIdentifier as exc:
+            raise InvalidIdentifier("topic", value, f"token {i + 1}: {exc}") from None
+    return value
+
+
+def subject_matches(pattern: str, subject: str) -> bool:
+    """Tell whether a NATS-style subject pattern (``*`` and ``>`` wildcards) matches a subject."""
+    if pattern == subject:
+        return True
+    p_tokens = pattern.split(".")
+    s_tokens = subject.split(".")
+    for i, p in enumerate(p_tokens):
+        if p == ">":
+            return len(s_tokens) > i
+        if i >= len(s_tokens) or (p != "*" and p != s_tokens[i]):
+            return False
+    return len(p_tokens) == len(s_tokens)
+
+
+class TrafficClass(StrEnum):
+    """The classes of traffic; on a persistent backend each has a stream of its own."""
+
+    INBOX = "agent"
+    BROADCAST = "broadcast"
+    GROUP = "group"
+    TOPIC = "topic"
+    DLQ = "dlq"
+
+
+@dataclass(frozen=True, slots=True)
+class Subjects:
+    """Subject and stream names under one prefix (``ACLBUS_SUBJECT_PREFIX``, default ``aclbus``).
+
+    Args:
+        prefix: The first token of every subject, and the stem of every stream name, so that
+            several deployments can share one server.
+    """
+
+    prefix: str = "aclbus"
+
+    def __post_init__(self) -> None:
+        validate_id(self.prefix, "subject prefix")
+
+    def inbox(self, agent: str) -> str:
+        """The durable inbox of an agent: ``{prefix}.agent.{agent}``."""
+        return f"{self.prefix}.agent.{validate_id(agent)}"
+
+    def rpc(self, agent: str) -> str:
+        """The request-reply subject of an agent (not persisted): ``{prefix}.rpc.{agent}``."""
+        return f"{self.prefix}.rpc.{validate_id(agent)}"
+
+    @property
+    def broadcast(self) -> str:
+        """The subject every agent listens to: ``{prefix}.broadcast``."""
+        return f"{self.prefix}.broadcast"
+
+    def group(self, group: str) -> str:
+        """A multicast group: ``{prefix}.group.{group}``."""
+        return f"{self.prefix}.group.{validate_id(group, 'group')}"
+
+    def topic(self, topic: str, *, pattern: bool = False) -> str:
+        """A topic, or a topic pattern for a subscription: ``{prefix}.topic.{topic}``."""
+        return f"{self.prefix}.topic.{validate_topic(topic, pattern=pattern)}"
+
+    def dlq(self, origin: str) -> str:
+        """The dead-letter subject for messages that failed on ``origin``: ``{prefix}.dlq.{origin}``."""
+        return f"{self.prefix}.dlq.{validate_id(origin, 'dead-letter origin')}"
+
+    def stream(self, traffic: TrafficClass) -> str:
+        """The stream name of a traffic class: ``{PREFIX}_{CLASS}`` (``ACLBUS_AGENT``)."""
+        return f"{self.prefix.upper().replace('-', '_')}_{traffic.name}"
+
+    def stream_subjects(self, traffic: TrafficClass) -> tuple[str, ...]:
+        """The subjects a traffic class's stream captures."""
+        if traffic is TrafficClass.BROADCAST:
+            return (self.broadcast,)
+        if traffic is TrafficClass.TOPIC:
+            return (f"{self.prefix}.topic.>",)
+        return (f"{self.prefix}.{traffic.value}.*",)
+
+    def durable(self, kind: str, *names: str) -> str:
+        """A durable consumer name: ``{prefix}-{kind}-{name}-…`` (no dots, as JetStream needs)."""
+        return "-".join((self.prefix, kind, *(validate_id(n, "consumer name") for n in names)))

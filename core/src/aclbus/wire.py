@@ -1,0 +1,296 @@
+"""The wire format: an `ACLMessage` as headers plus a body, and back (``docs/wire-format.md``).
+
+CloudEvents binary mode carries the identity of the message (``ce-id``, ``ce-source``,
+``ce-type``, ``ce-specversion``, ``ce-time``); ``acl-*`` headers carry the other envelope fields,
+named after the field (``reply_with`` → ``acl-reply-with``); ``content-type`` picks the codec of
+the body, which holds the payload alone. Decoding checks every header itself and builds the
+message without validating it twice; any problem is an `ACLDecodeError` naming the header.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Final
+
+from aclbus.acl import (
+    _HEADER_NAME,
+    _HEADER_TEXT,
+    _VERSION,
+    ACL_VERSION,
+    MIN_TTL_SECONDS,
+    ACLMessage,
+    Performative,
+)
+from aclbus.codec import JSON, CodecRegistry
+from aclbus.errors import ACLDecodeError, InvalidIdentifier, MessageTooLarge, UnsupportedVersion
+from aclbus.subjects import validate_id, validate_topic
+
+__all__ = [
+    "CE_SPECVERSION",
+    "CE_TYPE_PREFIX",
+    "decode",
+    "encode",
+    "encoded_size",
+]
+
+CE_SPECVERSION: Final = "1.0"
+CE_TYPE_PREFIX: Final = "fipa.acl."
+_MAJOR: Final = ACL_VERSION.split(".", 1)[0]
+
+_PERFORMATIVE_BY_TYPE: Final = {CE_TYPE_PREFIX + p.value: p for p in Performative}
+_TYPE_BY_PERFORMATIVE: Final = {p: t for t, p in _PERFORMATIVE_BY_TYPE.items()}
+
+
+def _fmt_time(value: datetime) -> str:
+    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def encode(
+    msg: ACLMessage,
+    codecs: CodecRegistry,
+    *,
+    content_type: str | None = None,
+    max_bytes: int | None = None,
+) -> tuple[dict[str, str], bytes]:
+    """Encode a message as ``(headers, body)``.
+
+    Args:
+        msg: The message.
+        codecs: Where the body's codec is found.
+        content_type: The body's content type; the registry's default when None.
+        max_bytes: The largest encoded size (headers and body) allowed, or None.
+
+    Raises:
+        EncodeError: The payload cannot be encoded by the codec.
+        MessageTooLarge: The encoded message is over ``max_bytes``.
+    """
+    codec = codecs.get(content_type) if content_type else codecs.default
+    body = codec.encode(msg.payload)
+    headers = {
+        "ce-specversion": CE_SPECVERSION,
+        "ce-id": msg.message_id,
+        "ce-source": msg.sender_id,
+        "ce-type": _TYPE_BY_PERFORMATIVE[msg.performative],
+        "ce-time": _fmt_time(msg.timestamp),
+        "content-type": codec.content_type,
+        "acl-version": msg.acl_version,
+    }
+    if msg.receiver_id is not None:
+        headers["acl-receiver-id"] = msg.receiver_id
+    if msg.receivers:
+        headers["acl-receivers"] = ",".join(msg.receivers)
+    if msg.priority != 4:
+        headers["acl-priority"] = str(msg.priority)
+    if msg.retry_count:
+        headers["acl-retry-count"] = str(msg.retry_count)
+    if msg.ttl is not None:
+        headers["acl-ttl"] = repr(float(msg.ttl))
+    if msg.reply_by is not None:
+        headers["acl-reply-by"] = _fmt_time(msg.reply_by)
+    for name in _TEXT_FIELDS:
+        value = getattr(msg, name)
+        if value is not None:
+            headers[_TEXT_FIELDS[name]] = value
+    for name, value in msg.extensions.items():
+        headers.setdefault("acl-" + name, value)
+    if msg.headers:
+        headers.update(msg.headers)
+    if max_bytes is not None:
+        size = encoded_size(headers, body)
+        if size > max_bytes:
+            raise MessageTooLarge(size, max_bytes)
+    return headers, body
+
+
+def encoded_size(headers: Mapping[str, str], body: bytes) -> int:
+    """The size of a message on the NATS wire: body plus the header block."""
+    # NATS/1.0\r\n + "name: value\r\n" per header + \r\n
+    return len(body) + 12 + sum(len(k) + len(v) + 4 for k, v in headers.items())
+
+
+def decode(
+    headers: Mapping[str, str] | None,
+    body: bytes,
+    codecs: CodecRegistry,
+    *,
+    max_bytes: int | None = None,
+) -> ACLMessage:
+    """Decode ``(headers, body)`` from the wire into an `ACLMessage`.
+
+    Header names are read case-insensitively. Unknown ``acl-*`` headers are kept in
+    ``extensions``; headers outside the ``ce-``/``acl-``/``nats-`` namespaces are kept in
+    ``headers``.
+
+    Raises:
+        ACLDecodeError: A header or the body is missing, malformed or out of range; its
+            ``field`` names which.
+        UnsupportedVersion: ``acl-version`` has a major version this library does not speak.
+    """
+    if max_bytes is not None and len(body) > max_bytes:
+        raise ACLDecodeError("body", f"{len(body)} bytes, over the limit of {max_bytes}")
+    if not headers:
+        raise ACLDecodeError("headers", "missing: an ACL message carries its envelope in headers")
+    try:
+        return _decode(headers, body, codecs)
+    except ACLDecodeError:
+        raise
+    except Exception as exc:  # a decoder must never raise anything else (hypothesis-tested)
+        raise ACLDecodeError("message", f"cannot be decoded: {type(exc).__name__}") from exc
+
+
+def _decode(headers: Mapping[str, str], body: bytes, codecs: CodecRegistry) -> ACLMessage:
+    h: dict[str, str] = {}
+    for k, v in headers.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise ACLDecodeError(str(k)[:64], "header names and values must be text")
+        h[k.lower()] = v
+
+    version = h.pop("acl-version", ACL_VERSION)
+    if not _VERSION.fullmatch(version):
+        raise ACLDecodeError("acl-version", f"must be major.minor, got {version[:32]!r}")
+    if version.split(".", 1)[0].lstrip("0") != _MAJOR:
+        raise UnsupportedVersion(version, f"{_MAJOR}.x")
+
+    spec = _required(h, "ce-specversion")
+    if spec != CE_SPECVERSION:
+        raise ACLDecodeError("ce-specversion", f"must be {CE_SPECVERSION!r}, got {spec[:32]!r}")
+    ce_type = _required(h, "ce-type")
+    performative = _PERFORMATIVE_BY_TYPE.get(ce_type)
+    if performative is None:
+        raise ACLDecodeError(
+            "ce-type", f"{ce_type[:64]!r} is not '{CE_TYPE_PREFIX}' + a FIPA performative"
+        )
+    fields: dict[str, Any] = {
+        "message_id": _id(h, "ce-id", required=True),
+        "sender_id": _id(h, "ce-source", required=True),
+        "performative": performative,
+        "acl_version": version,
+        "timestamp": _time(h, "ce-time") or datetime.now(UTC),
+    }
+    content_type = h.pop("content-type", JSON)
+    fields["payload"] = codecs.get(content_type).decode(body)
+
+    for name, header in _ID_FIELDS.items():
+        if header in h:
+            fields[name] = _id(h, header)
+    for name, header in _DOTTED_FIELDS.items():
+        if header in h:
+            fields[name] = _dotted(h, header)
+    for name, header in _FREE_TEXT_FIELDS.items():
+        if header in h:
+            fields[name] = _text(h, header)
+    if "acl-receivers" in h:
+        raw = h.pop("acl-receivers")
+        try:
+            fields["receivers"] = tuple(validate_id(r, "receiver") for r in raw.split(","))
+        except InvalidIdentifier as exc:
+            raise ACLDecodeError("acl-receivers", str(exc)) from None
+    if "acl-priority" in h:
+        fields["priority"] = _int(h, "acl-priority", 0, 9)
+    if "acl-retry-count" in h:
+        fields["retry_count"] = _int(h, "acl-retry-count", 0, 2**31)
+    if "acl-ttl" in h:
+        fields["ttl"] = _ttl(h)
+    if "acl-reply-by" in h:
+        fields["reply_by"] = _time(h, "acl-reply-by")
+
+    extensions: dict[str, str] = {}
+    app_headers: dict[str, str] = {}
+    for name, value in h.items():
+        if name.startswith("acl-"):
+            target, key = extensions, name[4:]
+        elif name.startswith(("ce-", "nats-")):
+            continue  # other CloudEvents attributes and the server's own headers
+        else:
+            target, key = app_headers, name
+        if not _HEADER_NAME.fullmatch(key) or not _HEADER_TEXT.fullmatch(value):
+            raise ACLDecodeError(name[:64], "header names and values must be printable ASCII")
+        target[key] = value
+    if extensions:
+        fields["extensions"] = extensions
+    if app_headers:
+        fields["headers"] = app_headers
+    return ACLMessage.model_construct(**fields)
+
+
+_ID_FIELDS: Final = {
+    "receiver_id": "acl-receiver-id",
+    "correlation_id": "acl-correlation-id",
+    "reply_to": "acl-reply-to",
+    "reply_with": "acl-reply-with",
+    "in_reply_to": "acl-in-reply-to",
+    "protocol": "acl-protocol",
+}
+_DOTTED_FIELDS: Final = {"message_type": "acl-message-type", "topic": "acl-topic"}
+_FREE_TEXT_FIELDS: Final = {
+    "routing_key": "acl-routing-key",
+    "language": "acl-language",
+    "ontology": "acl-ontology",
+}
+_TEXT_FIELDS: Final = {**_ID_FIELDS, **_DOTTED_FIELDS, **_FREE_TEXT_FIELDS}
+
+
+def _required(h: dict[str, str], header: str) -> str:
+    value = h.pop(header, None)
+    if value is None:
+        raise ACLDecodeError(header, "missing (required header)")
+    return value
+
+
+def _id(h: dict[str, str], header: str, *, required: bool = False) -> str:
+    value = _required(h, header) if required else h.pop(header)
+    return _checked(header, value, validate_id)
+
+
+def _dotted(h: dict[str, str], header: str) -> str:
+    return _checked(header, h.pop(header), validate_topic)
+
+
+def _checked(header: str, value: str, check: Callable[[str], str]) -> str:
+    try:
+        return check(value)
+    except InvalidIdentifier as exc:
+        raise ACLDecodeError(header, str(exc)) from None
+
+
+def _text(h: dict[str, str], header: str) -> str:
+    value = h.pop(header)
+    if not _HEADER_TEXT.fullmatch(value):
+        raise ACLDecodeError(header, "must be 1-1024 printable ASCII characters")
+    return value
+
+
+def _int(h: dict[str, str], header: str, low: int, high: int) -> int:
+    raw = h.pop(header)
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
+        raise ACLDecodeError(header, f"must be an integer from {low} to {high}, got {raw[:32]!r}")
+    return int(raw)
+
+
+def _ttl(h: dict[str, str]) -> float:
+    raw = h.pop("acl-ttl")
+    try:
+        ttl = float(raw)
+    except ValueError:
+        ttl = float("nan")
+    if not ttl >= MIN_TTL_SECONDS or ttl == float("inf"):
+        raise ACLDecodeError(
+            "acl-ttl", f"must be a number of seconds >= {MIN_TTL_SECONDS:g}, got {raw[:32]!r}"
+        )
+    return ttl
+
+
+def _time(h: dict[str, str], header: str) -> datetime | None:
+    raw = h.pop(header, None)
+    if raw is None:
+        return None
+    try:
+        value = datetime.fromisoformat(raw)
+    except ValueError:
+        raise ACLDecodeError(
+            header, f"must be an RFC 3339 time like 2026-01-31T12:00:00.000000Z, got {raw[:40]!r}"
+        ) from None
+    if value.tzinfo is None:
+        raise ACLDecodeError(header, f"must carry a time zone (Z for UTC), got {raw[:40]!r}")
+    return value.astimezone(UTC)
