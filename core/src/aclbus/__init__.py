@@ -1,1 +1,93 @@
-"""aclbus: Agent Communication Language messaging for distributed AI agents."""
+"""aclbus: Agent Communication Language messaging for distributed AI agents.
+
+Agents talk point-to-point, by broadcast and by request-reply in a FIPA ACL envelope, over
+NATS JetStream, Kafka or the in-memory engine, chosen by configuration::
+
+    from aclbus import ACLMessage, Bus, Performative, Settings
+
+    async with Bus(Settings(backend="memory")) as bus:
+        ...
+"""
+
+from __future__ import annotations
+
+from aclbus.acl import ACL_VERSION, ACLMessage, Performative
+from aclbus.agent import Agent
+from aclbus.backend import (
+    Backend,
+    Capabilities,
+    DeliveryMode,
+    KeyValue,
+    KVConflict,
+    KVEntry,
+    KVSpec,
+    PublishAck,
+    Received,
+    StreamSpec,
+    Subscription,
+    SubscriptionSpec,
+)
+from aclbus.bus import Bus, BusStats
+from aclbus.codec import Codec, JsonCodec
+from aclbus.errors import (
+    ACLBusError,
+    ACLDecodeError,
+    BackendClosed,
+    CapabilityError,
+    ConfigurationError,
+    InvalidIdentifier,
+    MessageTooLarge,
+    NoResponders,
+    NoStream,
+    PluginError,
+    RequestTimeout,
+    UnknownBackend,
+    UnsupportedVersion,
+)
+from aclbus.middleware import Delivery, Middleware, Outgoing
+from aclbus.plugin import hookimpl
+from aclbus.settings import Settings
+
+__all__ = [
+    "ACL_VERSION",
+    "ACLBusError",
+    "ACLDecodeError",
+    "ACLMessage",
+    "Agent",
+    "Backend",
+    "BackendClosed",
+    "Bus",
+    "BusStats",
+    "Capabilities",
+    "CapabilityError",
+    "Codec",
+    "ConfigurationError",
+    "Delivery",
+    "DeliveryMode",
+    "InvalidIdentifier",
+    "JsonCodec",
+    "KVConflict",
+    "KVEntry",
+    "KVSpec",
+    "KeyValue",
+    "MessageTooLarge",
+    "Middleware",
+    "NoResponders",
+    "NoStream",
+    "Outgoing",
+    "Performative",
+    "PluginError",
+    "PublishAck",
+    "Received",
+    "RequestTimeout",
+    "Settings",
+    "StreamSpec",
+    "Subscription",
+    "SubscriptionSpec",
+    "UnknownBackend",
+    "UnsupportedVersion",
+    "__version__",
+    "hookimpl",
+]
+
+__version__ = "0.1.0"

@@ -1,0 +1,487 @@
+"""The Bus: settings, plugins and a backend wired together, with the messaging patterns on top.
+
+Outbound: user call → publish/request middleware chain → encode → backend. Inbound: backend →
+decode → consume middleware chain → the agent's handler → ack. Both chains are composed once
+when the bus starts; with no plugin middleware they are direct calls.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import asdict, dataclass
+from types import TracebackType
+from typing import Any, Self
+
+from aclbus import wire
+from aclbus.acl import ACLMessage, Performative
+from aclbus.agent import Agent, call_handler
+from aclbus.backend import (
+    Backend,
+    DeliveryMode,
+    PublishAck,
+    Received,
+    StreamSpec,
+)
+from aclbus.errors import (
+    ACLDecodeError,
+    BackendClosed,
+    CapabilityError,
+    ConfigurationError,
+    UnknownBackend,
+    UnsupportedVersion,
+)
+from aclbus.middleware import (
+    ConsumeNext,
+    Delivery,
+    Middleware,
+    Outgoing,
+    PublishNext,
+    RequestNext,
+    compose,
+)
+from aclbus.plugin.manager import PluginManager
+from aclbus.settings import Settings
+from aclbus.subjects import Subjects, TrafficClass, validate_id
+
+__all__ = ["Bus", "BusStats"]
+
+log = logging.getLogger("aclbus")
+
+
+@dataclass(slots=True)
+class BusStats:
+    """Counters of one bus since it was made.
+
+    Attributes:
+        published: Messages published (each receiver of a send counts once).
+        requests: Requests sent.
+        delivered: Deliveries received by this bus' agents.
+        handled: Deliveries a handler finished without raising.
+        failed: Deliveries whose handler (or middleware) raised.
+        unhandled: Deliveries no handler matched.
+        decode_errors: Deliveries that were not valid ACL messages.
+        expired: Deliveries dropped because their TTL had run out.
+    """
+
+    published: int = 0
+    requests: int = 0
+    delivered: int = 0
+    handled: int = 0
+    failed: int = 0
+    unhandled: int = 0
+    decode_errors: int = 0
+    expired: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        """The counters as a plain dict."""
+        return asdict(self)
+
+
+class Bus:
+    """A connection to one backend, with agents, plugins and the messaging patterns.
+
+    Args:
+        settings: The settings; None reads the environment, ``.env`` and ``aclbus.toml``.
+        plugins: Extra plugin objects (with hookimpls), loaded after the installed ones.
+        backend: A backend to use instead of making the one ``settings.backend`` names.
+        entry_points: Whether to load plugins from the ``aclbus`` entry points.
+
+    Raises:
+        UnknownBackend: ``settings.backend`` names no registered backend.
+        CapabilityError: A plugin needs a capability the backend lacks.
+        PluginError: A plugin failed to load.
+
+    Example::
+
+        async with Bus(Settings(backend="memory")) as bus:
+            worker = bus.agent("worker")
+
+            @worker.on(Performative.REQUEST)
+            async def handle(msg: ACLMessage) -> ACLMessage:
+                return msg.reply(Performative.INFORM, payload={"ok": True})
+
+            await worker.start()
+            reply = await bus.request(ACLMessage(performative="request", sender_id="cli",
+                                                 receiver_id="worker"))
+    """
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        plugins: Sequence[object] = (),
+        backend: Backend | None = None,
+        entry_points: bool = True,
+    ) -> None:
+        self.settings = settings if settings is not None else Settings()
+        self.subjects = Subjects(self.settings.subject_prefix)
+        self.plugins = PluginManager(self.settings, plugins, entry_points=entry_points)
+        self.codecs = self.plugins.codecs()
+        self.backend = backend if backend is not None else self._make_backend()
+        self._check_capabilities()
+        self.stats = BusStats()
+        self.middlewares: list[Middleware] = []
+        self._agents: dict[str, Agent] = {}
+        self._started = False
+        self._request_slots = asyncio.Semaphore(self.settings.max_requests_in_flight)
+        self._publish_chain: PublishNext = self._publish_terminal
+        self._request_chain: RequestNext = self._request_terminal
+        self._consume_chain: ConsumeNext = self._dispatch
+
+    def _make_backend(self) -> Backend:
+        factories = self.plugins.backends()
+        factory = factories.get(self.settings.backend)
+        if factory is None:
+            raise UnknownBackend(self.settings.backend, list(factories))
+        return factory(self.settings)
+
+    def _check_capabilities(self) -> None:
+        for plugin, required in self.plugins.required_capabilities(self.settings):
+            missing = self.backend.capabilities.missing(required)
+            if missing:
+                raise CapabilityError(f"plugin {plugin!r}", self.backend.name, missing)
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    @property
+    def started(self) -> bool:
+        """True between `start` and `stop`."""
+        return self._started
+
+    async def start(self) -> None:
+        """Connect, provision the streams, build the middleware chains, start the agents."""
+        if self._started:
+            return
+        await self.backend.connect()
+        try:
+            if self.backend.capabilities.persistent:
+                for traffic in TrafficClass:
+                    await self.backend.provision(self._stream_spec(traffic))
+            self.middlewares = [
+                factory(self) for factory in self.plugins.middlewares(self.settings)
+            ]
+            self._publish_chain = compose(self.middlewares, "publish", self._publish_terminal)
+            self._request_chain = compose(self.middlewares, "request", self._request_terminal)
+            self._consume_chain = compose(self.middlewares, "consume", self._dispatch)
+            self._started = True
+            for agent in list(self._agents.values()):
+                await agent.start()
+            await self._lifecycle("aclbus_bus_started")
+        except BaseException:
+            self._started = False
+            await self.backend.close()
+            raise
+
+    async def stop(self) -> None:
+        """Stop the agents, then close the backend. Idempotent."""
+        if not self._started:
+            return
+        try:
+            await self._lifecycle("aclbus_bus_stopping")
+        finally:
+            for agent in list(self._agents.values()):
+                await agent.stop()
+            self._started = False
+            await self.backend.close()
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    async def _lifecycle(self, hook: str) -> None:
+        for result in self.plugins.call_lifecycle(hook, bus=self):
+            if inspect.isawaitable(result):
+                await result
+
+    def _stream_spec(self, traffic: TrafficClass) -> StreamSpec:
+        limits = self.settings.streams
+        return StreamSpec(
+            name=self.subjects.stream(traffic),
+            subjects=self.subjects.stream_subjects(traffic),
+            max_age=limits.max_age,
+            max_bytes=limits.max_bytes,
+            max_msgs=limits.max_msgs,
+            max_msg_size=self.settings.max_message_bytes,
+            duplicate_window=limits.duplicate_window,
+            storage="memory" if limits.storage == "memory" else "file",
+            replicas=limits.replicas,
+        )
+
+    # -- agents ----------------------------------------------------------------------------
+
+    def agent(self, agent_id: str) -> Agent:
+        """The agent ``agent_id`` of this bus, made on first use.
+
+        Agents made before the bus starts are started with it; one made while the bus runs
+        starts with ``await agent.start()``.
+        """
+        agent = self._agents.get(agent_id)
+        if agent is None:
+            agent = self._agents[agent_id] = Agent(self, agent_id)
+        return agent
+
+    @property
+    def agents(self) -> dict[str, Agent]:
+        """The agents of this bus, by id."""
+        return dict(self._agents)
+
+    async def remove_agent(self, agent_id: str) -> None:
+        """Stop an agent and forget it. Its durable inbox keeps its messages."""
+        agent = self._agents.pop(agent_id, None)
+        if agent is None:
+            raise KeyError(f"no agent {agent_id!r} on this bus")
+        await agent.stop()
+
+    # -- sending ---------------------------------------------------------------------------
+
+    async def send(
+        self, msg: ACLMessage, *, mode: DeliveryMode = DeliveryMode.AT_LEAST_ONCE
+    ) -> list[PublishAck]:
+        """Send ``msg`` to the inbox of each of its receivers.
+
+        Returns:
+            The broker's ack for each receiver, in ``msg.all_receivers`` order.
+
+        Raises:
+            ConfigurationError: The message names no receiver.
+            MessageTooLarge: The encoded message is over ``max_message_bytes``.
+        """
+        receivers = msg.all_receivers
+        if not receivers:
+            raise ConfigurationError("send() needs a message with receiver_id or receivers")
+        self._check_started()
+        if len(receivers) == 1:
+            return [
+                await self._publish_chain(Outgoing(msg, self.subjects.inbox(receivers[0]), mode))
+            ]
+        # One stream holds every inbox: each copy needs its own dedup key, or the second
+        # receiver's copy would be dropped as a duplicate of the first.
+        return [
+            await self._publish_chain(
+                Outgoing(msg, self.subjects.inbox(r), mode, msg_id=f"{msg.message_id}:{r}")
+            )
+            for r in receivers
+        ]
+
+    async def broadcast(self, msg: ACLMessage, *, mode: DeliveryMode | None = None) -> PublishAck:
+        """Send ``msg`` to every agent (in ``settings.broadcast_mode`` unless ``mode`` is set)."""
+        self._check_started()
+        out = Outgoing(msg, self.subjects.broadcast, mode or self.settings.broadcast_mode)
+        return await self._publish_chain(out)
+
+    async def request(self, msg: ACLMessage, *, timeout: float | None = None) -> ACLMessage:
+        """Send a request to ``msg.receiver_id`` and wait for its reply.
+
+        At most ``settings.max_requests_in_flight`` requests wait at once; more wait for a
+        slot (back-pressure instead of unbounded memory).
+
+        Raises:
+            NoResponders: No agent serves ``msg.receiver_id`` (raised at once).
+            RequestTimeout: No reply within ``timeout`` (default ``settings.request_timeout``).
+            ACLDecodeError: The reply is not a valid ACL message.
+        """
+        if msg.receiver_id is None:
+            raise ConfigurationError("request() needs a message with a receiver_id")
+        self._check_started()
+        out = Outgoing(
+            msg,
+            self.subjects.rpc(msg.receiver_id),
+            DeliveryMode.AT_MOST_ONCE,
+            timeout=timeout if timeout is not None else self.settings.request_timeout,
+        )
+        async with self._request_slots:
+            return await self._request_chain(out)
+
+    def _check_started(self) -> None:
+        if not self._started:
+            raise BackendClosed(
+                "the bus is not started: use `async with bus:` or `await bus.start()`"
+            )
+
+    def _encode(self, out: Outgoing) -> tuple[dict[str, str], bytes]:
+        headers, body = wire.encode(
+            out.message, self.codecs, max_bytes=self.settings.max_message_bytes
+        )
+        if out.headers:
+            headers.update(out.headers)
+        return headers, body
+
+    async def _publish_terminal(self, out: Outgoing) -> PublishAck:
+        headers, body = self._encode(out)
+        msg = out.message
+        persistent = out.mode is DeliveryMode.AT_LEAST_ONCE
+        ack = await self.backend.publish(
+            out.subject,
+            headers,
+            body,
+            mode=out.mode,
+            msg_id=(out.msg_id or msg.message_id) if persistent else None,
+            ttl=msg.ttl,
+        )
+        self.stats.published += 1
+        return ack
+
+    async def _request_terminal(self, out: Outgoing) -> ACLMessage:
+        headers, body = self._encode(out)
+        self.stats.requests += 1
+        reply = await self.backend.request(
+            out.subject, headers, body, timeout=out.timeout or self.settings.request_timeout
+        )
+        return wire.decode(reply.headers, reply.body, self.codecs)
+
+    # -- receiving -------------------------------------------------------------------------
+
+    def _delivery_handler(self, agent: Agent) -> Callable[[Received], Awaitable[None]]:
+        """The function the backend calls with each delivery for ``agent``."""
+        agent_id = agent.id
+
+        async def on_delivery(received: Received) -> None:
+            self.stats.delivered += 1
+            try:
+                msg = wire.decode(
+                    received.headers,
+                    received.body,
+                    self.codecs,
+                    max_bytes=self.settings.max_message_bytes,
+                )
+            except ACLDecodeError as exc:
+                await self._refuse(received, agent_id, exc)
+                return
+            if msg.ttl is not None and msg.is_expired():
+                self.stats.expired += 1
+                await received.term("expired")
+                return
+            delivery = Delivery(msg, received, agent_id)
+            try:
+                await self._consume_chain(delivery)
+            except Exception as exc:
+                self.stats.failed += 1
+                log.warning(
+                    "agent %s: handling message %s failed: %s: %s",
+                    agent_id,
+                    msg.message_id,
+                    type(exc).__name__,
+                    exc,
+                )
+                await self._fail(delivery, exc)
+
+        return on_delivery
+
+    async def _dispatch(self, delivery: Delivery) -> None:
+        """The innermost step of the consume chain: route to a handler, send its reply, ack."""
+        agent = self._agents.get(delivery.agent)
+        route = agent.route(delivery.message) if agent is not None else None
+        if route is None:
+            self.stats.unhandled += 1
+            await self._not_understood(delivery, "no handler for this message")
+            await delivery.ack()
+            return
+        result = await call_handler(route, delivery)
+        if result is not None:
+            await self._send_result(result, delivery.received)
+        self.stats.handled += 1
+        if delivery.received.settled is None:
+            await delivery.ack()
+
+    async def _send_result(self, result: ACLMessage, received: Received) -> None:
+        if not isinstance(result, ACLMessage):
+            raise TypeError(f"a handler returned {type(result).__name__}, not an ACLMessage")
+        if received.reply:
+            await self._publish_chain(Outgoing(result, received.reply, DeliveryMode.AT_MOST_ONCE))
+        elif result.all_receivers:
+            await self.send(result)
+        else:
+            raise ConfigurationError("a handler's reply names no receiver and nobody awaits it")
+
+    async def _fail(self, delivery: Delivery, exc: Exception) -> None:
+        """A handler raised: answer a waiting requester with ``failure``, then terminate."""
+        reason = f"{type(exc).__name__}: {exc}"[:500]
+        if delivery.received.reply:
+            msg = delivery.message
+            failure = msg.reply(
+                Performative.FAILURE,
+                payload={"error": type(exc).__name__, "message": str(exc)[:500]},
+                sender_id=msg.receiver_id or delivery.agent,
+            )
+            try:
+                await self._publish_chain(
+                    Outgoing(failure, delivery.received.reply, DeliveryMode.AT_MOST_ONCE)
+                )
+            except Exception:
+                log.exception("agent %s: could not send the failure reply", delivery.agent)
+        await delivery.term(reason)
+
+    async def _refuse(self, received: Received, agent_id: str, exc: ACLDecodeError) -> None:
+        """A delivery that is not a valid message: terminate it, tell the sender if we can."""
+        self.stats.decode_errors += 1
+        log.warning(
+            "agent %s: refused a malformed message on %s: %s", agent_id, received.subject, exc
+        )
+        await received.term(f"malformed: {exc}"[:500])
+        if isinstance(exc, UnsupportedVersion) or received.reply:
+            await self._answer_not_understood(received, agent_id, str(exc))
+
+    async def _not_understood(self, delivery: Delivery, reason: str) -> None:
+        msg = delivery.message
+        if (
+            msg.performative is Performative.NOT_UNDERSTOOD
+            or delivery.subject == self.subjects.broadcast
+        ):
+            return  # never answer a not-understood, nor a broadcast nobody here handles
+        reply = msg.reply(
+            Performative.NOT_UNDERSTOOD,
+            payload={"reason": reason, "performative": msg.performative.value},
+            sender_id=delivery.agent,
+        )
+        await self._send_result(reply, delivery.received)
+
+    async def _answer_not_understood(self, received: Received, agent_id: str, reason: str) -> None:
+        sender = _header(received, "ce-source")
+        try:
+            receiver = validate_id(sender) if sender is not None else None
+        except ValueError:
+            receiver = None
+        if receiver is None and not received.reply:
+            return
+        msg_id = _header(received, "ce-id")
+        reply = ACLMessage(
+            performative=Performative.NOT_UNDERSTOOD,
+            sender_id=agent_id,
+            receiver_id=receiver,
+            payload={"reason": reason, "message_id": msg_id},
+        )
+        try:
+            await self._send_result(reply, received)
+        except Exception as exc:
+            log.warning("agent %s: could not answer not-understood: %s", agent_id, exc)
+
+    # -- introspection ---------------------------------------------------------------------
+
+    async def describe(self) -> dict[str, Any]:
+        """What ``aclbus doctor`` shows: settings (secrets masked), plugins, backend facts."""
+        return {
+            "settings": self.settings.masked(),
+            "backend": self.backend.name,
+            "capabilities": self.backend.capabilities.names(),
+            "plugins": [p.name for p in self.plugins.info()],
+            "server": await self.backend.describe() if self._started else {},
+            "stats": self.stats.as_dict(),
+        }
+
+
+def _header(received: Received, name: str) -> str | None:
+    for key, value in received.headers.items():
+        if key.lower() == name:
+            return value
+    return None

@@ -1,0 +1,182 @@
+"""Middleware: async objects that plugins put around publishing, consuming and requesting.
+
+A plugin returns middleware factories from the ``aclbus_middlewares`` hook. The bus makes one
+middleware per factory at start and composes the chains once: the first middleware is the
+outermost, so it enters first and leaves last. A middleware overrides only the methods it
+needs; a method it does not override is left out of that chain entirely, so with no plugin the
+chain is a direct call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from aclbus.acl import ACLMessage
+from aclbus.backend import DeliveryMode, PublishAck, Received
+
+if TYPE_CHECKING:
+    from aclbus.bus import Bus
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+__all__ = [
+    "ConsumeNext",
+    "Delivery",
+    "Middleware",
+    "MiddlewareFactory",
+    "Outgoing",
+    "PublishNext",
+    "RequestNext",
+    "compose",
+]
+
+
+@dataclass(slots=True)
+class Outgoing:
+    """A message on its way out, before it is encoded.
+
+    Middleware may replace ``message`` (messages are immutable: use ``model_copy``) or add
+    transport ``headers`` (trace context, signatures); the envelope's own headers are made
+    from ``message`` after the chain.
+
+    Attributes:
+        message: The message.
+        subject: Where it goes.
+        mode: Its delivery mode.
+        headers: Extra transport headers, sent beside the envelope's.
+        timeout: For a request, seconds to wait for the reply.
+        msg_id: The broker's dedup key for a persistent publish; None: ``message.message_id``.
+    """
+
+    message: ACLMessage
+    subject: str
+    mode: DeliveryMode = DeliveryMode.AT_LEAST_ONCE
+    headers: dict[str, str] = field(default_factory=dict)
+    timeout: float | None = None
+    msg_id: str | None = None
+
+
+class Delivery:
+    """A decoded message handed to an agent, with the means to settle it.
+
+    A handler that takes a second parameter receives this object, to settle the message
+    itself (``nack(delay=...)`` to retry later, ``term(reason)`` to give up, ``in_progress()``
+    while working long). Unsettled after the handler returns, it is acknowledged.
+
+    Attributes:
+        message: The decoded message.
+        received: The backend's delivery (subject, headers, body as sent).
+        agent: The id of the agent it was delivered to.
+    """
+
+    __slots__ = ("agent", "message", "received", "state")
+
+    def __init__(self, message: ACLMessage, received: Received, agent: str) -> None:
+        self.message = message
+        self.received = received
+        self.agent = agent
+        self.state: dict[str, Any] = {}
+        """Scratch space for middleware to pass data to inner middleware and the handler."""
+
+    @property
+    def attempt(self) -> int:
+        """Which delivery of this message this is, from 1."""
+        return self.received.attempt
+
+    @property
+    def sequence(self) -> int | None:
+        """The message's sequence in its stream (None when not persisted)."""
+        return self.received.sequence
+
+    @property
+    def subject(self) -> str:
+        """The subject the message arrived on."""
+        return self.received.subject
+
+    @property
+    def headers(self) -> Mapping[str, str]:
+        """The transport headers as received."""
+        return self.received.headers
+
+    @property
+    def settled(self) -> str | None:
+        """``"ack"``, ``"nack"`` or ``"term"`` once settled, else None."""
+        return self.received.settled
+
+    async def ack(self) -> None:
+        """Acknowledge the message."""
+        await self.received.ack()
+
+    async def nack(self, delay: float | None = None) -> None:
+        """Ask for redelivery after ``delay`` seconds (at once when None)."""
+        await self.received.nack(delay)
+
+    async def term(self, reason: str | None = None) -> None:
+        """Give up on the message; it is not delivered again."""
+        await self.received.term(reason)
+
+    async def in_progress(self) -> None:
+        """Restart the ack timer: the handler is still working."""
+        await self.received.in_progress()
+
+
+PublishNext = Callable[[Outgoing], Awaitable[PublishAck]]
+ConsumeNext = Callable[[Delivery], Awaitable[None]]
+RequestNext = Callable[[Outgoing], Awaitable[ACLMessage]]
+
+
+class Middleware:
+    """Base class of middleware: every method passes straight through.
+
+    Override any of them; call ``call_next`` to go on inward, or do not to stop the message
+    (a consume middleware that stops it must settle the delivery).
+    """
+
+    async def publish(self, out: Outgoing, call_next: PublishNext) -> PublishAck:
+        """Around every publish (send, broadcast, reply to an inbox)."""
+        return await call_next(out)
+
+    async def consume(self, delivery: Delivery, call_next: ConsumeNext) -> None:
+        """Around every handled delivery, after decoding and before the handler."""
+        await call_next(delivery)
+
+    async def request(self, out: Outgoing, call_next: RequestNext) -> ACLMessage:
+        """Around every request; returns the reply."""
+        return await call_next(out)
+
+
+MiddlewareFactory = Callable[["Bus"], Middleware]
+"""Makes a middleware for a bus; called once when the bus starts."""
+
+
+def compose(
+    middlewares: Sequence[Middleware],
+    method: str,
+    terminal: Callable[[T], Awaitable[R]],
+) -> Callable[[T], Awaitable[R]]:
+    """Wrap ``terminal`` in the middlewares' ``method``, the first middleware outermost.
+
+    Middlewares that do not override ``method`` are skipped, so an empty chain is
+    ``terminal`` itself.
+    """
+    call = terminal
+    base = getattr(Middleware, method)
+    for mw in reversed(middlewares):
+        impl = getattr(type(mw), method, base)
+        if impl is base:
+            continue
+        call = _bind(getattr(mw, method), call)
+    return call
+
+
+def _bind(
+    step: Callable[[T, Callable[[T], Awaitable[R]]], Awaitable[R]],
+    call_next: Callable[[T], Awaitable[R]],
+) -> Callable[[T], Awaitable[R]]:
+    async def call(value: T) -> R:
+        return await step(value, call_next)
+
+    return call

@@ -1,0 +1,126 @@
+"""The hook specifications: every hook a plugin may implement.
+
+Registration hooks take a ``register`` callback rather than returning lists, so that an error
+in what a plugin registers names that plugin. ``docs/plugins.md`` documents each hook under its
+exact signature; a test keeps the page and this module in step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING
+
+import pluggy
+
+from aclbus.plugin import PROJECT
+
+if TYPE_CHECKING:
+    from aclbus.backend import BackendFactory, Capabilities
+    from aclbus.bus import Bus
+    from aclbus.codec import Codec
+    from aclbus.middleware import MiddlewareFactory
+    from aclbus.settings import Settings
+
+__all__ = [
+    "BackendRegister",
+    "CodecRegister",
+    "aclbus_bus_started",
+    "aclbus_bus_stopping",
+    "aclbus_middlewares",
+    "aclbus_register_backends",
+    "aclbus_register_codecs",
+    "aclbus_required_capabilities",
+]
+
+_spec = pluggy.HookspecMarker(PROJECT)
+
+BackendRegister = Callable[[str, "BackendFactory"], None]
+"""``register(name, factory)``: offer a backend under ``name`` (what ``ACLBUS_BACKEND`` names)."""
+
+CodecRegister = Callable[["Codec"], None]
+"""``register(codec)``: offer a body codec for its ``content_type``."""
+
+
+@_spec
+def aclbus_register_backends(register: BackendRegister) -> None:
+    """Register backend factories by name.
+
+    Args:
+        register: Call ``register("nats", NatsBackend)``; the factory is called with the
+            bus' `Settings` and returns a `Backend`. Two plugins registering one name is an
+            error naming both.
+
+    .. versionadded:: 0.1
+    """
+
+
+@_spec
+def aclbus_register_codecs(register: CodecRegister) -> None:
+    """Register body codecs, one per content type.
+
+    Args:
+        register: Call ``register(MsgpackCodec())``; the codec's ``content_type`` is its key.
+
+    .. versionadded:: 0.1
+    """
+
+
+@_spec
+def aclbus_middlewares(settings: Settings) -> Sequence[MiddlewareFactory]:
+    """Return middleware factories for a bus.
+
+    The results of all plugins are joined in hook call order; the first factory makes the
+    outermost middleware. Use ``tryfirst``/``trylast`` on the hookimpl to move a plugin's
+    middleware out or in; nothing else orders them.
+
+    Args:
+        settings: The bus' settings, to decide what (if anything) to add.
+
+    Returns:
+        Factories ``Callable[[Bus], Middleware]``, each called once when the bus starts.
+
+    .. versionadded:: 0.1
+    """
+    return ()
+
+
+@_spec
+def aclbus_required_capabilities(settings: Settings) -> Capabilities | None:
+    """Declare what the plugin needs from the backend.
+
+    A bus whose backend lacks a capability a plugin requires refuses to start, naming the
+    plugin, the backend and the missing capabilities.
+
+    Args:
+        settings: The bus' settings (a plugin may need more when configured so).
+
+    Returns:
+        The capabilities needed, or None for none.
+
+    .. versionadded:: 0.1
+    """
+    return None
+
+
+@_spec
+def aclbus_bus_started(bus: Bus) -> Awaitable[None] | None:
+    """Called when a bus has connected, provisioned and started its agents.
+
+    Args:
+        bus: The bus; an implementation may return an awaitable, which the bus awaits.
+
+    .. versionadded:: 0.1
+    """
+    return None
+
+
+@_spec
+def aclbus_bus_stopping(bus: Bus) -> Awaitable[None] | None:
+    """Called when a bus begins to stop, before its agents and backend are stopped.
+
+    Args:
+        bus: The bus; an implementation may return an awaitable, which the bus awaits.
+
+    .. versionadded:: 0.1
+    """
+    return None

@@ -1,0 +1,64 @@
+from __future__ import annotations
+
+import aclbus
+
+# The public API is a promise: changing this list is a decision, not an accident.
+PUBLIC = [
+    "ACL_VERSION",
+    "ACLBusError",
+    "ACLDecodeError",
+    "ACLMessage",
+    "Agent",
+    "Backend",
+    "BackendClosed",
+    "Bus",
+    "BusStats",
+    "Capabilities",
+    "CapabilityError",
+    "Codec",
+    "ConfigurationError",
+    "Delivery",
+    "DeliveryMode",
+    "InvalidIdentifier",
+    "JsonCodec",
+    "KVConflict",
+    "KVEntry",
+    "KVSpec",
+    "KeyValue",
+    "MessageTooLarge",
+    "Middleware",
+    "NoResponders",
+    "NoStream",
+    "Outgoing",
+    "Performative",
+    "PluginError",
+    "PublishAck",
+    "Received",
+    "RequestTimeout",
+    "Settings",
+    "StreamSpec",
+    "Subscription",
+    "SubscriptionSpec",
+    "UnknownBackend",
+    "UnsupportedVersion",
+    "__version__",
+    "hookimpl",
+]
+
+
+def test_all_is_pinned() -> None:
+    assert sorted(aclbus.__all__) == sorted(PUBLIC)
+
+
+def test_every_public_name_exists_and_is_documented() -> None:
+    for name in aclbus.__all__:
+        obj = getattr(aclbus, name)
+        if callable(obj) and not name.startswith("_") and name != "hookimpl":
+            assert obj.__doc__, f"aclbus.{name} has no docstring"
+
+
+def test_errors_share_one_root() -> None:
+    for name in aclbus.__all__:
+        obj = getattr(aclbus, name)
+        if isinstance(obj, type) and issubclass(obj, Exception):
+            assert issubclass(obj, aclbus.ACLBusError), name
