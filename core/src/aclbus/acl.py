@@ -29,7 +29,37 @@ ACL_VERSION: Final = "1.0"
 MIN_TTL_SECONDS: Final = 1.0
 """The shortest TTL: NATS' per-message TTL has a resolution of one second."""
 
-RESERVED_HEADER_PREFIXES: Final = ("ce-", "acl-", "nats-", "content-type")
+MAX_RETRY_COUNT: Final = 2**31 - 1
+"""The largest ``retry_count``: a signed 32-bit integer, so every client can hold it."""
+
+RESERVED_HEADER_PREFIXES: Final = ("ce-", "acl-", "nats-")
+"""Application header names may not start with these: they belong to the envelope/server."""
+
+RESERVED_HEADER_NAMES: Final = frozenset({"content-type"})
+"""Application header names the envelope uses outside the reserved prefixes."""
+
+ENVELOPE_EXTENSION_NAMES: Final = frozenset(
+    {
+        "version",
+        "receiver-id",
+        "receivers",
+        "priority",
+        "retry-count",
+        "ttl",
+        "reply-by",
+        "correlation-id",
+        "reply-to",
+        "reply-with",
+        "in-reply-to",
+        "protocol",
+        "message-type",
+        "topic",
+        "routing-key",
+        "language",
+        "ontology",
+    }
+)
+"""The ``acl-*`` headers of this version, without ``acl-``: not usable as ``extensions``."""
 
 
 class Performative(StrEnum):
@@ -59,19 +89,37 @@ class Performative(StrEnum):
     SUBSCRIBE = "subscribe"
 
 
-_HEADER_TEXT = re.compile(r"[\x20-\x7e]{1,1024}")
+# Printable ASCII, no space at either end: NATS clients trim a header value's outer whitespace.
+_HEADER_TEXT = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]{0,1022}[\x21-\x7e])?")
 _HEADER_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,127}")
 _VERSION = re.compile(r"[0-9]{1,4}\.[0-9]{1,4}")
 
 
 def _header_text(value: str) -> str:
     if not _HEADER_TEXT.fullmatch(value):
-        raise ValueError("must be 1-1024 printable ASCII characters (it travels in a header)")
+        raise ValueError(
+            "must be 1-1024 printable ASCII characters, without a space at either end "
+            "(it travels in a header)"
+        )
     return value
 
 
 def _utc(value: datetime) -> datetime:
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    """Return ``value`` in UTC; a naive time is taken to be UTC already."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=UTC)
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("is out of range once converted to UTC") from None
+
+
+def _plus_seconds(start: datetime, seconds: float) -> datetime:
+    """``start + seconds``, or the latest representable time when that overflows."""
+    try:
+        return start + timedelta(seconds=seconds)
+    except OverflowError:
+        return datetime.max.replace(tzinfo=UTC)
 
 
 def _now() -> datetime:
@@ -95,9 +143,10 @@ class ACLMessage(BaseModel):
         correlation_id: The conversation this message belongs to (FIPA ``conversation-id``).
         reply_to: The agent that replies should go to, when not the sender.
         timestamp: When the message was made (UTC).
-        ttl: Seconds the message stays valid after ``timestamp`` (at least 1 s); None: forever.
+        ttl: Seconds the message stays valid after ``timestamp`` (finite, at least 1 s);
+            None: forever.
         priority: 0 (lowest) to 9 (highest); 4 is normal.
-        retry_count: How many times the sender has already sent this message.
+        retry_count: How many times the sender has already sent this message (0 to 2**31-1).
         sender_id: The agent that sent it.
         receiver_id: The agent it is for, for one receiver.
         receivers: All receivers, for an act addressed to several agents.
@@ -113,8 +162,10 @@ class ACLMessage(BaseModel):
         language: The language of the content.
         ontology: The ontology that gives the content its meaning.
         acl_version: The envelope version, ``major.minor``.
-        headers: Application headers (lower-case names, not ``ce-``, ``acl-`` or ``nats-``).
-        extensions: Fields of a newer minor version this library does not know, kept as read.
+        headers: Application headers (lower-case names, not ``ce-``, ``acl-``, ``nats-`` or
+            ``content-type``).
+        extensions: Fields of a newer minor version this library does not know, kept as read
+            (names without ``acl-``, never one of this version's ``acl-*`` headers).
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid", validate_default=False)
@@ -123,9 +174,9 @@ class ACLMessage(BaseModel):
     correlation_id: Id | None = None
     reply_to: Id | None = None
     timestamp: UtcTime = Field(default_factory=_now)
-    ttl: float | None = Field(default=None, ge=MIN_TTL_SECONDS)
+    ttl: float | None = Field(default=None, ge=MIN_TTL_SECONDS, allow_inf_nan=False)
     priority: int = Field(default=4, ge=0, le=9)
-    retry_count: int = Field(default=0, ge=0)
+    retry_count: int = Field(default=0, ge=0, le=MAX_RETRY_COUNT)
     sender_id: Id
     receiver_id: Id | None = None
     receivers: tuple[Id, ...] = ()
@@ -157,7 +208,8 @@ class ACLMessage(BaseModel):
         for name in value:
             if not _HEADER_NAME.fullmatch(name):
                 raise ValueError(
-                    f"header name {name!r} must be lower-case letters, digits, '_' or '-'"
+                    f"header name {name[:140]!r} must be 1-128 lower-case ASCII letters, digits, "
+                    "'_' or '-', starting with a letter or digit"
                 )
         return value
 
@@ -165,20 +217,39 @@ class ACLMessage(BaseModel):
     @classmethod
     def _check_reserved(cls, value: dict[str, str]) -> dict[str, str]:
         for name in value:
-            if name.startswith(RESERVED_HEADER_PREFIXES):
-                raise ValueError(f"header name {name!r} uses a prefix reserved for the envelope")
+            if name.startswith(RESERVED_HEADER_PREFIXES) or name in RESERVED_HEADER_NAMES:
+                raise ValueError(f"header name {name!r} is reserved for the envelope")
+        return value
+
+    @field_validator("extensions")
+    @classmethod
+    def _check_extension_names(cls, value: dict[str, str]) -> dict[str, str]:
+        for name in value:
+            if name in ENVELOPE_EXTENSION_NAMES:
+                raise ValueError(
+                    f"extension {name!r} would be written as header 'acl-{name}', which is "
+                    "an envelope field of this version: set the field instead"
+                )
         return value
 
     @property
     def expires_at(self) -> datetime | None:
-        """When the message expires (``timestamp + ttl``), or None if it never does."""
-        return None if self.ttl is None else self.timestamp + timedelta(seconds=self.ttl)
+        """When the message expires (``timestamp + ttl``), or None if it never does.
+
+        A TTL that reaches past the year 9999 gives the latest time Python can hold.
+        """
+        return None if self.ttl is None else _plus_seconds(self.timestamp, self.ttl)
 
     def is_expired(self, now: datetime | None = None) -> bool:
-        """Tell whether the message's TTL has run out at ``now`` (default: the current time)."""
+        """Tell whether the message's TTL has run out at ``now`` (default: the current time).
+
+        Args:
+            now: The time to judge by; a naive time is taken to be UTC.
+        """
         if self.ttl is None:
             return False
-        return (now or _now()) >= self.timestamp + timedelta(seconds=self.ttl)
+        when = _now() if now is None else _utc(now)
+        return when >= _plus_seconds(self.timestamp, self.ttl)
 
     @property
     def all_receivers(self) -> tuple[str, ...]:
@@ -199,22 +270,29 @@ class ACLMessage(BaseModel):
         receiver; it keeps the conversation (``correlation_id``, or this ``message_id`` when the
         conversation had no id), ``protocol``, ``language``, ``ontology`` and ``priority``; its
         ``in_reply_to`` is this message's ``reply_with``, or its ``message_id``. It gets a new
-        ``message_id`` and ``timestamp``.
+        ``message_id`` and ``timestamp``; ``reply_to``, ``reply_with`` and ``reply_by`` are not
+        copied.
 
         Args:
             performative: The act of the reply.
             payload: The reply's content.
-            **fields: Any other field to set or override (``sender_id`` is required when this
-                message had no single receiver, e.g. a broadcast).
+            **fields: Any other field to set or override. ``sender_id`` is required when this
+                message did not have exactly one receiver (a broadcast, a group message, or one
+                addressed to several agents, where any of them may be the one replying).
 
         Raises:
             ValueError: No sender can be derived and none was given.
+            pydantic.ValidationError: A field of the reply is invalid.
         """
-        sender = fields.pop("sender_id", None) or self.receiver_id
+        sender = fields.pop("sender_id", None)
         if sender is None:
-            raise ValueError(
-                "reply() needs sender_id=...: the original message has no single receiver_id"
-            )
+            receivers = self.all_receivers
+            if len(receivers) != 1:
+                raise ValueError(
+                    "reply() needs sender_id=...: the original message has "
+                    f"{len(receivers) or 'no'} receivers, so the replying agent is not known"
+                )
+            sender = receivers[0]
         values: dict[str, Any] = {
             "performative": performative,
             "payload": payload,

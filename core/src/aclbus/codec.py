@@ -6,13 +6,15 @@ into the body bytes and back; it never sees the envelope, which travels in heade
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import math
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any, Protocol, runtime_checkable
 
 import orjson
 from pydantic import BaseModel
 
 from aclbus.errors import ACLBusError, ACLDecodeError
+from aclbus.plugin import hookimpl
 
 __all__ = [
     "JSON",
@@ -53,18 +55,57 @@ def _json_default(value: Any) -> Any:
     raise TypeError(f"type {type(value).__name__} is not JSON serializable")
 
 
+def _non_finite(value: Any, depth: int = 0) -> float | None:
+    """The first NaN or infinity inside ``value`` (which orjson would write as ``null``)."""
+    if isinstance(value, BaseModel):
+        value = value.model_dump()
+    elif hasattr(value, "tolist") and not isinstance(value, str | bytes):
+        value = value.tolist()  # numpy arrays and scalars
+    if isinstance(value, float):
+        return None if math.isfinite(value) else value
+    if depth > 256:  # deeper than orjson writes
+        return None
+    items: Iterable[Any]
+    if isinstance(value, dict):
+        items = value.values()
+    elif isinstance(value, list | tuple | set | frozenset):
+        items = value
+    else:
+        return None
+    for item in items:
+        found = _non_finite(item, depth + 1)
+        if found is not None:
+            return found
+    return None
+
+
 class JsonCodec:
-    """JSON through orjson. An empty body decodes to None; None encodes to ``null``."""
+    """JSON through orjson. An empty body decodes to None; None encodes to ``null``.
+
+    JSON has no NaN or infinity: a payload holding one is refused with `EncodeError` rather
+    than silently written as ``null`` (orjson's behaviour).
+    """
 
     content_type = JSON
     _OPTIONS = orjson.OPT_SERIALIZE_NUMPY | orjson.OPT_NON_STR_KEYS
 
     def encode(self, payload: Any) -> bytes:
-        """Encode ``payload`` as compact JSON (pydantic models through their JSON dump)."""
+        """Encode ``payload`` as compact JSON (pydantic models through their JSON dump).
+
+        Raises:
+            EncodeError: The payload holds a value JSON cannot express (an unknown type, an
+                integer beyond 64 bits, NaN or infinity, a lone surrogate in a string).
+        """
         try:
-            return orjson.dumps(payload, default=_json_default, option=self._OPTIONS)
+            body = orjson.dumps(payload, default=_json_default, option=self._OPTIONS)
         except (orjson.JSONEncodeError, TypeError) as exc:
             raise EncodeError(f"payload cannot be encoded as JSON: {exc}") from None
+        # orjson writes NaN and infinities as null: look for them only when a null was written.
+        if b"null" in body:
+            bad = _non_finite(payload)
+            if bad is not None:
+                raise EncodeError(f"payload cannot be encoded as JSON: {bad!r} is not a number")
+        return body
 
     def decode(self, body: bytes) -> Any:
         """Decode a JSON body; an empty one is None."""
@@ -133,3 +174,9 @@ CodecRegister = Callable[[Codec], None]
 
 def _normalise(content_type: str) -> str:
     return content_type.split(";", 1)[0].strip().lower()
+
+
+@hookimpl
+def aclbus_register_codecs(register: CodecRegister) -> None:
+    """Register the JSON codec: the core ships it as a default plugin."""
+    register(JsonCodec())

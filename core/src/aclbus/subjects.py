@@ -59,7 +59,7 @@ def validate_id(value: object, kind: str = "agent id") -> str:
             ``[A-Za-z0-9_-]``.
     """
     if value.__class__ is str and value in _known_ids:
-        return value  # type: ignore[return-value]
+        return value
     if not isinstance(value, str):
         raise InvalidIdentifier(kind, value, f"expected a string, got {type(value).__name__}")
     if len(value) > MAX_ID_LENGTH or not _ID.fullmatch(value):
@@ -157,12 +157,16 @@ class Subjects:
         return f"{self.prefix}.topic.{validate_topic(topic, pattern=pattern)}"
 
     def dlq(self, origin: str) -> str:
-        """The dead-letter subject for messages that failed on ``origin``: ``{prefix}.dlq.{origin}``."""
+        """Where messages that failed on ``origin`` go: ``{prefix}.dlq.{origin}``."""
         return f"{self.prefix}.dlq.{validate_id(origin, 'dead-letter origin')}"
 
     def stream(self, traffic: TrafficClass) -> str:
-        """The stream name of a traffic class: ``{PREFIX}_{CLASS}`` (``ACLBUS_AGENT``)."""
-        return f"{self.prefix.upper().replace('-', '_')}_{traffic.name}"
+        """The stream name of a traffic class: ``{PREFIX}_{TOKEN}``, upper-cased, ``-`` → ``_``.
+
+        ``TOKEN`` is the class's subject token, so the inbox stream is ``ACLBUS_AGENT`` and the
+        others ``ACLBUS_BROADCAST``, ``ACLBUS_GROUP``, ``ACLBUS_TOPIC``, ``ACLBUS_DLQ``.
+        """
+        return f"{self.prefix.upper().replace('-', '_')}_{traffic.value.upper()}"
 
     def stream_subjects(self, traffic: TrafficClass) -> tuple[str, ...]:
         """The subjects a traffic class's stream captures."""

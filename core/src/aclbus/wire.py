@@ -9,6 +9,8 @@ message without validating it twice; any problem is an `ACLDecodeError` naming t
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -18,11 +20,13 @@ from aclbus.acl import (
     _HEADER_TEXT,
     _VERSION,
     ACL_VERSION,
+    MAX_RETRY_COUNT,
     MIN_TTL_SECONDS,
     ACLMessage,
     Performative,
+    _utc,
 )
-from aclbus.codec import JSON, CodecRegistry
+from aclbus.codec import JSON, CodecRegistry, EncodeError
 from aclbus.errors import ACLDecodeError, InvalidIdentifier, MessageTooLarge, UnsupportedVersion
 from aclbus.subjects import validate_id, validate_topic
 
@@ -42,8 +46,22 @@ _PERFORMATIVE_BY_TYPE: Final = {CE_TYPE_PREFIX + p.value: p for p in Performativ
 _TYPE_BY_PERFORMATIVE: Final = {p: t for t, p in _PERFORMATIVE_BY_TYPE.items()}
 
 
+# RFC 3339 date-time (section 5.6): 'T', 't' or ' ' between date and time, any fraction, Z or
+# an offset. Digits are ASCII only.
+_RFC3339: Final = re.compile(
+    r"([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt ]([0-9]{2}:[0-9]{2}:[0-9]{2})(\.[0-9]+)?"
+    r"([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+# A decimal number of seconds: what JSON, Go's strconv and Python's repr(float) write.
+_DECIMAL: Final = re.compile(r"[0-9]{1,20}(?:\.[0-9]{1,20})?(?:[eE][+-]?[0-9]{1,3})?")
+_MAX_INT_DIGITS: Final = 10
+
+
 def _fmt_time(value: datetime) -> str:
-    return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    """RFC 3339 in UTC with microseconds: ``2026-01-31T12:00:00.000000Z``."""
+    if value.tzinfo is not UTC:
+        value = _utc(value)
+    return value.isoformat(timespec="microseconds")[:-6] + "Z"
 
 
 def encode(
@@ -62,10 +80,19 @@ def encode(
         max_bytes: The largest encoded size (headers and body) allowed, or None.
 
     Raises:
-        EncodeError: The payload cannot be encoded by the codec.
+        EncodeError: The payload cannot be encoded by the codec, or no codec is registered
+            for ``content_type``.
         MessageTooLarge: The encoded message is over ``max_bytes``.
     """
-    codec = codecs.get(content_type) if content_type else codecs.default
+    if content_type:
+        if content_type not in codecs:
+            raise EncodeError(
+                f"no codec for content type {content_type[:80]!r} (known: "
+                f"{', '.join(sorted(codecs)) or 'none'})"
+            )
+        codec = codecs.get(content_type)
+    else:
+        codec = codecs.default
     body = codec.encode(msg.payload)
     headers = {
         "ce-specversion": CE_SPECVERSION,
@@ -93,7 +120,7 @@ def encode(
         if value is not None:
             headers[_TEXT_FIELDS[name]] = value
     for name, value in msg.extensions.items():
-        headers.setdefault("acl-" + name, value)
+        headers["acl-" + name] = value  # never an envelope header: ACLMessage checks the names
     if msg.headers:
         headers.update(msg.headers)
     if max_bytes is not None:
@@ -104,9 +131,15 @@ def encode(
 
 
 def encoded_size(headers: Mapping[str, str], body: bytes) -> int:
-    """The size of a message on the NATS wire: body plus the header block."""
-    # NATS/1.0\r\n + "name: value\r\n" per header + \r\n
-    return len(body) + 12 + sum(len(k) + len(v) + 4 for k, v in headers.items())
+    r"""The size of a message on the NATS wire: body plus the header block.
+
+    This is the ``<total bytes>`` of the ``HPUB`` frame, the number NATS' ``max_payload``
+    limits: ``NATS/1.0\r\n``, then ``name: value\r\n`` per header, then ``\r\n``,
+    then the body. Header names and values are counted in UTF-8 bytes.
+    """
+    text = "".join(headers) + "".join(headers.values())
+    chars = len(text) if text.isascii() else len(text.encode(errors="replace"))
+    return len(body) + 12 + 4 * len(headers) + chars
 
 
 def decode(
@@ -118,33 +151,57 @@ def decode(
 ) -> ACLMessage:
     """Decode ``(headers, body)`` from the wire into an `ACLMessage`.
 
-    Header names are read case-insensitively. Unknown ``acl-*`` headers are kept in
-    ``extensions``; headers outside the ``ce-``/``acl-``/``nats-`` namespaces are kept in
-    ``headers``.
+    Header names are read case-insensitively and values without the spaces or tabs around
+    them (as NATS clients do). Unknown ``acl-*`` headers are kept in ``extensions``; headers
+    outside the ``ce-``/``acl-``/``nats-`` namespaces and ``content-type`` are kept in
+    ``headers``; other ``ce-*`` and all ``nats-*`` headers are ignored.
+
+    Args:
+        headers: The message's headers.
+        body: The message's body.
+        codecs: Where the body's codec is found (by ``content-type``; JSON when absent).
+        max_bytes: The largest size accepted, or None: `encoded_size` of the headers (except
+            ``nats-*`` ones, which the broker or backend adds) and the body, as ``encode``
+            checks it.
 
     Raises:
-        ACLDecodeError: A header or the body is missing, malformed or out of range; its
-            ``field`` names which.
+        ACLDecodeError: A header or the body is missing, malformed or out of range, or the
+            message is over ``max_bytes`` (field ``"message"``); its ``field`` names which.
         UnsupportedVersion: ``acl-version`` has a major version this library does not speak.
     """
-    if max_bytes is not None and len(body) > max_bytes:
-        raise ACLDecodeError("body", f"{len(body)} bytes, over the limit of {max_bytes}")
+    if max_bytes is not None and len(body) > max_bytes:  # cheap early refusal of a huge body
+        raise ACLDecodeError(
+            "message", f"{len(body)} bytes of body alone, over the limit of {max_bytes}"
+        )
     if not headers:
         raise ACLDecodeError("headers", "missing: an ACL message carries its envelope in headers")
     try:
-        return _decode(headers, body, codecs)
+        return _decode(headers, body, codecs, max_bytes)
     except ACLDecodeError:
         raise
     except Exception as exc:  # a decoder must never raise anything else (hypothesis-tested)
         raise ACLDecodeError("message", f"cannot be decoded: {type(exc).__name__}") from exc
 
 
-def _decode(headers: Mapping[str, str], body: bytes, codecs: CodecRegistry) -> ACLMessage:
+def _decode(
+    headers: Mapping[str, str], body: bytes, codecs: CodecRegistry, max_bytes: int | None
+) -> ACLMessage:
     h: dict[str, str] = {}
+    size = len(body) + 12  # as encoded_size counts, without the nats-* headers (see decode)
     for k, v in headers.items():
         if not isinstance(k, str) or not isinstance(v, str):
-            raise ACLDecodeError(str(k)[:64], "header names and values must be text")
-        h[k.lower()] = v
+            raise ACLDecodeError(_field(str(k)), "header names and values must be text")
+        key = k.lower()
+        value = v.strip(" \t")
+        if h.setdefault(key, value) != value:
+            raise ACLDecodeError(_field(key), "given twice with different values")
+        if not key.startswith("nats-"):
+            size += len(key) + 4 if key.isascii() else len(key.encode(errors="replace")) + 4
+            size += len(value) if value.isascii() else len(value.encode(errors="replace"))
+    if max_bytes is not None and size > max_bytes:
+        raise ACLDecodeError(
+            "message", f"{size} bytes (headers and body), over the limit of {max_bytes}"
+        )
 
     version = h.pop("acl-version", ACL_VERSION)
     if not _VERSION.fullmatch(version):
@@ -162,6 +219,7 @@ def _decode(headers: Mapping[str, str], body: bytes, codecs: CodecRegistry) -> A
             "ce-type", f"{ce_type[:64]!r} is not '{CE_TYPE_PREFIX}' + a FIPA performative"
         )
     fields: dict[str, Any] = {
+        **_FIELD_DEFAULTS,
         "message_id": _id(h, "ce-id", required=True),
         "sender_id": _id(h, "ce-source", required=True),
         "performative": performative,
@@ -189,7 +247,7 @@ def _decode(headers: Mapping[str, str], body: bytes, codecs: CodecRegistry) -> A
     if "acl-priority" in h:
         fields["priority"] = _int(h, "acl-priority", 0, 9)
     if "acl-retry-count" in h:
-        fields["retry_count"] = _int(h, "acl-retry-count", 0, 2**31)
+        fields["retry_count"] = _int(h, "acl-retry-count", 0, MAX_RETRY_COUNT)
     if "acl-ttl" in h:
         fields["ttl"] = _ttl(h)
     if "acl-reply-by" in h:
@@ -205,13 +263,24 @@ def _decode(headers: Mapping[str, str], body: bytes, codecs: CodecRegistry) -> A
         else:
             target, key = app_headers, name
         if not _HEADER_NAME.fullmatch(key) or not _HEADER_TEXT.fullmatch(value):
-            raise ACLDecodeError(name[:64], "header names and values must be printable ASCII")
+            raise ACLDecodeError(
+                _field(name),
+                "application header and extension names must be 1-128 of a-z, 0-9, '_', '-' "
+                "(starting with a letter or digit) and values 1-1024 printable ASCII characters",
+            )
         target[key] = value
-    if extensions:
-        fields["extensions"] = extensions
-    if app_headers:
-        fields["headers"] = app_headers
+    fields["extensions"] = extensions
+    fields["headers"] = app_headers
+    # Every field is given: model_construct then computes no default (5x faster).
     return ACLMessage.model_construct(**fields)
+
+
+# The defaults of the fields that have a constant one (not those made by a factory).
+_FIELD_DEFAULTS: Final = {
+    name: info.default
+    for name, info in ACLMessage.model_fields.items()
+    if not info.is_required() and info.default_factory is None
+}
 
 
 _ID_FIELDS: Final = {
@@ -229,6 +298,11 @@ _FREE_TEXT_FIELDS: Final = {
     "ontology": "acl-ontology",
 }
 _TEXT_FIELDS: Final = {**_ID_FIELDS, **_DOTTED_FIELDS, **_FREE_TEXT_FIELDS}
+
+
+def _field(name: str) -> str:
+    """A header name fit to name the field of an error: cut, and never empty."""
+    return name[:64] if name else "headers (an empty header name)"
 
 
 def _required(h: dict[str, str], header: str) -> str:
@@ -263,20 +337,22 @@ def _text(h: dict[str, str], header: str) -> str:
 
 def _int(h: dict[str, str], header: str, low: int, high: int) -> int:
     raw = h.pop(header)
-    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
+    if (
+        not (raw.isascii() and raw.isdigit())
+        or len(raw) > _MAX_INT_DIGITS
+        or not low <= int(raw) <= high
+    ):
         raise ACLDecodeError(header, f"must be an integer from {low} to {high}, got {raw[:32]!r}")
     return int(raw)
 
 
 def _ttl(h: dict[str, str]) -> float:
     raw = h.pop("acl-ttl")
-    try:
-        ttl = float(raw)
-    except ValueError:
-        ttl = float("nan")
-    if not ttl >= MIN_TTL_SECONDS or ttl == float("inf"):
+    ttl = float(raw) if _DECIMAL.fullmatch(raw) else math.nan
+    if not MIN_TTL_SECONDS <= ttl < math.inf:
         raise ACLDecodeError(
-            "acl-ttl", f"must be a number of seconds >= {MIN_TTL_SECONDS:g}, got {raw[:32]!r}"
+            "acl-ttl",
+            f"must be a finite decimal number of seconds >= {MIN_TTL_SECONDS:g}, got {raw[:32]!r}",
         )
     return ttl
 
@@ -285,12 +361,18 @@ def _time(h: dict[str, str], header: str) -> datetime | None:
     raw = h.pop(header, None)
     if raw is None:
         return None
+    match = _RFC3339.fullmatch(raw)
     try:
-        value = datetime.fromisoformat(raw)
-    except ValueError:
+        if match is None:
+            raise ValueError(raw)
+        date, clock, fraction, zone = match.groups()
+        zone = "+00:00" if zone in ("Z", "z") else zone
+        # Python keeps microseconds: cut longer fractions (Go writes nanoseconds).
+        value = datetime.fromisoformat(f"{date}T{clock}{(fraction or '')[:7]}{zone}")
+        return value.astimezone(UTC)
+    except (ValueError, OverflowError):
         raise ACLDecodeError(
-            header, f"must be an RFC 3339 time like 2026-01-31T12:00:00.000000Z, got {raw[:40]!r}"
+            header,
+            "must be an RFC 3339 date-time with a zone, like 2026-01-31T12:00:00.000000Z, "
+            f"got {raw[:40]!r}",
         ) from None
-    if value.tzinfo is None:
-        raise ACLDecodeError(header, f"must carry a time zone (Z for UTC), got {raw[:40]!r}")
-    return value.astimezone(UTC)

@@ -1,0 +1,239 @@
+"""Hypothesis properties of the wire format.
+
+(a) Any valid message survives ``decode(encode(m)) == m``.
+(b) ``decode`` given any headers and body either returns a valid message or raises
+    `ACLDecodeError`: nothing else, ever (a consumer must never crash on input).
+"""
+
+from __future__ import annotations
+
+import string
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from aclbus import wire
+from aclbus.acl import (
+    ENVELOPE_EXTENSION_NAMES,
+    MAX_RETRY_COUNT,
+    RESERVED_HEADER_NAMES,
+    RESERVED_HEADER_PREFIXES,
+    ACLMessage,
+    Performative,
+)
+from aclbus.codec import CodecRegistry, JsonCodec
+from aclbus.errors import ACLDecodeError
+
+CODECS = CodecRegistry([JsonCodec()])
+BOUNDED = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+# -- strategies for valid messages -------------------------------------------------------------
+
+ID_CHARS = string.ascii_letters + string.digits + "_-"
+ids = st.text(ID_CHARS, min_size=1, max_size=128)
+short_ids = st.text(ID_CHARS, min_size=1, max_size=12)
+dotted = st.lists(short_ids, min_size=1, max_size=6).map(".".join)
+
+PRINTABLE = "".join(chr(c) for c in range(0x20, 0x7F))
+VISIBLE = PRINTABLE[1:]  # no space
+header_text = st.one_of(
+    st.text(VISIBLE, min_size=1, max_size=1),
+    st.builds(
+        lambda a, mid, b: a + mid + b,
+        st.sampled_from(VISIBLE),
+        st.text(PRINTABLE, max_size=60),
+        st.sampled_from(VISIBLE),
+    ),
+    st.just("x" * 1024),
+)
+
+NAME_START = string.ascii_lowercase + string.digits
+NAME_CHARS = NAME_START + "_-"
+header_names = st.builds(
+    lambda first, rest: first + rest,
+    st.sampled_from(NAME_START),
+    st.text(NAME_CHARS, max_size=30),
+)
+app_header_names = header_names.filter(
+    lambda n: not n.startswith(RESERVED_HEADER_PREFIXES) and n not in RESERVED_HEADER_NAMES
+)
+extension_names = header_names.filter(lambda n: n not in ENVELOPE_EXTENSION_NAMES)
+
+offsets = st.integers(min_value=-(23 * 60 + 59), max_value=23 * 60 + 59).map(
+    lambda minutes: timezone(timedelta(minutes=minutes))
+)
+times = st.one_of(
+    st.datetimes(
+        min_value=datetime(2, 1, 1),
+        max_value=datetime(9998, 12, 31),
+        timezones=st.one_of(st.just(UTC), offsets),
+    ),
+    st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31)),  # naive = UTC
+)
+
+unicode_text = st.text(st.characters(exclude_categories=("Cs",)), max_size=40)
+json_scalars = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**63), max_value=2**64 - 1),
+    st.floats(allow_nan=False, allow_infinity=False),
+    unicode_text,
+)
+json_values = st.recursive(
+    json_scalars,
+    lambda children: st.one_of(
+        st.lists(children, max_size=5),
+        st.dictionaries(unicode_text, children, max_size=5),
+    ),
+    max_leaves=12,
+)
+
+versions = st.builds(
+    lambda zeros, minor: f"{'0' * zeros}1.{minor}",
+    st.integers(0, 3),
+    st.integers(0, 9999),
+)
+
+
+def optional(strategy: st.SearchStrategy[Any]) -> st.SearchStrategy[Any]:
+    return st.one_of(st.none(), strategy)
+
+
+messages = st.builds(
+    ACLMessage,
+    message_id=ids,
+    correlation_id=optional(ids),
+    reply_to=optional(ids),
+    timestamp=times,
+    ttl=optional(
+        st.one_of(
+            st.floats(min_value=1.0, allow_nan=False, allow_infinity=False),
+            st.integers(min_value=1, max_value=10**9),
+        )
+    ),
+    priority=st.integers(0, 9),
+    retry_count=st.integers(0, MAX_RETRY_COUNT),
+    sender_id=ids,
+    receiver_id=optional(ids),
+    receivers=st.lists(short_ids, max_size=5).map(tuple),
+    message_type=optional(dotted),
+    performative=st.sampled_from(Performative),
+    payload=json_values,
+    topic=optional(dotted),
+    routing_key=optional(header_text),
+    reply_with=optional(ids),
+    in_reply_to=optional(ids),
+    reply_by=optional(times),
+    protocol=optional(ids),
+    language=optional(header_text),
+    ontology=optional(header_text),
+    acl_version=versions,
+    headers=st.dictionaries(app_header_names, header_text, max_size=4),
+    extensions=st.dictionaries(extension_names, header_text, max_size=4),
+)
+
+
+@BOUNDED
+@given(messages, st.sampled_from([str.upper, str.title]))
+def test_decode_encode_round_trip(msg: ACLMessage, case: Any) -> None:
+    headers, body = wire.encode(msg, CODECS)
+    size = wire.encoded_size(headers, body)
+    decoded = wire.decode(headers, body, CODECS, max_bytes=size)
+    assert decoded == msg
+    assert wire.encode(decoded, CODECS) == (headers, body)
+    # Other clients write other cases (nats.go: Ce-Id): names are case-insensitive.
+    assert wire.decode({case(k): v for k, v in headers.items()}, body, CODECS) == msg
+
+
+# -- (b) decode never raises anything but ACLDecodeError ---------------------------------------
+
+KNOWN_HEADERS = [
+    "ce-specversion",
+    "ce-id",
+    "ce-source",
+    "ce-type",
+    "ce-time",
+    "content-type",
+    *(f"acl-{name}" for name in sorted(ENVELOPE_EXTENSION_NAMES)),
+    "acl-",
+    "nats-msg-id",
+]
+garbage_text = st.one_of(
+    st.text(max_size=40),  # any code point, surrogates and controls included
+    st.text(PRINTABLE, max_size=40),
+    st.sampled_from(
+        [
+            "",
+            " ",
+            "1.0",
+            "2.0",
+            "0",
+            "9",
+            "10",
+            "-1",
+            "1e400",
+            "inf",
+            "nan",
+            "2026-01-31T12:00:00Z",
+            "0001-01-01T00:00:00+23:59",
+            "9999-12-31T23:59:59-23:59",
+            "fipa.acl.inform",
+            "application/json",
+            "a,b",
+            "a..b",
+            "x" * 5000,
+            "9" * 5000,
+        ]
+    ),
+)
+garbage_names = st.one_of(st.sampled_from(KNOWN_HEADERS), st.text(max_size=20))
+garbage_headers = st.dictionaries(garbage_names, garbage_text, max_size=12)
+garbage_bodies = st.one_of(
+    st.binary(max_size=200),
+    json_values.map(lambda v: JsonCodec().encode(v)),
+    st.sampled_from([b"", b"null", b"NaN", b"1e400", b"[" * 2000, b'"\\ud800"']),
+)
+
+
+def check_decode(headers: Any, body: bytes, max_bytes: int | None = None) -> None:
+    error: ACLDecodeError | None = None
+    try:
+        msg = wire.decode(headers, body, CODECS, max_bytes=max_bytes)
+    except ACLDecodeError as exc:  # anything else fails the test
+        error = exc
+    if error is not None:
+        assert error.field  # it always names what was wrong
+        return
+    # Whatever decode returns is a message the model accepts, and it encodes again.
+    assert ACLMessage.model_validate(msg.model_dump()) == msg
+    assert wire.decode(*wire.encode(msg, CODECS), CODECS) == msg
+
+
+@BOUNDED
+@given(garbage_headers, garbage_bodies)
+def test_decode_of_garbage_only_raises_decode_errors(headers: dict[str, str], body: bytes) -> None:
+    check_decode(headers, body)
+
+
+@BOUNDED
+@given(
+    messages,
+    st.dictionaries(garbage_names, garbage_text, max_size=4),
+    st.lists(st.sampled_from(KNOWN_HEADERS), max_size=3),
+    st.one_of(st.none(), garbage_bodies),
+    st.one_of(st.none(), st.integers(0, 3000)),
+)
+def test_decode_of_damaged_messages_only_raises_decode_errors(
+    msg: ACLMessage,
+    replace: dict[str, str],
+    remove: list[str],
+    body: bytes | None,
+    max_bytes: int | None,
+) -> None:
+    headers, good_body = wire.encode(msg, CODECS)
+    headers.update(replace)
+    for name in remove:
+        headers.pop(name, None)
+    check_decode(headers, good_body if body is None else body, max_bytes)
