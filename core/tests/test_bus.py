@@ -267,3 +267,20 @@ async def test_lifecycle_hooks_and_middleware_see_the_bus() -> None:
     async with Bus(Settings(), plugins=[Plugin()]) as bus:
         await bus.send(_msg(receiver_id="nobody"))
     assert events == ["started", "publish aclbus.agent.nobody", "stopping"]
+
+
+async def test_headers_added_by_middleware_count_towards_the_size_limit() -> None:
+    class Fat(Middleware):
+        async def publish(self, out, call_next):  # type: ignore[no-untyped-def, override]
+            out.headers["x-fat"] = "y" * 600
+            return await call_next(out)
+
+    class Plugin:
+        @hookimpl
+        def aclbus_middlewares(self, settings: Settings) -> list[Any]:
+            return [lambda bus: Fat()]
+
+    async with Bus(Settings(max_message_bytes=1000), plugins=[Plugin()]) as bus:
+        await bus.send(_msg(receiver_id="a", payload="x" * 100))
+        with pytest.raises(MessageTooLarge):
+            await bus.send(_msg(receiver_id="a", payload="x" * 500))

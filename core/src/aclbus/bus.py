@@ -30,6 +30,7 @@ from aclbus.errors import (
     BackendClosed,
     CapabilityError,
     ConfigurationError,
+    MessageTooLarge,
     UnknownBackend,
     UnsupportedVersion,
 )
@@ -310,11 +311,15 @@ class Bus:
             )
 
     def _encode(self, out: Outgoing) -> tuple[dict[str, str], bytes]:
-        headers, body = wire.encode(
-            out.message, self.codecs, max_bytes=self.settings.max_message_bytes
-        )
-        if out.headers:
-            headers.update(out.headers)
+        limit = self.settings.max_message_bytes
+        if not out.headers:
+            return wire.encode(out.message, self.codecs, max_bytes=limit)
+        # Middleware headers travel too: the receiver counts them, so the limit must as well.
+        headers, body = wire.encode(out.message, self.codecs)
+        headers.update(out.headers)
+        size = wire.encoded_size(headers, body)
+        if size > limit:
+            raise MessageTooLarge(size, limit)
         return headers, body
 
     async def _publish_terminal(self, out: Outgoing) -> PublishAck:
