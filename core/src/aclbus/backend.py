@@ -101,9 +101,7 @@ class Capabilities:
     def missing(self, required: Capabilities) -> list[str]:
         """The names of the capabilities ``required`` asks for that this set lacks."""
         return [
-            f.name
-            for f in fields(self)
-            if getattr(required, f.name) and not getattr(self, f.name)
+            f.name for f in fields(self) if getattr(required, f.name) and not getattr(self, f.name)
         ]
 
     def names(self) -> list[str]:

@@ -160,6 +160,11 @@ class Bus:
         try:
             if self.backend.capabilities.persistent:
                 for traffic in TrafficClass:
+                    # A stream over at_most_once broadcasts would store them all the same.
+                    if traffic is TrafficClass.BROADCAST and (
+                        self.settings.broadcast_mode is DeliveryMode.AT_MOST_ONCE
+                    ):
+                        continue
                     await self.backend.provision(self._stream_spec(traffic))
             self.middlewares = [
                 factory(self) for factory in self.plugins.middlewares(self.settings)

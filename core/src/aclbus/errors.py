@@ -16,7 +16,9 @@ __all__ = [
     "MessageTooLarge",
     "NoResponders",
     "NoStream",
+    "PermissionDenied",
     "PluginError",
+    "PublishTimeout",
     "RequestTimeout",
     "UnknownBackend",
     "UnsupportedVersion",
@@ -116,6 +118,31 @@ class NoStream(ACLBusError):
             f"no stream captures subject {subject!r}: provision a stream for it "
             "or publish with delivery mode at_most_once"
         )
+
+
+class PublishTimeout(ACLBusError, TimeoutError):
+    """The broker did not confirm a persistent publish in time: it may or may not be stored.
+
+    Publish it again with the same message id: within the stream's dedup window the broker
+    stores it at most once.
+    """
+
+    def __init__(self, subject: str, timeout: float) -> None:
+        self.subject = subject
+        self.timeout = timeout
+        super().__init__(
+            f"no acknowledgement for the publish to {subject!r} within {timeout:g} s; "
+            "retry with the same message id (it is stored at most once)"
+        )
+
+
+class PermissionDenied(ACLBusError, PermissionError):
+    """The server refused an operation for lack of permission (publish or subscribe)."""
+
+    def __init__(self, operation: str, subject: str) -> None:
+        self.operation = operation
+        self.subject = subject
+        super().__init__(f"permission denied: {operation} on {subject!r}")
 
 
 class BackendClosed(ACLBusError):

@@ -48,7 +48,7 @@ class StreamLimits(BaseModel):
     """
 
     max_age: float | None = Field(default=7 * 24 * 3600.0, gt=0)
-    max_bytes: int | None = Field(default=1 << 30, gt=0)
+    max_bytes: int | None = Field(default=256 << 20, gt=0)
     max_msgs: int | None = Field(default=None, gt=0)
     duplicate_window: float = Field(default=120.0, gt=0)
     replicas: int = Field(default=1, ge=1, le=5)

@@ -1,0 +1,1 @@
+"""Backends shipped with the core: the in-memory engine (`aclbus.backends.memory`)."""

@@ -1,0 +1,424 @@
+"""`MemoryBackend`: the `Backend` contract, complete, in memory, with no server to run."""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import Mapping
+from types import MappingProxyType, TracebackType
+from typing import Any, ClassVar, Literal, Self
+
+from aclbus.backend import (
+    Backend,
+    Capabilities,
+    DeliveryHandler,
+    DeliveryMode,
+    KeyValue,
+    KVSpec,
+    PublishAck,
+    Reply,
+    StreamSpec,
+    Subscription,
+    SubscriptionSpec,
+)
+from aclbus.backends.memory.clock import Clock
+from aclbus.backends.memory.consumer import ConsumerInfo
+from aclbus.backends.memory.faults import FaultInjector, Faults
+from aclbus.backends.memory.kv import KVWatch, MemoryKeyValue
+from aclbus.backends.memory.matching import check_filter, check_subject
+from aclbus.backends.memory.server import MemoryServer
+from aclbus.backends.memory.stream import StreamInfo
+from aclbus.backends.memory.subscription import DeliverySource, MemorySubscription
+from aclbus.errors import (
+    BackendClosed,
+    ConfigurationError,
+    MessageTooLarge,
+    NoResponders,
+    RequestTimeout,
+)
+from aclbus.subjects import validate_id
+from aclbus.wire import encoded_size
+
+__all__ = ["MemoryBackend"]
+
+_ALO = DeliveryMode.AT_LEAST_ONCE
+_AMO = DeliveryMode.AT_MOST_ONCE
+_EVERYTHING = Capabilities(
+    persistent=True,
+    ack=True,
+    nack_delay=True,
+    term=True,
+    in_progress=True,
+    max_deliver=True,
+    backoff=True,
+    dedup_window=True,
+    ordered=True,
+    ttl=True,
+    kv=True,
+    request_reply=True,
+    queue_groups=True,
+    wildcards=True,
+    durable=True,
+    fault_injection=True,
+)
+
+
+def _check_spec(spec: SubscriptionSpec) -> None:
+    check_filter(spec.subject)
+    where = f"subscription to {spec.subject!r}"
+    if spec.mode not in (_ALO, _AMO):
+        raise ConfigurationError(f"{where}: unknown delivery mode {spec.mode!r}")
+    if spec.deliver not in ("all", "new"):
+        raise ConfigurationError(f"{where}: deliver={spec.deliver!r} must be 'all' or 'new'")
+    if spec.concurrency < 1:
+        raise ConfigurationError(f"{where}: concurrency={spec.concurrency!r} must be >= 1")
+    if not spec.ack_wait > 0:
+        raise ConfigurationError(f"{where}: ack_wait={spec.ack_wait!r} must be > 0 seconds")
+    if spec.max_deliver is not None and spec.max_deliver < 1:
+        raise ConfigurationError(f"{where}: max_deliver={spec.max_deliver!r} must be >= 1")
+    if spec.max_ack_pending < 1:
+        raise ConfigurationError(f"{where}: max_ack_pending={spec.max_ack_pending!r} must be >= 1")
+    if any(not delay > 0 for delay in spec.backoff):
+        raise ConfigurationError(f"{where}: every backoff step must be > 0, got {spec.backoff!r}")
+    if spec.durable is not None:
+        validate_id(spec.durable, "durable consumer name")
+    if spec.queue is not None:
+        validate_id(spec.queue, "queue group")
+
+
+class MemoryBackend(Backend):
+    """The in-memory engine: JetStream semantics and core NATS pub/sub, without a server.
+
+    Everything the contract promises holds here (acks, redelivery with backoff, ``max_deliver``,
+    durable consumers and queue groups, dedup window, limits, TTLs, KV, request-reply), on an
+    injectable `Clock` and with deterministic fault injection, so it serves both as the
+    reference the conformance kit is checked against and as a fast backend for test suites.
+
+    Args:
+        settings: The bus' settings; ``settings.memory.seed`` (and ``settings.memory.faults``,
+            if such a field exists) are used unless given as arguments here.
+        server: Join this `MemoryServer` (shared state, like a NATS server several processes
+            connect to); by default the backend makes a private one, shut down with it.
+        clock: The clock of a private server (default `SystemClock`).
+        faults: The faults a private server injects (default none).
+        seed: The seed of a private server's fault injector (default: the settings', or 0).
+        max_payload: The largest message, headers included, in bytes.
+
+    Raises:
+        ConfigurationError: ``clock``, ``faults`` or ``seed`` given together with ``server``
+            (they belong to the server), or ``max_payload`` below 1.
+
+    Example::
+
+        clock = ManualClock()
+        async with MemoryBackend(clock=clock) as backend:
+            await backend.provision(StreamSpec("ORDERS", ("orders.>",)))
+            ...
+    """
+
+    name: ClassVar[str] = "memory"
+    capabilities: ClassVar[Capabilities] = _EVERYTHING
+
+    def __init__(
+        self,
+        settings: object | None = None,
+        *,
+        server: MemoryServer | None = None,
+        clock: Clock | None = None,
+        faults: Faults | None = None,
+        seed: int | None = None,
+        max_payload: int = 1_048_576,
+    ) -> None:
+        if max_payload < 1:
+            raise ConfigurationError(f"max_payload={max_payload!r} must be at least 1 byte")
+        if server is not None:
+            if clock is not None or faults is not None or seed is not None:
+                raise ConfigurationError(
+                    "clock, faults and seed belong to the MemoryServer: pass them to "
+                    "MemoryServer(...), not to a MemoryBackend that joins it"
+                )
+            self._server = server
+            self._owns_server = False
+        else:
+            memory = getattr(settings, "memory", None)
+            if seed is None:
+                configured = getattr(memory, "seed", None)
+                seed = configured if isinstance(configured, int) else 0
+            if faults is None:
+                configured = getattr(memory, "faults", None)
+                faults = Faults.from_object(configured) if configured is not None else None
+            self._server = MemoryServer(clock=clock, faults=faults, seed=seed)
+            self._owns_server = True
+        self._max_payload = max_payload
+        self._state: Literal["new", "open", "closed"] = "new"
+        self._subscriptions: set[MemorySubscription] = set()
+        self._requests: set[asyncio.Future[Reply]] = set()
+        self._watches: weakref.WeakSet[KVWatch] = weakref.WeakSet()
+
+    # -- what tests reach for --------------------------------------------------------------
+
+    @property
+    def server(self) -> MemoryServer:
+        """The state this backend is connected to (pass it to another backend to share it)."""
+        return self._server
+
+    @property
+    def clock(self) -> Clock:
+        """The engine's clock."""
+        return self._server.clock
+
+    @property
+    def fault_injector(self) -> FaultInjector:
+        """The fault injector: set ``fault_injector.faults`` to change faults mid-test."""
+        return self._server.injector
+
+    @property
+    def max_payload(self) -> int:
+        """The largest message in bytes, headers included (the ``max_payload`` argument)."""
+        return self._max_payload
+
+    @property
+    def subscriptions(self) -> list[Subscription]:
+        """The active subscriptions made through this backend."""
+        return list(self._subscriptions)
+
+    def stream_info(self, name: str) -> StreamInfo:
+        """The state of stream ``name``: message count, bytes, first and last sequence.
+
+        Works before `connect` and after `close` too, for assertions.
+
+        Raises:
+            ConfigurationError: No stream ``name`` is provisioned.
+        """
+        return self._server.stream_info(name)
+
+    def consumer_info(self, stream: str, consumer: str) -> ConsumerInfo:
+        """The state of a consumer: pending, ack pending, delivery and redelivery counts.
+
+        ``consumer`` is the durable name, the queue group of a group without one, or
+        `MemorySubscription.consumer` for a subscription's own consumer.
+
+        Raises:
+            ConfigurationError: No such stream or consumer.
+        """
+        return self._server.consumer_info(stream, consumer)
+
+    # -- life ------------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Open the backend. Idempotent while open.
+
+        Raises:
+            BackendClosed: The backend was closed (make a new one; share state with
+                ``server=``), or its server was shut down.
+        """
+        if self._state == "closed":
+            raise BackendClosed(
+                "this memory backend was closed; make a new MemoryBackend "
+                "(pass server= to keep the streams and consumers)"
+            )
+        self._server.check_open()
+        self._state = "open"
+
+    async def close(self) -> None:
+        """Close the backend. Idempotent.
+
+        Stops every subscription (cancelling the handlers still running), fails the requests
+        still waiting with `BackendClosed`, ends the KV watches and shuts a private server
+        down. Durable consumers of a shared server keep their state.
+        """
+        if self._state == "closed":
+            return
+        self._state = "closed"
+        tasks = [task for sub in list(self._subscriptions) for task in sub.abort()]
+        for waiter in self._requests:
+            if not waiter.done():
+                waiter.set_exception(BackendClosed("the memory backend closed during a request"))
+        for watch in list(self._watches):
+            watch.close()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        if self._owns_server:
+            self._server.shutdown()
+
+    async def __aenter__(self) -> Self:
+        await self.connect()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.close()
+
+    def _check(self) -> None:
+        if self._state != "open":
+            raise BackendClosed(
+                "the memory backend is closed"
+                if self._state == "closed"
+                else "the memory backend is not connected: await backend.connect() first"
+            )
+
+    # -- the contract ----------------------------------------------------------------------
+
+    async def provision(self, spec: StreamSpec | KVSpec) -> None:
+        """Create a stream or KV bucket, or update it to ``spec`` (keeping its data).
+
+        Raises:
+            ConfigurationError: A bad name, subject or limit, or subjects overlapping
+                another stream's.
+            BackendClosed: Not connected.
+        """
+        self._check()
+        self._server.provision(spec)
+
+    def _checked(self, subject: str, headers: Mapping[str, str], body: bytes) -> tuple[bytes, int]:
+        check_subject(subject)
+        if type(body) is not bytes:
+            body = bytes(body)
+        size = encoded_size(headers, body)
+        if size > self._max_payload:
+            raise MessageTooLarge(size, self._max_payload, f"message on {subject!r}")
+        return body, size
+
+    async def publish(
+        self,
+        subject: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        *,
+        mode: DeliveryMode = _ALO,
+        msg_id: str | None = None,
+        ttl: float | None = None,
+        reply: str | None = None,
+    ) -> PublishAck:
+        """Publish one message: routed at once (``at_most_once``) or stored (``at_least_once``).
+
+        Args:
+            subject: Where to (no wildcards).
+            headers: Its headers (copied: later changes by the caller are not seen).
+            body: Its body.
+            mode: ``at_least_once`` stores it in the stream that captures ``subject``.
+            msg_id: The dedup key within the stream's ``duplicate_window``.
+            ttl: Seconds after which the stored message expires undelivered.
+            reply: A reply subject for the receivers (``at_most_once`` only: a stored
+                message carries none, as in JetStream).
+
+        Raises:
+            NoStream: ``at_least_once`` to a subject no stream captures.
+            MessageTooLarge: Over ``max_payload``, or over the stream's ``max_msg_size``.
+            ConfigurationError: A ``ttl`` on a stream that does not allow message TTLs.
+            InvalidIdentifier: An empty subject, an empty token or a wildcard in it.
+            BackendClosed: Not connected.
+        """
+        if self._state != "open":
+            self._check()
+        body, size = self._checked(subject, headers, body)
+        return self._server.publish(
+            subject,
+            MappingProxyType(dict(headers)),
+            body,
+            size,
+            mode=mode,
+            msg_id=msg_id,
+            ttl=ttl,
+            reply=reply,
+        )
+
+    async def subscribe(self, spec: SubscriptionSpec, handler: DeliveryHandler) -> Subscription:
+        """Start ``spec.concurrency`` workers delivering the messages of ``spec`` to ``handler``.
+
+        Returns:
+            A `MemorySubscription`.
+
+        Raises:
+            NoStream: ``at_least_once`` on a subject no stream stores.
+            ConfigurationError: An invalid spec, or a durable name already bound to another
+                subject.
+            BackendClosed: Not connected.
+        """
+        self._check()
+        _check_spec(spec)
+        source: DeliverySource
+        stream = consumer = None
+        if spec.mode == _AMO:
+            source = self._server.router.add(spec.subject, spec.queue)
+        else:
+            bound = self._server.consumer_for(spec)
+            source, stream, consumer = bound, bound.stream.name, bound.name
+        subscription = MemorySubscription(
+            spec,
+            handler,
+            source,
+            on_end=self._subscriptions.discard,
+            stream=stream,
+            consumer=consumer,
+        )
+        self._subscriptions.add(subscription)
+        subscription.start()
+        return subscription
+
+    async def request(
+        self, subject: str, headers: Mapping[str, str], body: bytes, *, timeout: float
+    ) -> Reply:
+        """Publish a request with a fresh ``_INBOX.*`` reply subject; wait for the first reply.
+
+        Raises:
+            NoResponders: No subscription matches ``subject`` (raised at once).
+            RequestTimeout: No reply within ``timeout`` seconds of the engine's clock.
+            ConfigurationError: ``timeout`` is not above 0.
+            BackendClosed: Not connected, or closed while waiting.
+        """
+        self._check()
+        body, _ = self._checked(subject, headers, body)
+        if not timeout > 0:
+            raise ConfigurationError(f"request timeout must be > 0 seconds, got {timeout!r}")
+        server = self._server
+        if not server.router.has_interest(subject):
+            raise NoResponders(subject)
+        inbox = server.new_inbox()
+        waiter: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
+
+        def expire() -> None:
+            if not waiter.done():
+                waiter.set_exception(RequestTimeout(subject, timeout))
+
+        server.expect_reply(inbox, waiter)
+        self._requests.add(waiter)
+        timer = server.clock.call_later(timeout, expire)
+        try:
+            server.router.route(subject, MappingProxyType(dict(headers)), body, inbox)
+            return await waiter
+        finally:
+            timer.cancel()
+            server.forget_reply(inbox)
+            self._requests.discard(waiter)
+
+    async def kv(self, bucket: str) -> KeyValue:
+        """The provisioned bucket ``bucket``.
+
+        Raises:
+            ConfigurationError: No such bucket is provisioned.
+            BackendClosed: Not connected.
+        """
+        self._check()
+        return MemoryKeyValue(
+            self._server.bucket(bucket),
+            check=self._check,
+            track=self._watches.add,
+            max_payload=self._max_payload,
+        )
+
+    async def describe(self) -> dict[str, Any]:
+        """Facts for ``aclbus doctor``: streams, consumers, buckets, subscriptions, faults."""
+        facts: dict[str, Any] = {
+            "backend": self.name,
+            "connected": self._state == "open",
+            "max_payload": self._max_payload,
+            "subscriptions": len(self._subscriptions),
+            "shared_server": not self._owns_server,
+        }
+        facts.update(self._server.describe())
+        return facts

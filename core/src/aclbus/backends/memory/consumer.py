@@ -1,0 +1,565 @@
+"""Consumers: what a stream has delivered to whom, and what it must deliver again.
+
+A consumer follows the messages of its stream that match its filter. It hands deliveries to
+the workers of the subscriptions attached to it when they ask (`Consumer.take`), in this order:
+deliveries already in transit (faults), redeliveries, then new messages. Every delivery is
+pending until it is acked or terminated; its ack deadline sits in one heap per consumer with
+one clock timer for the earliest, so a delivery costs no timer of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import json
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from aclbus.backend import DeliveryMode, Received, SubscriptionSpec
+
+if TYPE_CHECKING:
+    from aclbus.backends.memory.clock import Clock, Timer
+    from aclbus.backends.memory.faults import FaultInjector
+    from aclbus.backends.memory.stream import StoredMessage, Stream
+
+__all__ = ["Consumer", "ConsumerInfo", "StreamReceived"]
+
+_ALO = DeliveryMode.AT_LEAST_ONCE
+
+Advise = Callable[[str, Callable[[], bytes]], None]
+"""``advise(subject, make_body)``: publish a JetStream-style advisory if anyone listens."""
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerInfo:
+    """The state of a consumer, as `MemoryBackend.consumer_info` reports it.
+
+    Attributes:
+        stream: Its stream.
+        name: Its name (the durable name, or a generated one).
+        durable: Whether it outlives its subscriptions.
+        filter_subject: The subject (pattern) it follows.
+        num_pending: Matching messages stored and not yet delivered.
+        num_ack_pending: Deliveries sent and not yet acked or terminated (including those
+            waiting for a redelivery).
+        num_redelivered: Of those, the ones delivered more than once.
+        num_waiting: Workers of attached subscriptions waiting for a delivery.
+        delivered: Deliveries made so far, redeliveries included.
+        redelivered: Deliveries made so far with an attempt above 1.
+        acked: Messages acknowledged.
+        nacked: Negative acknowledgements received.
+        terminated: Messages terminated.
+        exhausted: Messages given up after ``max_deliver`` attempts.
+        ack_floor: The highest sequence at and below which nothing is pending.
+        subscriptions: Subscriptions attached now.
+    """
+
+    stream: str
+    name: str
+    durable: bool
+    filter_subject: str
+    num_pending: int
+    num_ack_pending: int
+    num_redelivered: int
+    num_waiting: int
+    delivered: int
+    redelivered: int
+    acked: int
+    nacked: int
+    terminated: int
+    exhausted: int
+    ack_floor: int
+    subscriptions: int
+
+
+class StreamReceived(Received):
+    """An ``at_least_once`` delivery: settling it tells its consumer."""
+
+    __slots__ = ("_consumer",)
+
+    _consumer: Consumer
+
+    async def _ack(self) -> None:
+        self._consumer.ack(self)
+
+    async def _nack(self, delay: float | None) -> None:
+        self._consumer.nack(self, delay)
+
+    async def _term(self, reason: str | None) -> None:
+        self._consumer.term(self, reason)
+
+    async def _in_progress(self) -> None:
+        self._consumer.progress(self)
+
+
+class _Pending:
+    """A message delivered and not yet acked: its delivery count and ack deadline."""
+
+    __slots__ = ("deadline", "deliveries", "queued", "seq", "token")
+
+    def __init__(self, seq: int) -> None:
+        self.seq = seq
+        self.deliveries = 1
+        self.deadline = 0.0
+        # Bumped whenever the deadline moves, so the heap's older entries read as stale.
+        self.token = 0
+        self.queued = False  # waiting in the redelivery queue (no deadline runs)
+
+
+class Consumer:
+    """A consumer of a stream (durable or not), shared by the subscriptions bound to it.
+
+    Args:
+        stream: Its stream.
+        name: Its name.
+        spec: The subscription that created it: filter subject, deliver policy and the
+            ack settings (``ack_wait``, ``max_deliver``, ``backoff``, ``max_ack_pending``).
+        durable: Whether it outlives its subscriptions.
+        clock: The engine's clock.
+        injector: The engine's fault injector.
+        advise: How to publish an advisory.
+    """
+
+    def __init__(
+        self,
+        stream: Stream,
+        name: str,
+        spec: SubscriptionSpec,
+        *,
+        durable: bool,
+        clock: Clock,
+        injector: FaultInjector,
+        advise: Advise,
+    ) -> None:
+        self.stream = stream
+        self.name = name
+        self.filter = spec.subject
+        self.durable = durable
+        self._clock = clock
+        self._injector = injector
+        self._advise = advise
+        self._ack_wait = spec.ack_wait
+        self._backoff = spec.backoff
+        self._max_deliver = spec.max_deliver
+        self._max_ack_pending = spec.max_ack_pending
+        now = clock.now()
+        self._backlog: deque[int] = (
+            stream.seqs_matching(spec.subject, now) if spec.deliver == "all" else deque()
+        )
+        self._redeliver: deque[int] = deque()
+        self._arrivals: deque[StreamReceived] = deque()
+        self._pending: dict[int, _Pending] = {}
+        self._deadlines: list[tuple[float, int, int]] = []
+        self._timer: Timer | None = None
+        self._timer_when = 0.0
+        self._held: StreamReceived | None = None
+        self._held_timer: Timer | None = None
+        self.waiters: deque[asyncio.Future[Received | None]] = deque()
+        self.subscriptions: list[object] = []
+        self.deleted = False
+        self.delivered = 0
+        self.redelivered = 0
+        self.acked = 0
+        self.nacked = 0
+        self.terminated = 0
+        self.exhausted = 0
+
+    # -- subscriptions ---------------------------------------------------------------------
+
+    @property
+    def shared(self) -> bool:
+        """Whether several subscriptions compete for this consumer's deliveries."""
+        return len(self.subscriptions) > 1
+
+    def attach(self, subscription: object) -> None:
+        """Bind a subscription: its workers start asking for deliveries."""
+        self.subscriptions.append(subscription)
+
+    def detach(self, subscription: object) -> None:
+        """Unbind a subscription; a consumer that is not durable ends with its last one."""
+        if subscription in self.subscriptions:
+            self.subscriptions.remove(subscription)
+        live = [f for f in self.waiters if not f.done()]
+        self.waiters.clear()
+        self.waiters.extend(live)
+        if not self.subscriptions and not self.durable:
+            self.delete()
+
+    def delete(self) -> None:
+        """Remove the consumer from its stream and stop its timers."""
+        self.deleted = True
+        self.stream.detach(self)
+        self._cancel_timers()
+
+    def _cancel_timers(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._held_timer is not None:
+            self._held_timer.cancel()
+            self._held_timer = None
+
+    def suspend(self) -> None:
+        """Stop the timers for good: the server that holds the consumer shuts down."""
+        self.deleted = True
+        self._cancel_timers()
+
+    # -- delivering ------------------------------------------------------------------------
+
+    def notify(self, seq: int) -> None:
+        """A new message matching the filter was stored."""
+        self._backlog.append(seq)
+        if self.waiters:
+            self._dispatch()
+
+    def take(self) -> Received | None:
+        """The next delivery for a worker, or None if there is none to make now."""
+        arrivals = self._arrivals
+        while True:
+            if arrivals:
+                delivery = arrivals.popleft()
+            else:
+                fresh = self._next()
+                if fresh is None:
+                    return None
+                if self._injector.active:
+                    fresh = self._inject(fresh)
+                    if fresh is None:
+                        continue
+                delivery = fresh
+            if self._held is not None and self._held is not delivery:
+                # A held delivery goes right after the one that overtook it.
+                self._release_held(first=True)
+            return delivery
+
+    def release(self, delivery: Received) -> None:
+        """Take back a delivery a worker got but never handed to its handler."""
+        seq = delivery.sequence
+        p = self._pending.get(seq) if seq is not None else None
+        if p is None or p.queued or p.deliveries != delivery.attempt:
+            return
+        self.delivered -= 1
+        if p.deliveries == 1:
+            del self._pending[p.seq]
+            self._backlog.appendleft(p.seq)
+        else:
+            self.redelivered -= 1
+            p.deliveries -= 1
+            p.queued = True
+            p.token += 1
+            self._redeliver.appendleft(p.seq)
+        self._prune_deadlines()
+        if self.waiters:
+            self._dispatch()
+
+    def _next(self) -> StreamReceived | None:
+        now = self._clock.now()
+        stream = self.stream
+        pending = self._pending
+        redeliver = self._redeliver
+        while redeliver:
+            seq = redeliver.popleft()
+            p = pending.get(seq)
+            if p is None or not p.queued:
+                continue
+            p.queued = False
+            msg = stream.get(seq, now)
+            if msg is None:  # expired or discarded by the limits meanwhile
+                del pending[seq]
+                continue
+            p.deliveries += 1
+            self.redelivered += 1
+            return self._deliver(p, msg, now)
+        if len(pending) >= self._max_ack_pending:
+            return None
+        backlog = self._backlog
+        while backlog:
+            seq = backlog.popleft()
+            msg = stream.get(seq, now)
+            if msg is None:
+                continue
+            p = pending[seq] = _Pending(seq)
+            return self._deliver(p, msg, now)
+        return None
+
+    def _deliver(self, p: _Pending, msg: StoredMessage, now: float) -> StreamReceived:
+        self.delivered += 1
+        self._set_deadline(p, now + self._wait(p.deliveries))
+        delivery = StreamReceived(
+            msg.subject, msg.headers, msg.body, attempt=p.deliveries, sequence=p.seq, mode=_ALO
+        )
+        delivery._consumer = self
+        return delivery
+
+    def _wait(self, deliveries: int) -> float:
+        backoff = self._backoff
+        if backoff:
+            return backoff[min(deliveries, len(backoff)) - 1]
+        return self._ack_wait
+
+    def _dispatch(self) -> None:
+        waiters = self.waiters
+        while waiters:
+            waiter = waiters[0]
+            if waiter.done():  # its worker was stopped or cancelled
+                waiters.popleft()
+                continue
+            delivery = self.take()
+            if delivery is None:
+                return
+            waiters.popleft()
+            waiter.set_result(delivery)
+
+    # -- faults ----------------------------------------------------------------------------
+
+    def _inject(self, delivery: StreamReceived) -> StreamReceived | None:
+        injector = self._injector
+        if not injector.applies(delivery.subject):
+            return delivery
+        faults = injector.faults
+        if injector.storm():
+            self._storm()
+        if injector.delay():
+            self._clock.call_later(faults.delay_seconds, lambda: self._arrive(delivery))
+            return None
+        if self._held is None and injector.reorder():
+            self._held = delivery
+            self._held_timer = self._clock.call_later(faults.reorder_hold, self._release_held)
+            return None
+        if injector.duplicate():
+            self._arrivals.appendleft(self._copy(delivery))
+        return delivery
+
+    def _copy(self, delivery: StreamReceived) -> StreamReceived:
+        copy = StreamReceived(
+            delivery.subject,
+            delivery.headers,
+            delivery.body,
+            attempt=delivery.attempt,
+            sequence=delivery.sequence,
+            mode=_ALO,
+        )
+        copy._consumer = self
+        return copy
+
+    def _arrive(self, delivery: StreamReceived) -> None:
+        if self.deleted:
+            return
+        self._arrivals.append(delivery)
+        if self.waiters:
+            self._dispatch()
+
+    def _release_held(self, *, first: bool = False) -> None:
+        held, self._held = self._held, None
+        if self._held_timer is not None:
+            self._held_timer.cancel()
+            self._held_timer = None
+        if held is None or self.deleted:
+            return
+        if first:
+            self._arrivals.appendleft(held)
+        else:
+            self._arrivals.append(held)
+            if self.waiters:
+                self._dispatch()
+
+    def _storm(self) -> None:
+        now = self._clock.now()
+        stream = self.stream
+        extra = self._injector.faults.storm_redeliveries
+        limit = self._max_deliver
+        for p in list(self._pending.values()):
+            msg = stream.get(p.seq, now)
+            if msg is None:
+                continue
+            for _ in range(extra):
+                if limit is not None and p.deliveries >= limit:
+                    break
+                p.deliveries += 1
+                p.queued = False
+                self.redelivered += 1
+                self._arrivals.append(self._deliver(p, msg, now))
+
+    # -- settling --------------------------------------------------------------------------
+
+    def ack(self, delivery: Received) -> None:
+        """The message of ``delivery`` is done (unless the fault injector loses the ack)."""
+        if self.deleted:
+            return
+        injector = self._injector
+        if injector.active and injector.applies(delivery.subject) and injector.drop_ack():
+            return
+        if self._pending.pop(delivery.sequence or 0, None) is None:
+            return
+        self.acked += 1
+        self._prune_deadlines()
+        if self.waiters:
+            self._dispatch()
+
+    def nack(self, delivery: Received, delay: float | None) -> None:
+        """Deliver the message of ``delivery`` again, after ``delay`` seconds if given."""
+        p = self._pending.get(delivery.sequence or 0)
+        if self.deleted or p is None or p.queued:
+            return
+        self.nacked += 1
+        if delay:
+            # The redelivery waits in the deadline heap like an ack timeout would.
+            self._set_deadline(p, self._clock.now() + delay)
+            return
+        self._retry(p)
+        self._prune_deadlines()
+        if self.waiters:
+            self._dispatch()
+
+    def term(self, delivery: Received, reason: str | None) -> None:
+        """Never deliver the message of ``delivery`` again."""
+        if self.deleted:
+            return
+        p = self._pending.pop(delivery.sequence or 0, None)
+        if p is None:
+            return
+        self.terminated += 1
+        self._prune_deadlines()
+        stream, name, seq, deliveries = self.stream.name, self.name, p.seq, p.deliveries
+        self._advise(
+            f"$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.{stream}.{name}",
+            lambda: _advisory(
+                "terminated", stream, name, seq, deliveries, self._clock, reason=reason or ""
+            ),
+        )
+        if self.waiters:
+            self._dispatch()
+
+    def progress(self, delivery: Received) -> None:
+        """Restart the ack timer of ``delivery``'s message."""
+        p = self._pending.get(delivery.sequence or 0)
+        if self.deleted or p is None or p.queued:
+            return
+        self._set_deadline(p, self._clock.now() + self._wait(p.deliveries))
+
+    def _retry(self, p: _Pending) -> None:
+        """Queue ``p`` for redelivery, or give it up after ``max_deliver`` deliveries."""
+        p.token += 1
+        if self._max_deliver is not None and p.deliveries >= self._max_deliver:
+            del self._pending[p.seq]
+            self.exhausted += 1
+            stream, name, seq, deliveries = self.stream.name, self.name, p.seq, p.deliveries
+            self._advise(
+                f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{name}",
+                lambda: _advisory("max_deliver", stream, name, seq, deliveries, self._clock),
+            )
+            return
+        p.queued = True
+        self._redeliver.append(p.seq)
+
+    # -- ack deadlines ---------------------------------------------------------------------
+
+    def _set_deadline(self, p: _Pending, deadline: float) -> None:
+        p.token += 1
+        p.deadline = deadline
+        heapq.heappush(self._deadlines, (deadline, p.seq, p.token))
+        if self._timer is None or deadline < self._timer_when:
+            self._arm()
+
+    def _arm(self) -> None:
+        heap = self._deadlines
+        if not heap or self.deleted:
+            return
+        when = heap[0][0]
+        if self._timer is not None:
+            if self._timer_when <= when:
+                return  # it fires first, then re-arms for what is left
+            self._timer.cancel()
+        self._timer_when = when
+        self._timer = self._clock.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        if self.deleted:
+            return
+        # A loop may fire a timer a hair early: whatever was due when it was set is due now.
+        now = max(self._clock.now(), self._timer_when)
+        heap = self._deadlines
+        pending = self._pending
+        due = False
+        while heap and heap[0][0] <= now:
+            _, seq, token = heapq.heappop(heap)
+            p = pending.get(seq)
+            if p is None or p.token != token:
+                continue
+            self._retry(p)
+            due = True
+        self._prune_deadlines()
+        self._arm()
+        if due and self.waiters:
+            self._dispatch()
+
+    def _prune_deadlines(self) -> None:
+        heap = self._deadlines
+        pending = self._pending
+        while heap:
+            _, seq, token = heap[0]
+            p = pending.get(seq)
+            if p is not None and p.token == token:
+                break
+            heapq.heappop(heap)
+        # Acks out of order leave stale entries inside the heap: rebuild once they dominate.
+        if len(heap) > 2 * len(pending) + 256:
+            live = [(p.deadline, p.seq, p.token) for p in pending.values() if not p.queued]
+            heapq.heapify(live)
+            self._deadlines = live
+
+    # -- inspection ------------------------------------------------------------------------
+
+    def info(self) -> ConsumerInfo:
+        """The consumer's state now."""
+        now = self._clock.now()
+        pending = self._pending
+        if pending:
+            ack_floor = min(pending) - 1
+        elif self._backlog:
+            ack_floor = self._backlog[0] - 1
+        else:
+            ack_floor = self.stream.last_seq
+        return ConsumerInfo(
+            stream=self.stream.name,
+            name=self.name,
+            durable=self.durable,
+            filter_subject=self.filter,
+            num_pending=self.stream.count_live(self._backlog, now),
+            num_ack_pending=len(pending),
+            num_redelivered=sum(1 for p in pending.values() if p.deliveries > 1),
+            num_waiting=sum(1 for f in self.waiters if not f.done()),
+            delivered=self.delivered,
+            redelivered=self.redelivered,
+            acked=self.acked,
+            nacked=self.nacked,
+            terminated=self.terminated,
+            exhausted=self.exhausted,
+            ack_floor=ack_floor,
+            subscriptions=len(self.subscriptions),
+        )
+
+
+def _advisory(
+    kind: str,
+    stream: str,
+    consumer: str,
+    seq: int,
+    deliveries: int,
+    clock: Clock,
+    **extra: object,
+) -> bytes:
+    """The JSON body of a JetStream consumer advisory (``io.nats.jetstream.advisory.v1.*``)."""
+    body: dict[str, object] = {
+        "type": f"io.nats.jetstream.advisory.v1.{kind}",
+        "timestamp": clock.wall().isoformat().replace("+00:00", "Z"),
+        "stream": stream,
+        "consumer": consumer,
+        "stream_seq": seq,
+        "deliveries": deliveries,
+    }
+    body.update(extra)
+    return json.dumps(body).encode()
