@@ -1,6 +1,10 @@
-"""Quickstart: one worker agent answers requests; a coordinator sends work to its inbox.
+"""Quickstart: a worker agent that adds numbers and reads news from its inbox.
 
-Run it with ``python examples/quickstart.py`` (backend from ACLBUS_BACKEND, default memory).
+    python examples/quickstart.py                   # serve the worker and talk to it, then exit
+    faststream run examples/quickstart:app          # serve the worker until Ctrl-C
+    faststream docs gen examples/quickstart:app     # its AsyncAPI document (asyncapi.json)
+
+With no ``ACLBUS_NATS__SERVERS`` set, aclbus starts a nats-server of its own for the run.
 """
 
 from __future__ import annotations
@@ -9,24 +13,35 @@ import asyncio
 
 from aclbus import ACLMessage, Bus, Delivery, Performative
 
+bus = Bus()
+worker = bus.agent("worker")
+news_arrived = asyncio.Event()
+
+
+@worker.on(Performative.REQUEST, message_type="math.sum")
+async def add(msg: ACLMessage) -> ACLMessage:
+    """Answer a list of numbers with their sum."""
+    return msg.reply(Performative.INFORM, payload={"sum": sum(msg.payload)})
+
+
+@worker.on(Performative.INFORM, message_type="news")
+async def news(msg: ACLMessage, delivery: Delivery) -> None:
+    """Print the news sent to the worker's inbox."""
+    print(f"worker got news {msg.payload!r} (attempt {delivery.attempt})")
+    news_arrived.set()
+
+
+def __getattr__(name: str) -> object:
+    # `app` is made when first asked for (by `faststream run`): a FastStream app that starts
+    # the bus with it. Made lazily, so this module also runs on the memory backend.
+    if name == "app":
+        return bus.app
+    raise AttributeError(name)
+
 
 async def main() -> None:
-    async with Bus() as bus:
-        worker = bus.agent("worker")
-        done = asyncio.Event()
-
-        @worker.on(Performative.REQUEST, message_type="math.sum")
-        async def add(msg: ACLMessage) -> ACLMessage:
-            return msg.reply(Performative.INFORM, payload={"sum": sum(msg.payload)})
-
-        @worker.on(Performative.INFORM, message_type="news")
-        async def news(msg: ACLMessage, delivery: Delivery) -> None:
-            print(f"worker got news {msg.payload!r} (attempt {delivery.attempt})")
-            done.set()
-
-        await worker.start()
-
-        coordinator = bus.agent("coordinator")
+    async with bus:  # what `faststream run` does with `app`, here for one script
+        coordinator = bus.agent("coordinator")  # only sends: made after start, never started
         reply = await bus.request(
             coordinator.message(
                 Performative.REQUEST,
@@ -44,7 +59,7 @@ async def main() -> None:
                 Performative.INFORM, receiver_id="worker", message_type="news", payload="hi"
             )
         )
-        await asyncio.wait_for(done.wait(), 5.0)
+        await asyncio.wait_for(news_arrived.wait(), 5.0)
 
 
 if __name__ == "__main__":

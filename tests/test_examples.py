@@ -1,4 +1,4 @@
-"""Every example in examples/ runs to completion (each checks its own results)."""
+"""Every example in examples/ runs to completion on each backend (each checks its results)."""
 
 from __future__ import annotations
 
@@ -16,9 +16,12 @@ def test_there_are_examples() -> None:
     assert EXAMPLES
 
 
+@pytest.mark.parametrize("backend", ["nats", "memory"])
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.stem for p in EXAMPLES])
-def test_example_runs(path: Path, tmp_path: Path) -> None:
+def test_example_runs(path: Path, backend: str, tmp_path: Path) -> None:
+    # The same code on every backend (nats: an embedded server, nothing configured).
     env = {k: v for k, v in os.environ.items() if not k.startswith("ACLBUS_")}
+    env["ACLBUS_BACKEND"] = backend
     done = subprocess.run(
         [sys.executable, str(path)],
         cwd=tmp_path,

@@ -19,6 +19,11 @@ def _isolated(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.chdir(tmp_path)
 
 
+@pytest.fixture(autouse=True)
+def _memory(monkeypatch: pytest.MonkeyPatch, _isolated: None) -> None:
+    monkeypatch.setenv("ACLBUS_BACKEND", "memory")
+
+
 def test_plugins_lists_the_default_plugins() -> None:
     result = CliRunner().invoke(main, ["plugins", "--json"])
     assert result.exit_code == 0, result.output

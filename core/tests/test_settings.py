@@ -20,7 +20,7 @@ def _clean(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 def test_defaults() -> None:
     s = Settings()
-    assert s.backend == "memory"
+    assert s.backend == "nats"
     assert s.subject_prefix == "aclbus"
     assert s.broadcast_mode is DeliveryMode.AT_LEAST_ONCE
     assert s.plugins is None

@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from aclbus.bus import Bus
     from aclbus.middleware import Delivery
 
-__all__ = ["Agent", "Handler"]
+__all__ = ["Agent", "Handler", "Route"]
 
 Handler = Callable[..., Awaitable[ACLMessage | None]]
 """``async def handler(msg)`` or ``async def handler(msg, delivery)``; may return a reply."""
@@ -29,13 +29,23 @@ H = TypeVar("H", bound=Handler)
 
 
 @dataclass(frozen=True, slots=True)
-class _Route:
+class Route:
+    """A handler and the messages it takes.
+
+    Attributes:
+        performatives: The acts it handles; None: every act.
+        message_type: The message type it handles; None: any.
+        func: The handler.
+        takes_delivery: Whether it is called with ``(msg, delivery)``.
+    """
+
     performatives: frozenset[Performative] | None
     message_type: str | None
     func: Handler
     takes_delivery: bool
 
     def matches(self, msg: ACLMessage) -> bool:
+        """Whether this route handles ``msg``."""
         return (self.performatives is None or msg.performative in self.performatives) and (
             self.message_type is None or msg.message_type == self.message_type
         )
@@ -52,11 +62,16 @@ class Agent:
     def __init__(self, bus: Bus, agent_id: str) -> None:
         self.id = validate_id(agent_id)
         self.bus = bus
-        self._routes: list[_Route] = []
+        self._routes: list[Route] = []
         self._subscriptions: list[Subscription] = []
 
     def __repr__(self) -> str:
         return f"<Agent {self.id!r} {'started' if self.started else 'stopped'}>"
+
+    @property
+    def routes(self) -> tuple[Route, ...]:
+        """The handlers in the order they are tried."""
+        return tuple(self._routes)
 
     @property
     def started(self) -> bool:
@@ -85,7 +100,7 @@ class Agent:
             validate_topic(message_type)
 
         def decorate(func: H) -> H:
-            self._routes.append(_Route(acts, message_type, func, _takes_delivery(func)))
+            self._routes.append(Route(acts, message_type, func, _takes_delivery(func)))
             return func
 
         return decorate
@@ -101,7 +116,7 @@ class Agent:
         if len(self._routes) == before:
             raise ValueError(f"{func!r} is not a handler of agent {self.id!r}")
 
-    def route(self, msg: ACLMessage) -> _Route | None:
+    def route(self, msg: ACLMessage) -> Route | None:
         """The route that handles ``msg``, or None."""
         for route in self._routes:
             if route.matches(msg):
@@ -192,7 +207,7 @@ def _takes_delivery(func: Handler) -> bool:
     return len(params) == 2
 
 
-async def call_handler(route: _Route, delivery: Delivery) -> ACLMessage | None:
+async def call_handler(route: Route, delivery: Delivery) -> ACLMessage | None:
     """Call a route's handler with the arguments it asked for."""
     if route.takes_delivery:
         return await route.func(delivery.message, delivery)

@@ -440,6 +440,31 @@ class Backend(ABC):
         """Facts about the broker for ``aclbus doctor`` (server version, limits, …)."""
         return {"backend": self.name}
 
+    def make_app(self, bus: Any) -> Any:
+        """A FastStream application that runs ``bus`` (see `Bus.app`).
+
+        Raises:
+            ConfigurationError: The backend is not built on a FastStream broker.
+        """
+        from aclbus.errors import ConfigurationError
+
+        raise ConfigurationError(
+            f"backend {self.name!r} has no FastStream broker: use the nats backend "
+            "(ACLBUS_BACKEND=nats) to run agents with `faststream run`"
+        )
+
+    def sibling(self) -> Backend:
+        """A new, unconnected backend on the same broker, with a connection of its own.
+
+        It is what another process would get by configuration: tests and the demo use it to
+        run several buses (agents that would live in separate processes) against one broker,
+        an embedded one included.
+
+        Raises:
+            NotImplementedError: The backend cannot make one.
+        """
+        raise NotImplementedError(f"backend {self.name!r} cannot make a sibling")
+
     @property
     def max_payload(self) -> int | None:
         """The broker's largest message in bytes, or None if it has no limit."""

@@ -119,6 +119,8 @@ class Bus:
     ) -> None:
         self.settings = settings if settings is not None else Settings()
         self.subjects = Subjects(self.settings.subject_prefix)
+        self._explicit_plugins = tuple(plugins)
+        self._entry_points = entry_points
         self.plugins = PluginManager(self.settings, plugins, entry_points=entry_points)
         self.codecs = self.plugins.codecs()
         self.backend = backend if backend is not None else self._make_backend()
@@ -126,6 +128,7 @@ class Bus:
         self.stats = BusStats()
         self.middlewares: list[Middleware] = []
         self._agents: dict[str, Agent] = {}
+        self._app: Any = None
         self._started = False
         self._request_slots = asyncio.Semaphore(self.settings.max_requests_in_flight)
         self._publish_chain: PublishNext = self._publish_terminal
@@ -144,6 +147,36 @@ class Bus:
             missing = self.backend.capabilities.missing(required)
             if missing:
                 raise CapabilityError(f"plugin {plugin!r}", self.backend.name, missing)
+
+    def sibling(self, settings: Settings | None = None) -> Bus:
+        """A new bus on the same broker with a connection of its own (not started).
+
+        Agents on the sibling behave as if they ran in another process: two instances of one
+        agent id, one per bus, share that agent's inbox (each message to one of them).
+
+        Args:
+            settings: The sibling's settings; None: this bus' settings.
+        """
+        return Bus(
+            settings if settings is not None else self.settings,
+            plugins=self._explicit_plugins,
+            backend=self.backend.sibling(),
+            entry_points=self._entry_points,
+        )
+
+    @property
+    def app(self) -> Any:
+        """A ``faststream.FastStream`` app that starts this bus with the app and stops it after.
+
+        ``faststream run module:app`` then serves the bus' agents, and ``faststream docs gen``
+        describes their channels (AsyncAPI). Made once, on first use.
+
+        Raises:
+            ConfigurationError: The backend is not built on a FastStream broker (memory).
+        """
+        if self._app is None:
+            self._app = self.backend.make_app(self)
+        return self._app
 
     # -- lifecycle -------------------------------------------------------------------------
 

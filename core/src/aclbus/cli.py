@@ -13,7 +13,7 @@ from rich.table import Table
 
 from aclbus.bus import Bus
 from aclbus.errors import ACLBusError
-from aclbus.settings import Settings
+from aclbus.settings import Settings, user_data_dir
 
 __all__ = ["main"]
 
@@ -46,8 +46,14 @@ def demo(agents: int, messages: int, duration: float) -> None:
     """Run a coordinator and workers through broadcast, request-reply, p2p work and a retry."""
     from aclbus.demo import run_demo
 
+    settings = Settings()
+    if settings.data_dir is None:
+        # The demo keeps the embedded server's store between runs, like a real deployment.
+        settings = settings.model_copy(update={"data_dir": user_data_dir()})
     try:
-        result = asyncio.run(run_demo(agents=agents, messages=messages, duration=duration))
+        result = asyncio.run(
+            run_demo(settings, agents=agents, messages=messages, duration=duration)
+        )
     except ACLBusError as exc:
         raise click.ClickException(str(exc)) from None
     if not result.ok:

@@ -1,20 +1,24 @@
 """``aclbus demo``: a coordinator and workers exercising each pattern, with a result table.
 
-The scenario: the coordinator broadcasts an announcement, sends each worker requests and
-waits for the replies, hands out work items to the workers' durable inboxes (acked by the
-workers), and one work item fails on its first attempt and succeeds when redelivered.
+Each worker runs on a bus of its own (a connection of its own, as a separate process would),
+all on one broker — on the nats backend with nothing configured, the embedded nats-server. The
+scenario: the coordinator broadcasts an announcement; asks each worker questions by
+request-reply; puts work items in the shared ``pool`` inbox, which the workers split between
+them (competing consumers, acked); one work item fails on its first delivery and is handled
+when the broker redelivers it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import statistics
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
 from rich.console import Console
-from rich.progress import Progress
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from aclbus.acl import ACLMessage, Performative
@@ -22,24 +26,38 @@ from aclbus.bus import Bus
 from aclbus.middleware import Delivery
 from aclbus.settings import Settings
 
-__all__ = ["DemoResult", "run_demo"]
+__all__ = ["DemoResult", "PatternStats", "run_demo"]
+
+POOL = "pool"
+"""The agent id every worker also serves: one shared inbox, split between the workers."""
 
 
 @dataclass
-class _Pattern:
+class PatternStats:
+    """What one pattern did: messages sent, delivered, failed, and latencies in seconds."""
+
     sent: int = 0
     delivered: int = 0
     errors: int = 0
     latencies: list[float] = field(default_factory=list)
+
+    def quantile(self, q: float) -> float | None:
+        """The ``q`` quantile of the latencies (seconds), or None without any."""
+        if not self.latencies:
+            return None
+        if len(self.latencies) == 1:
+            return self.latencies[0]
+        return statistics.quantiles(self.latencies, n=100, method="inclusive")[round(q * 100) - 1]
 
 
 @dataclass
 class DemoResult:
     """What a demo run measured, per pattern."""
 
-    patterns: dict[str, _Pattern]
+    patterns: dict[str, PatternStats]
     backend: str
     seconds: float
+    handled_by: dict[str, int]
 
     @property
     def ok(self) -> bool:
@@ -47,12 +65,51 @@ class DemoResult:
         return all(p.delivered == p.sent and p.errors == 0 for p in self.patterns.values())
 
 
-def _quantile(values: list[float], q: float) -> float:
-    if not values:
-        return float("nan")
-    if len(values) == 1:
-        return values[0]
-    return statistics.quantiles(values, n=100, method="inclusive")[int(q * 100) - 1]
+class _Scenario:
+    def __init__(self, agents: int, messages: int) -> None:
+        self.agents = agents
+        self.messages = messages
+        self.stats: dict[str, PatternStats] = defaultdict(PatternStats)
+        self.sent_at: dict[str, float] = {}
+        self.handled_by: dict[str, int] = defaultdict(int)
+        self.work_done = asyncio.Event()
+        self.broadcast_done = asyncio.Event()
+        self.work_total = agents * messages
+
+    def serve(self, bus: Bus, worker_id: str) -> None:
+        """Give a worker bus its two agents: ``worker_id`` and the shared ``pool``."""
+        me = bus.agent(worker_id)
+
+        @me.on(Performative.INFORM, message_type="demo.announcement")
+        async def on_announcement(msg: ACLMessage) -> None:
+            self._arrived("broadcast", msg)
+            if self.stats["broadcast"].delivered >= self.agents:
+                self.broadcast_done.set()
+
+        @me.on(Performative.REQUEST, message_type="demo.question")
+        async def on_question(msg: ACLMessage) -> ACLMessage:
+            return msg.reply(Performative.INFORM, payload={"answer": msg.payload["n"] * 2})
+
+        @bus.agent(POOL).on(Performative.REQUEST, message_type="demo.work")
+        async def on_work(msg: ACLMessage, delivery: Delivery) -> None:
+            if msg.payload.get("flaky") and delivery.attempt == 1:
+                self.stats["retry"].sent += 1
+                await delivery.nack(delay=0.05)  # fail once: the broker redelivers it later
+                return
+            if msg.payload.get("flaky"):
+                self.stats["retry"].delivered += 1
+            self.handled_by[worker_id] += 1
+            self._arrived("p2p work (pool)", msg)
+            if self.stats["p2p work (pool)"].delivered >= self.work_total:
+                self.work_done.set()
+
+    def _arrived(self, pattern: str, msg: ACLMessage) -> None:
+        sent_at = self.sent_at.get(msg.message_id)
+        if sent_at is None:
+            return  # left in a persistent inbox by an earlier, interrupted run
+        stats = self.stats[pattern]
+        stats.delivered += 1
+        stats.latencies.append(time.perf_counter() - sent_at)
 
 
 async def run_demo(
@@ -60,116 +117,129 @@ async def run_demo(
     *,
     agents: int = 3,
     messages: int = 20,
-    duration: float = 30.0,
+    duration: float = 60.0,
     console: Console | None = None,
 ) -> DemoResult:
     """Run the demo scenario and print its progress and result table.
 
     Args:
         settings: Bus settings (default: from the environment).
-        agents: Number of worker agents.
-        messages: Requests and work items per worker.
+        agents: Number of worker agents, each on a bus of its own.
+        messages: Requests per worker, and work items per worker.
         duration: Upper bound on the whole run, in seconds.
         console: Where to print (default: stdout).
     """
     console = console or Console()
-    stats: dict[str, _Pattern] = defaultdict(_Pattern)
-    sent_at: dict[str, float] = {}
-    done = asyncio.Event()
-    expected_work = agents * messages
-    bus = Bus(settings)
-    workers = [bus.agent(f"worker-{i}") for i in range(1, agents + 1)]
-    coordinator = bus.agent("coordinator")
-
-    for worker in workers:
-
-        @worker.on(Performative.INFORM, message_type="demo.announcement")
-        async def on_announcement(msg: ACLMessage) -> None:
-            stats["broadcast"].delivered += 1
-            stats["broadcast"].latencies.append(time.perf_counter() - sent_at[msg.message_id])
-
-        @worker.on(Performative.REQUEST, message_type="demo.question")
-        async def on_question(msg: ACLMessage) -> ACLMessage:
-            return msg.reply(Performative.INFORM, payload={"answer": msg.payload["n"] * 2})
-
-        @worker.on(Performative.REQUEST, message_type="demo.work")
-        async def on_work(msg: ACLMessage, delivery: Delivery) -> None:
-            if msg.payload.get("flaky") and delivery.attempt == 1:
-                stats["retry"].sent += 1
-                await delivery.nack(delay=0.05)  # fail once: the broker redelivers it later
-                return
-            if msg.payload.get("flaky"):
-                stats["retry"].delivered += 1
-            stats["p2p work"].delivered += 1
-            stats["p2p work"].latencies.append(time.perf_counter() - sent_at[msg.message_id])
-            if stats["p2p work"].delivered >= expected_work:
-                done.set()
-
+    scenario = _Scenario(agents, messages)
     start = time.perf_counter()
-    async with bus:
-        with Progress(console=console, transient=True) as progress:
-            task = progress.add_task("demo", total=3 + expected_work + agents * messages)
+    deadline = start + duration
+    async with contextlib.AsyncExitStack() as stack:
+        coordinator_bus = await stack.enter_async_context(Bus(settings))
+        backend = coordinator_bus.backend.name
+        console.print(f"aclbus demo: {agents} workers on backend [bold]{backend}[/bold]")
+        workers = [f"worker-{i}" for i in range(1, agents + 1)]
+        for worker_id in workers:
+            worker_bus = coordinator_bus.sibling()
+            scenario.serve(worker_bus, worker_id)
+            await stack.enter_async_context(worker_bus)
+        coordinator = coordinator_bus.agent("coordinator")
+        columns = (
+            TextColumn("{task.description:<22}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+        )
+        with Progress(*columns, console=console, transient=True) as progress:
+            await _broadcast(coordinator_bus, coordinator.id, scenario, progress, deadline)
+            await _questions(coordinator_bus, coordinator.id, workers, scenario, progress)
+            await _work(coordinator_bus, coordinator.id, scenario, progress, deadline, console)
+    result = DemoResult(
+        dict(scenario.stats), backend, time.perf_counter() - start, dict(scenario.handled_by)
+    )
+    console.print(_table(result))
+    split = ", ".join(f"{w}: {n}" for w, n in sorted(result.handled_by.items()))
+    console.print(f"pool work split between workers: {split}")
+    return result
 
-            announcement = coordinator.message(
-                Performative.INFORM, message_type="demo.announcement", payload={"text": "hello"}
+
+async def _broadcast(
+    bus: Bus, sender: str, scenario: _Scenario, progress: Progress, deadline: float
+) -> None:
+    task = progress.add_task("broadcast", total=scenario.agents)
+    announcement = ACLMessage(
+        performative=Performative.INFORM,
+        sender_id=sender,
+        message_type="demo.announcement",
+        payload={"text": "hello, agents"},
+    )
+    scenario.sent_at[announcement.message_id] = time.perf_counter()
+    scenario.stats["broadcast"].sent += scenario.agents
+    await bus.broadcast(announcement)
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(
+            scenario.broadcast_done.wait(), max(0.1, deadline - time.perf_counter())
+        )
+    progress.update(task, completed=scenario.stats["broadcast"].delivered)
+
+
+async def _questions(
+    bus: Bus, sender: str, workers: list[str], scenario: _Scenario, progress: Progress
+) -> None:
+    stats = scenario.stats["request-reply"]
+    task = progress.add_task("request-reply", total=len(workers) * scenario.messages)
+    for worker_id in workers:
+        for n in range(scenario.messages):
+            question = ACLMessage(
+                performative=Performative.REQUEST,
+                sender_id=sender,
+                receiver_id=worker_id,
+                message_type="demo.question",
+                payload={"n": n},
             )
-            sent_at[announcement.message_id] = time.perf_counter()
-            await bus.broadcast(announcement)
-            stats["broadcast"].sent += agents
+            stats.sent += 1
+            t0 = time.perf_counter()
+            try:
+                reply = await bus.request(question, timeout=5.0)
+            except Exception:
+                stats.errors += 1
+                continue
+            stats.latencies.append(time.perf_counter() - t0)
+            if reply.payload == {"answer": n * 2} and reply.sender_id == worker_id:
+                stats.delivered += 1
+            else:
+                stats.errors += 1
             progress.advance(task)
 
-            for worker in workers:
-                for n in range(messages):
-                    question = coordinator.message(
-                        Performative.REQUEST,
-                        receiver_id=worker.id,
-                        message_type="demo.question",
-                        payload={"n": n},
-                    )
-                    stats["request-reply"].sent += 1
-                    t0 = time.perf_counter()
-                    try:
-                        reply = await bus.request(question, timeout=5.0)
-                    except Exception as exc:
-                        stats["request-reply"].errors += 1
-                        console.print(f"[red]request to {worker.id} failed: {exc}")
-                        continue
-                    stats["request-reply"].latencies.append(time.perf_counter() - t0)
-                    if reply.payload == {"answer": n * 2}:
-                        stats["request-reply"].delivered += 1
-                    else:
-                        stats["request-reply"].errors += 1
-                    progress.advance(task)
 
-            for i in range(expected_work):
-                worker = workers[i % agents]
-                item = coordinator.message(
-                    Performative.REQUEST,
-                    receiver_id=worker.id,
-                    message_type="demo.work",
-                    payload={"item": i, "flaky": i == expected_work // 2},
-                )
-                sent_at[item.message_id] = time.perf_counter()
-                await bus.send(item)
-                stats["p2p work"].sent += 1
-                progress.advance(task)
-
-            try:
-                await asyncio.wait_for(
-                    done.wait(), timeout=max(0.1, duration - (time.perf_counter() - start))
-                )
-            except TimeoutError:
-                console.print(f"[red]work items not all handled within {duration:g} s")
-            # broadcasts are handled concurrently with the rest: give stragglers a moment
-            for _ in range(50):
-                if stats["broadcast"].delivered >= agents:
-                    break
-                await asyncio.sleep(0.01)
-            progress.advance(task, 2)
-        backend = bus.backend.name
-    result = DemoResult(dict(stats), backend, time.perf_counter() - start)
-    console.print(_table(result))
-    return result
+async def _work(
+    bus: Bus,
+    sender: str,
+    scenario: _Scenario,
+    progress: Progress,
+    deadline: float,
+    console: Console,
+) -> None:
+    stats = scenario.stats["p2p work (pool)"]
+    task = progress.add_task("p2p work (pool)", total=scenario.work_total)
+    flaky = scenario.work_total // 2
+    for i in range(scenario.work_total):
+        item = ACLMessage(
+            performative=Performative.REQUEST,
+            sender_id=sender,
+            receiver_id=POOL,
+            message_type="demo.work",
+            payload={"item": i, "flaky": i == flaky},
+        )
+        scenario.sent_at[item.message_id] = time.perf_counter()
+        stats.sent += 1
+        await bus.send(item)
+        progress.update(task, completed=stats.delivered)
+    while not scenario.work_done.is_set() and time.perf_counter() < deadline:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(scenario.work_done.wait(), 0.1)
+        progress.update(task, completed=stats.delivered)
+    if not scenario.work_done.is_set():
+        console.print("[red]not every work item was handled before the deadline")
 
 
 def _table(result: DemoResult) -> Table:
@@ -177,14 +247,9 @@ def _table(result: DemoResult) -> Table:
     for column in ("pattern", "sent", "delivered", "errors", "p50 ms", "p95 ms", "p99 ms"):
         table.add_column(column, justify="left" if column == "pattern" else "right")
     for name, p in result.patterns.items():
-        table.add_row(
-            name,
-            str(p.sent),
-            str(p.delivered),
-            str(p.errors),
-            *(
-                f"{_quantile(p.latencies, q) * 1000:.2f}" if p.latencies else "-"
-                for q in (0.5, 0.95, 0.99)
-            ),
-        )
+        cells = []
+        for q in (0.5, 0.95, 0.99):
+            value = p.quantile(q)
+            cells.append("-" if value is None else f"{value * 1000:.2f}")
+        table.add_row(name, str(p.sent), str(p.delivered), str(p.errors), *cells)
     return table

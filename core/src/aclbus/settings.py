@@ -8,9 +8,11 @@ arguments to `Settings`, the environment, ``.env``, ``aclbus.toml``, the default
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic import BaseModel, BeforeValidator, Field, SecretStr, field_validator
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -22,7 +24,24 @@ from pydantic_settings import (
 from aclbus.backend import DeliveryMode
 from aclbus.subjects import validate_id
 
-__all__ = ["MemorySettings", "Settings", "StreamLimits"]
+__all__ = [
+    "CommaList",
+    "MemorySettings",
+    "SectionSettings",
+    "Settings",
+    "StreamLimits",
+    "section_config",
+    "user_data_dir",
+]
+
+
+def user_data_dir() -> Path:
+    """The per-user data directory of aclbus: ``$XDG_DATA_HOME/aclbus``.
+
+    ``XDG_DATA_HOME`` defaults to ``~/.local/share``.
+    """
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "aclbus"
 
 
 def _split(value: Any) -> Any:
@@ -32,6 +51,57 @@ def _split(value: Any) -> Any:
             return json.loads(text)
         return [part.strip() for part in text.split(",") if part.strip()]
     return value
+
+
+CommaList = Annotated[list[str], NoDecode, BeforeValidator(_split)]
+"""A list setting read from ``a,b,c`` or from JSON (``["a", "b"]``) in the environment."""
+
+
+class _Sources(BaseSettings):
+    """Where aclbus settings come from: arguments, environment, ``.env``, ``aclbus.toml``."""
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """Read arguments, then the environment, ``.env``, ``aclbus.toml``, secrets files."""
+        return (
+            init_settings,
+            env_settings,
+            dotenv_settings,
+            TomlConfigSettingsSource(settings_cls),
+            file_secret_settings,
+        )
+
+
+def section_config(section: str) -> SettingsConfigDict:
+    """The settings config of an adapter's or plugin's own section.
+
+    ``section_config("nats")`` reads ``ACLBUS_NATS__*`` variables (in the environment and
+    ``.env``) and the ``[nats]`` table of ``aclbus.toml``::
+
+        class NatsSettings(SectionSettings):
+            model_config = section_config("nats")
+            servers: CommaList = []
+    """
+    return SettingsConfigDict(
+        env_prefix=f"ACLBUS_{section.upper()}__",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        toml_file="aclbus.toml",
+        toml_table_header=(section,),
+        extra="ignore",
+        hide_input_in_errors=True,  # a rejected value may be a password or a URL holding one
+    )
+
+
+class SectionSettings(_Sources):
+    """Base of an adapter's or plugin's settings; give it ``model_config = section_config(...)``."""
 
 
 class StreamLimits(BaseModel):
@@ -65,11 +135,12 @@ class MemorySettings(BaseModel):
     seed: int = 0
 
 
-class Settings(BaseSettings):
+class Settings(_Sources):
     """Everything the bus needs to know, with a sane default for each.
 
     Attributes:
-        backend: Which backend: ``memory``, or one an installed adapter registers (``nats``).
+        backend: Which backend: ``nats`` (the default; with no server configured it starts an
+            embedded nats-server), ``memory``, or one another adapter registers.
         subject_prefix: First token of every subject and stem of every stream name.
         max_message_bytes: Largest encoded message (headers + body) a publish may send.
         request_timeout: Default seconds `Bus.request` waits for a reply.
@@ -85,6 +156,9 @@ class Settings(BaseSettings):
         streams: Limits of the streams aclbus provisions.
         memory: Settings of the memory backend.
         credentials: A secret placeholder that adapters may read (never logged).
+        data_dir: Where backends keep local state (the embedded nats-server's store, under
+            ``nats/``); None: a temporary directory per run. `user_data_dir` is the usual
+            choice for a persistent one.
     """
 
     model_config = SettingsConfigDict(
@@ -95,9 +169,10 @@ class Settings(BaseSettings):
         toml_file="aclbus.toml",
         extra="ignore",
         validate_default=True,
+        hide_input_in_errors=True,  # a rejected value may be a secret
     )
 
-    backend: str = "memory"
+    backend: str = "nats"
     subject_prefix: str = "aclbus"
     max_message_bytes: int = Field(default=1 << 20, gt=0)
     request_timeout: float = Field(default=5.0, gt=0)
@@ -106,16 +181,12 @@ class Settings(BaseSettings):
     max_deliver: int | None = Field(default=None, ge=1)
     broadcast_mode: DeliveryMode = DeliveryMode.AT_LEAST_ONCE
     handler_concurrency: int = Field(default=1, ge=1)
-    plugins: Annotated[list[str] | None, NoDecode] = None
-    disable_plugins: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    plugins: CommaList | None = None
+    disable_plugins: CommaList = Field(default_factory=list)
     streams: StreamLimits = Field(default_factory=StreamLimits)
     memory: MemorySettings = Field(default_factory=MemorySettings)
     credentials: SecretStr | None = None
-
-    @field_validator("plugins", "disable_plugins", mode="before")
-    @classmethod
-    def _split_lists(cls, value: Any) -> Any:
-        return _split(value)
+    data_dir: Path | None = None
 
     @field_validator("subject_prefix")
     @classmethod
@@ -126,24 +197,6 @@ class Settings(BaseSettings):
     @classmethod
     def _check_backend(cls, value: str) -> str:
         return value.strip().lower()
-
-    @classmethod
-    def settings_customise_sources(
-        cls,
-        settings_cls: type[BaseSettings],
-        init_settings: PydanticBaseSettingsSource,
-        env_settings: PydanticBaseSettingsSource,
-        dotenv_settings: PydanticBaseSettingsSource,
-        file_secret_settings: PydanticBaseSettingsSource,
-    ) -> tuple[PydanticBaseSettingsSource, ...]:
-        """Read arguments, then the environment, ``.env``, ``aclbus.toml``, secrets files."""
-        return (
-            init_settings,
-            env_settings,
-            dotenv_settings,
-            TomlConfigSettingsSource(settings_cls),
-            file_secret_settings,
-        )
 
     def masked(self) -> dict[str, Any]:
         """The settings as plain data with every secret masked, for display and logs."""

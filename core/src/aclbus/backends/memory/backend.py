@@ -149,11 +149,16 @@ class MemoryBackend(Backend):
                 faults = Faults.from_object(configured) if configured is not None else None
             self._server = MemoryServer(clock=clock, faults=faults, seed=seed)
             self._owns_server = True
+        self._settings = settings
         self._max_payload = max_payload
         self._state: Literal["new", "open", "closed"] = "new"
         self._subscriptions: set[MemorySubscription] = set()
         self._requests: set[asyncio.Future[Reply]] = set()
         self._watches: weakref.WeakSet[KVWatch] = weakref.WeakSet()
+
+    def sibling(self) -> MemoryBackend:
+        """A new backend joined to this one's `server`, as a second connection would be."""
+        return MemoryBackend(self._settings, server=self._server, max_payload=self._max_payload)
 
     # -- what tests reach for --------------------------------------------------------------
 

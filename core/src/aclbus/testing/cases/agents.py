@@ -108,6 +108,29 @@ class PointToPointTestcase(BusTestcase):
         await self.advance(0.5)
         assert [m.message_id for m in got.items] == [first.message_id, second.message_id]
 
+    @pytest.mark.aclbus_requires("queue_groups", "durable")
+    async def test_instances_of_one_agent_share_its_inbox(self, bus: Bus) -> None:
+        """Two instances of one agent (on sibling buses) split its inbox: each message once."""
+        async with bus.sibling() as other:
+            first, second = _listen(bus, "pool"), _listen(other, "pool")
+            await bus.agent("pool").start()
+            await other.agent("pool").start()
+            sent = [_inform("pool", payload=i) for i in range(40)]
+            for msg in sent:
+                await bus.send(msg)
+            handled = Collector[ACLMessage]()
+            for _ in range(int(DEFAULT_TIMEOUT / 0.05)):
+                if len(first) + len(second) >= len(sent):
+                    break
+                await asyncio.sleep(0.05)
+            await self.advance(0.5)
+            for msg in (*first.items, *second.items):
+                handled.add(msg)
+        ids = sorted(m.message_id for m in handled.items)
+        assert ids == sorted(m.message_id for m in sent)  # every message, none twice
+        assert len(first) > 0
+        assert len(second) > 0
+
     async def test_agents_on_two_buses_talk(self) -> None:
         """A bus sends to an agent that lives on another bus connected to the same broker."""
         async with self.make_bus() as here, self.make_bus() as there:

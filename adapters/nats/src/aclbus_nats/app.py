@@ -1,0 +1,445 @@
+"""The FastStream app of a bus on NATS: `faststream run` serves its agents, `docs gen` lists them.
+
+`make_app` (reached as ``bus.app``) builds a ``faststream.FastStream`` app on the backend's
+`NatsBroker`. FastStream gives the process its life cycle (``faststream run module:app``, signals,
+hooks) and the AsyncAPI document; the messages themselves never go through FastStream's
+per-message path: the agents' subscriptions are made by `NatsBackend` on the broker's nats-py
+connection (DESIGN.md, "The hot path").
+
+Life cycle, in the order FastStream runs it::
+
+    on_startup     bus.start(): the embedded nats-server if any, broker.connect(), streams,
+                   agents; then the user's own on_startup hooks (the bus is up: they may send)
+    broker.start() already connected; starts FastStream subscribers the user added, if any
+    after_startup  the user's hooks
+    -- running --
+    on_shutdown    the user's hooks (the bus is still up), then bus.stop(): agents stop,
+                   broker.stop() drains the connection, the embedded server stops
+    broker.stop()  a no-op by then: already stopped
+    after_shutdown the user's hooks
+
+The AsyncAPI document is made when it is asked for (``faststream docs gen``, ``docs serve``,
+``app.schema.to_specification()``), from the agents the bus has at that moment: agents made
+after ``bus.app`` are listed too. They are added as plain documentation objects, never as
+FastStream subscribers, so documenting an agent cannot open a second subscription to its
+messages.
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, Any, Final
+
+from faststream import FastStream
+from faststream.specification import AsyncAPI
+from faststream.specification.asyncapi.v3_0_0.schema import (
+    ApplicationSchema,
+    Channel,
+    Components,
+    Message,
+    Operation,
+)
+
+from aclbus import __version__
+from aclbus.acl import ACL_VERSION, Performative
+from aclbus.backend import DeliveryMode
+from aclbus.errors import ConfigurationError
+from aclbus.subjects import MAX_ID_LENGTH, TrafficClass
+from aclbus.wire import CE_SPECVERSION, CE_TYPE_PREFIX
+
+if TYPE_CHECKING:
+    from faststream.specification.base import Specification
+
+    from aclbus.agent import Agent
+    from aclbus.bus import Bus
+    from aclbus_nats.backend import NatsBackend
+
+__all__ = ["ACL_HEADERS_SCHEMA", "BusAsyncAPI", "make_app"]
+
+_ID: Final = f"[A-Za-z0-9_-]{{1,{MAX_ID_LENGTH}}}"
+_TIME: Final = {"type": "string", "format": "date-time", "description": "RFC 3339, UTC"}
+
+
+def _id(description: str) -> dict[str, Any]:
+    return {"type": "string", "pattern": f"^{_ID}$", "description": description}
+
+
+def _dotted(description: str) -> dict[str, Any]:
+    return {"type": "string", "pattern": rf"^{_ID}(\.{_ID})*$", "description": description}
+
+
+def _text(description: str) -> dict[str, Any]:
+    # 1-1024 printable ASCII characters, no space at either end (wire format, 4.5).
+    return {"type": "string", "pattern": "^[!-~]([ -~]{0,1022}[!-~])?$", "description": description}
+
+
+def _integer(description: str) -> dict[str, Any]:
+    return {"type": "string", "pattern": "^[0-9]{1,10}$", "description": description}
+
+
+ACL_HEADERS_SCHEMA: Final[dict[str, Any]] = {
+    "title": "ACLHeaders",
+    "type": "object",
+    "description": (
+        "The envelope of an aclbus message, in NATS headers (wire format "
+        f"{ACL_VERSION}, docs/wire-format.md): CloudEvents binary mode (ce-*) and FIPA ACL "
+        "fields (acl-*). Names are case-insensitive. Other headers are application headers "
+        "(traceparent, ...) or acl-* extensions of a newer minor version."
+    ),
+    "required": ["ce-specversion", "ce-id", "ce-source", "ce-type"],
+    "properties": {
+        "ce-specversion": {"type": "string", "const": CE_SPECVERSION},
+        "ce-id": _id("message_id (a UUIDv7 when aclbus makes it)"),
+        "ce-source": _id("sender_id: the sending agent"),
+        "ce-type": {
+            "type": "string",
+            "enum": [CE_TYPE_PREFIX + p.value for p in Performative],
+            "description": "the performative",
+        },
+        "ce-time": {**_TIME, "description": "timestamp, RFC 3339, UTC"},
+        "content-type": {
+            "type": "string",
+            "default": "application/json",
+            "description": "the body's codec",
+        },
+        "acl-version": {
+            "type": "string",
+            "pattern": "^[0-9]{1,4}\\.[0-9]{1,4}$",
+            "default": ACL_VERSION,
+        },
+        "acl-receiver-id": _id("receiver_id: the agent it is for"),
+        "acl-receivers": {
+            "type": "string",
+            "pattern": f"^{_ID}(,{_ID})*$",
+            "description": "receivers, joined by ',' without spaces",
+        },
+        "acl-priority": _integer("priority, 0 (lowest) to 9; 4 when absent"),
+        "acl-retry-count": _integer("retry_count; 0 when absent"),
+        "acl-ttl": {
+            "type": "string",
+            "pattern": r"^[0-9]{1,20}(\.[0-9]{1,20})?([eE][+-]?[0-9]{1,3})?$",
+            "description": "ttl: seconds after ce-time, at least 1; never expires when absent",
+        },
+        "acl-reply-by": {**_TIME, "description": "reply_by: the latest useful reply"},
+        "acl-correlation-id": _id("correlation_id: the conversation"),
+        "acl-reply-to": _id("reply_to: where replies go, when not the sender"),
+        "acl-reply-with": _id("reply_with: to be quoted in the reply's acl-in-reply-to"),
+        "acl-in-reply-to": _id("in_reply_to: what this message answers"),
+        "acl-protocol": _id("protocol: the interaction protocol"),
+        "acl-message-type": _dotted("message_type: the application's message type"),
+        "acl-topic": _dotted("topic: the topic it was published on"),
+        "acl-routing-key": _text("routing_key: related messages keep their order per key"),
+        "acl-language": _text("language of the content"),
+        "acl-ontology": _text("ontology of the content"),
+    },
+    "additionalProperties": {"type": "string"},
+}
+"""JSON Schema of the headers of an aclbus message (``docs/wire-format.md``, section 3)."""
+
+_ANY_JSON: Final[dict[str, Any]] = {
+    "title": "AnyJSON",
+    "description": (
+        "The payload: any JSON value (RFC 8259, UTF-8); an empty body is null. The handler "
+        "declares no schema of its own."
+    ),
+}
+
+_HEADERS_KEY: Final = "ACLHeaders"
+_PAYLOAD_KEY: Final = "AnyJSON"
+_ANY_MESSAGE_KEY: Final = "ACLMessage"
+
+
+def make_app(backend: NatsBackend, bus: Bus) -> FastStream:
+    """A FastStream app on ``backend.broker`` that runs ``bus`` (what `Bus.app` returns).
+
+    The bus starts in the app's first ``on_startup`` hook, so before ``broker.start()``: the
+    embedded nats-server (with no ``ACLBUS_NATS__SERVERS``) is up before anything connects. It
+    stops in the app's last ``on_shutdown`` hook, after the user's own, so that they can still
+    send. Stopping the bus stops the broker and the embedded server; FastStream's own
+    ``broker.stop()`` that follows finds nothing left to do, and neither fails if the broker
+    was stopped by hand before.
+
+    The AsyncAPI document (``faststream docs gen module:app``) lists each agent's inbox,
+    request subject and broadcast subscription with the ACL headers and payload (see
+    `BusAsyncAPI`). Title, version and description come from the bus and can be changed on
+    ``app.schema`` (``app.schema.title = "Billing agents"``).
+
+    Args:
+        backend: The bus' backend; its broker becomes the app's broker.
+        bus: The bus to run.
+
+    Returns:
+        The app, for ``faststream run module:app``.
+
+    Raises:
+        ConfigurationError: ``backend`` is not the bus' backend.
+    """
+    if bus.backend is not backend:
+        raise ConfigurationError(
+            "make_app() needs the bus' own backend: use `bus.app` rather than calling it"
+        )
+    prefix = bus.settings.subject_prefix
+    specification = BusAsyncAPI(
+        bus,
+        title="aclbus" if prefix == "aclbus" else f"aclbus {prefix}",
+        version=__version__,
+        description=(
+            f"The agents of an aclbus bus (subject prefix `{prefix}`) on NATS JetStream. "
+            f"Every message follows the aclbus wire format {ACL_VERSION}: the envelope in "
+            "CloudEvents `ce-*` and FIPA ACL `acl-*` headers, the payload as the body (JSON "
+            "by default)."
+        ),
+    )
+    stop_registered = False
+
+    async def start_bus() -> None:
+        nonlocal stop_registered
+        await bus.start()
+        if not stop_registered:
+            # Registered now rather than with the app, so that it comes after every
+            # on_shutdown hook the user's module added: those still find the bus running.
+            app.on_shutdown(stop_bus)
+            stop_registered = True
+
+    async def stop_bus() -> None:
+        await bus.stop()
+
+    app = FastStream(backend.broker, on_startup=[start_bus], specification=specification)
+    return app
+
+
+class BusAsyncAPI(AsyncAPI):
+    """FastStream's AsyncAPI 3.0 document, with the channels of the bus' agents added.
+
+    Each agent has a durable inbox (``{prefix}.agent.{id}``, stream ``{PREFIX}_AGENT``), a
+    request subject (``{prefix}.rpc.{id}``, answered on the requester's reply subject) and
+    a subscription to broadcasts (``{prefix}.broadcast``). Each handler is a message of its
+    agent's operations: its performatives and message type constrain ``ce-type`` and
+    ``acl-message-type``; its payload is any JSON.
+
+    The agents are read at every `to_specification` call, so the document follows the bus.
+
+    Args:
+        bus: The bus whose agents to document.
+        **kwargs: As ``faststream.specification.AsyncAPI`` (title, version, description, ...).
+    """
+
+    def __init__(self, bus: Bus, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.bus = bus
+
+    def to_specification(self) -> Specification:
+        """FastStream's document of the broker, plus the agents' channels and operations.
+
+        Raises:
+            ConfigurationError: ``schema_version`` is not 3.x.
+        """
+        schema = super().to_specification()
+        if not isinstance(schema, ApplicationSchema):
+            raise ConfigurationError(
+                f"aclbus documents its agents in AsyncAPI 3.0, not {self.schema_version!r}: "
+                "leave app.schema.schema_version at '3.0.0'"
+            )
+        _add_agents(schema, self.bus)
+        return schema
+
+
+def _ref(*parts: str) -> dict[str, str]:
+    # Keys are ids, handler names and fixed words: nothing a JSON pointer must escape but these.
+    return {"$ref": "#/" + "/".join(p.replace("~", "~0").replace("/", "~1") for p in parts)}
+
+
+def _add_agents(schema: ApplicationSchema, bus: Bus) -> None:
+    """Add the channels, operations and messages of ``bus``' agents to ``schema``."""
+    subjects, settings = bus.subjects, bus.settings
+    components = schema.components = schema.components or Components()
+    schemas = components.schemas = dict(components.schemas or {})
+    messages = components.messages = dict(components.messages or {})
+    schemas[_HEADERS_KEY] = copy.deepcopy(ACL_HEADERS_SCHEMA)
+    schemas[_PAYLOAD_KEY] = dict(_ANY_JSON)
+    messages[_ANY_MESSAGE_KEY] = Message.model_validate(
+        _message(
+            title="ACL message",
+            summary="Any aclbus message.",
+            headers=_ref("components", "schemas", _HEADERS_KEY),
+        )
+    )
+    servers = [_ref("servers", name) for name in schema.servers or {}] or None
+
+    def channel(key: str, description: str, message_keys: Iterable[str], **more: Any) -> None:
+        schema.channels[key] = Channel.model_validate(
+            {
+                "address": key,
+                "description": description,
+                "servers": servers,
+                "messages": {k: _ref("components", "messages", k) for k in message_keys},
+                **more,
+            }
+        )
+
+    def receive(key: str, channel_key: str, message_keys: list[str], **more: Any) -> None:
+        schema.operations[key] = Operation.model_validate(
+            {
+                "action": "receive",
+                "channel": _ref("channels", channel_key),
+                "messages": [_ref("channels", channel_key, "messages", k) for k in message_keys],
+                **more,
+            }
+        )
+
+    broadcast = subjects.broadcast
+    reply = f"{subjects.prefix}.rpc-reply"
+    persistent_broadcast = settings.broadcast_mode is DeliveryMode.AT_LEAST_ONCE
+    inbox_stream = subjects.stream(TrafficClass.INBOX)
+    broadcast_stream = subjects.stream(TrafficClass.BROADCAST)
+    broadcast_messages = [_ANY_MESSAGE_KEY]
+
+    for agent in bus.agents.values():
+        handled = _add_handler_messages(agent, messages)
+        received = handled or [_ANY_MESSAGE_KEY]  # no handler: every message is not-understood
+        broadcast_messages += handled
+        inbox, rpc = subjects.inbox(agent.id), subjects.rpc(agent.id)
+        consumer = subjects.durable("agent", agent.id)
+        rpc_queue = subjects.durable("rpc", agent.id)
+        broadcast_consumer = subjects.durable("broadcast", agent.id)
+
+        channel(
+            inbox,
+            f"The durable inbox of agent `{agent.id}`: JetStream stream `{inbox_stream}`, "
+            f"durable consumer `{consumer}`, explicit acks. Send with a JetStream publish "
+            "and `Nats-Msg-Id`.",
+            [_ANY_MESSAGE_KEY, *handled],
+            bindings={"nats": {"subject": inbox, "queue": consumer}},
+            **{
+                "x-aclbus": {
+                    "stream": inbox_stream,
+                    "consumer": consumer,
+                    "delivery": DeliveryMode.AT_LEAST_ONCE.value,
+                }
+            },
+        )
+        channel(
+            rpc,
+            f"Requests to agent `{agent.id}`: core NATS request-reply, not stored, served in "
+            f"the queue group `{rpc_queue}`. With no agent serving it, a request fails at "
+            "once (no responders).",
+            [_ANY_MESSAGE_KEY, *handled],
+            bindings={"nats": {"subject": rpc, "queue": rpc_queue}},
+            **{"x-aclbus": {"delivery": DeliveryMode.AT_MOST_ONCE.value}},
+        )
+        receive(
+            f"{agent.id}.inbox",
+            inbox,
+            received,
+            summary=f"Agent `{agent.id}` handles a message sent to it.",
+        )
+        receive(
+            f"{agent.id}.rpc",
+            rpc,
+            received,
+            summary=f"Agent `{agent.id}` answers a request.",
+            reply={
+                "channel": _ref("channels", reply),
+                "messages": [_ref("channels", reply, "messages", _ANY_MESSAGE_KEY)],
+            },
+        )
+        receive(
+            f"{agent.id}.broadcast",
+            broadcast,
+            received,
+            summary=f"Agent `{agent.id}` handles a broadcast (every agent gets a copy).",
+            **{
+                "x-aclbus": (
+                    {"consumer": broadcast_consumer, "queue": broadcast_consumer}
+                    if persistent_broadcast
+                    else {"queue": broadcast_consumer}
+                )
+            },
+        )
+
+    channel(
+        broadcast,
+        "Broadcasts: every agent receives a copy. "
+        + (
+            f"JetStream stream `{broadcast_stream}`, a durable consumer per agent "
+            f"(`{subjects.prefix}-broadcast-<agent>`) that starts with the messages published "
+            "after it was made."
+            if persistent_broadcast
+            else "Core NATS, not stored."
+        ),
+        broadcast_messages,
+        bindings={"nats": {"subject": broadcast}},
+        **{
+            "x-aclbus": (
+                {"stream": broadcast_stream, "delivery": settings.broadcast_mode.value}
+                if persistent_broadcast
+                else {"delivery": settings.broadcast_mode.value}
+            )
+        },
+    )
+    channel(
+        reply,
+        "The reply subject a requester sends with its request (a NATS `_INBOX.` subject, so "
+        "no fixed address): the agent publishes its answer there, once, with core NATS.",
+        [_ANY_MESSAGE_KEY],
+        address=None,
+    )
+
+
+def _add_handler_messages(agent: Agent, messages: dict[str, Message]) -> list[str]:
+    """Add a message per handler of ``agent`` to ``messages``; return their keys in order.
+
+    A handler's performatives and message type become constraints on ``ce-type`` and
+    ``acl-message-type``; its docstring's first line, the message's summary.
+    """
+    keys: list[str] = []
+    # Agent keeps its routes private; read-only here (an `Agent.routes` view would be better).
+    for route in agent.routes:
+        name = getattr(route.func, "__name__", "handler")
+        key, n = f"{agent.id}.{name}", 2
+        while key in keys:  # one function registered twice, with other filters
+            key, n = f"{agent.id}.{name}-{n}", n + 1
+        acts = sorted(p.value for p in route.performatives) if route.performatives else []
+        properties: dict[str, Any] = {}
+        required: list[str] = []
+        if acts:
+            properties["ce-type"] = {
+                "type": "string",
+                "enum": [CE_TYPE_PREFIX + act for act in acts],
+            }
+        if route.message_type is not None:
+            properties["acl-message-type"] = {"type": "string", "const": route.message_type}
+            required.append("acl-message-type")
+        constraints: dict[str, Any] = {"type": "object", "properties": properties}
+        if required:
+            constraints["required"] = required
+        doc = inspect.getdoc(route.func)
+        messages[key] = Message.model_validate(
+            _message(
+                title=f"{', '.join(acts) or 'any act'} {route.message_type or '(any type)'}",
+                name=getattr(route.func, "__qualname__", name),
+                summary=doc.splitlines()[0] if doc else None,
+                headers={"allOf": [_ref("components", "schemas", _HEADERS_KEY), constraints]},
+            )
+        )
+        keys.append(key)
+    return keys
+
+
+def _message(
+    *, title: str, headers: dict[str, Any], summary: str | None = None, name: str | None = None
+) -> dict[str, Any]:
+    return {
+        "title": title,
+        "name": name,
+        "summary": summary,
+        "contentType": "application/json",
+        "correlationId": {
+            "location": "$message.header#/acl-correlation-id",
+            "description": "the conversation (FIPA conversation-id)",
+        },
+        "headers": headers,
+        "payload": _ref("components", "schemas", _PAYLOAD_KEY),
+    }

@@ -1,0 +1,780 @@
+"""The NATS JetStream backend.
+
+FastStream's `NatsBroker` owns the connection (options, reconnects, drain on close) and gives
+the bus its FastStream app and AsyncAPI document. The message path runs on that same nats-py
+connection without FastStream's per-message machinery (dependency injection, exit stacks,
+context variables), which costs about ten times nats-py's own work per message (DESIGN.md, "The
+hot path"): deliveries go straight from nats-py's subscription to the bus' middleware chain,
+and acks are single publishes to the delivery's ack subject.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+import nats.errors as nats_errors
+import nats.js.errors as js_errors
+import orjson
+from faststream.nats import (
+    NatsBroker,
+    NatsCredentials,
+    NatsNKey,
+    NatsSecurity,
+    NatsToken,
+    NatsUserPassword,
+)
+from nats.js import api
+
+from aclbus.backend import (
+    Backend,
+    Capabilities,
+    DeliveryHandler,
+    DeliveryMode,
+    KeyValue,
+    KVSpec,
+    PublishAck,
+    Received,
+    Reply,
+    StreamSpec,
+    Subscription,
+    SubscriptionSpec,
+)
+from aclbus.errors import (
+    ACLBusError,
+    BackendClosed,
+    ConfigurationError,
+    MessageTooLarge,
+    NoResponders,
+    NoStream,
+    PermissionDenied,
+    PublishTimeout,
+    RequestTimeout,
+)
+from aclbus.settings import Settings
+from aclbus.wire import encoded_size
+from aclbus_nats.kv import NatsKeyValue
+from aclbus_nats.permissions import Interrupted, PermissionWatch
+from aclbus_nats.received import CoreReceived, JetStreamReceived
+from aclbus_nats.reconnect import jittered_reconnect
+from aclbus_nats.settings import NatsSettings
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
+    from nats.aio.msg import Msg
+    from nats.aio.subscription import Subscription as NatsPySubscription
+    from nats.js import JetStreamContext
+
+    from aclbus_nats.server import EmbeddedServer
+
+__all__ = ["NatsBackend", "NatsSubscription"]
+
+log = logging.getLogger("aclbus.nats")
+
+MIN_TTL_SERVER = (2, 11)
+"""Per-message TTL (``Nats-TTL``, ``allow_msg_ttl``) needs nats-server 2.11 or newer."""
+
+_JS_MSG_SIZE_ERRORS = (10054,)  # JSStreamMessageExceedsMaximumErr
+_JS_STORE_ERRORS = (10002, 10023, 10047, 10077)  # account/server/stream storage limits
+NATS_HEADER_ALLOWANCE = 512
+"""Bytes a stream's ``max_msg_size`` allows beyond ``ACLBUS_MAX_MESSAGE_BYTES``: room for the
+``Nats-Msg-Id`` and ``Nats-TTL`` headers the backend adds, which aclbus' own size check leaves
+out (docs/wire-format.md, section 10). Without it a message just under the limit would pass the
+bus' check and then be refused by the stream."""
+_NO_RESPONDERS_PAUSE = 0.1
+"""Seconds between publishes to a provisioned stream that JetStream did not answer."""
+
+
+class NatsBackend(Backend):
+    """aclbus over NATS: core NATS for ``at_most_once``, JetStream for ``at_least_once``.
+
+    Args:
+        settings: The bus' settings.
+        nats: Connection settings; None reads ``ACLBUS_NATS__*`` / ``[nats]``.
+        server: An embedded server to use (and stop on close) instead of starting one when
+            ``nats.servers`` is empty.
+    """
+
+    name = "nats"
+    capabilities = Capabilities(
+        persistent=True,
+        ack=True,
+        nack_delay=True,
+        term=True,
+        in_progress=True,
+        max_deliver=True,
+        backoff=True,
+        dedup_window=True,
+        ordered=True,
+        ttl=True,
+        kv=True,
+        request_reply=True,
+        queue_groups=True,
+        wildcards=True,
+        durable=True,
+    )
+
+    def __init__(
+        self,
+        settings: Settings | None = None,
+        *,
+        nats: NatsSettings | None = None,
+        server: EmbeddedServer | None = None,
+    ) -> None:
+        self.settings = settings if settings is not None else Settings()
+        self.nats_settings = nats if nats is not None else NatsSettings()
+        if server is None and not self.nats_settings.servers:
+            from aclbus_nats.server import EmbeddedServer
+            from aclbus_nats.server.process import reserve_port
+
+            store = self.nats_settings.embedded_store_dir
+            if store is None and self.settings.data_dir is not None:
+                store = self.settings.data_dir / "nats"
+            server = EmbeddedServer(store_dir=store, port=reserve_port())
+            self._owns_server = True
+        else:
+            self._owns_server = False
+        self._server = server
+        self._nc: Client | None = None
+        self._js: JetStreamContext | None = None
+        self._subscriptions: set[NatsSubscription] = set()
+        self._streams: dict[str, StreamSpec] = {}
+        self._server_version: tuple[int, int, int] = (0, 0, 0)
+        self._permissions = PermissionWatch()
+        self._closing = False
+        self._last_error: Exception | None = None
+        self._reconnected: asyncio.Future[None] | None = None
+        # The embedded server's ports are picked now, so the broker knows its URL from the
+        # start (FastStream reads its servers when the broker is made).
+        self.broker = NatsBroker(
+            servers=self.nats_settings.servers or [server.url if server else ""],
+            **self._connect_options(),
+        )
+
+    # -- connection ------------------------------------------------------------------------
+
+    def _connect_options(self) -> dict[str, Any]:
+        n = self.nats_settings
+        options: dict[str, Any] = {
+            "name": n.name,
+            "connect_timeout": n.connect_timeout,
+            "reconnect_time_wait": n.reconnect_time_wait,
+            "reconnect_to_server_handler": jittered_reconnect(
+                n.reconnect_time_wait, n.reconnect_jitter
+            ),
+            "max_reconnect_attempts": n.max_reconnect_attempts,
+            "ping_interval": n.ping_interval,
+            "max_outstanding_pings": n.max_outstanding_pings,
+            "error_cb": self._on_error,
+            "disconnected_cb": self._on_disconnected,
+            "reconnected_cb": self._on_reconnected,
+            "logger": log,
+            "log_level": logging.DEBUG,
+        }
+        security = self._security()
+        if security is not None:
+            options["security"] = security
+        return options
+
+    def _security(self) -> NatsSecurity | None:
+        """Credentials and TLS as FastStream's ``security`` object.
+
+        FastStream 0.7's `NatsBroker` takes no ``user``/``password``/``tls`` arguments: one
+        security object carries the credentials and the TLS context together.
+        """
+        n = self.nats_settings
+        methods = [
+            name
+            for name, value in (
+                ("user", n.user),
+                ("token", n.token),
+                ("creds_file", n.creds_file),
+                ("nkey_seed_file", n.nkey_seed_file),
+            )
+            if value is not None
+        ]
+        if len(methods) > 1:
+            raise ConfigurationError(
+                f"ACLBUS_NATS__ sets {', '.join(methods)}: choose one way to authenticate"
+            )
+        context = None
+        if n.tls_ca_file or n.tls_cert_file:
+            import ssl
+
+            context = ssl.create_default_context(
+                cafile=str(n.tls_ca_file) if n.tls_ca_file else None
+            )
+            if n.tls_cert_file:
+                context.load_cert_chain(
+                    str(n.tls_cert_file), str(n.tls_key_file) if n.tls_key_file else None
+                )
+        try:
+            if n.user is not None:
+                password = n.password.get_secret_value() if n.password else ""
+                return NatsUserPassword(n.user, password, ssl_context=context)
+            if n.token is not None:
+                return NatsToken(n.token.get_secret_value(), ssl_context=context)
+            if n.creds_file is not None:
+                return NatsCredentials.from_file(n.creds_file, ssl_context=context)
+            if n.nkey_seed_file is not None:
+                return NatsNKey.from_file(n.nkey_seed_file, ssl_context=context)
+        except ImportError as exc:  # NKey and creds files need the nkeys package
+            raise ConfigurationError(f"{methods[0]} needs the nkeys package: {exc}") from None
+        return NatsSecurity(ssl_context=context) if context is not None else None
+
+    async def _on_error(self, exc: Exception) -> None:
+        if self._permissions.observe(exc):
+            return
+        self._last_error = exc
+        log.warning("nats: %s", exc)
+
+    async def _on_disconnected(self) -> None:
+        if not self._closing:  # our own close drains and disconnects: nothing to warn about
+            log.warning("nats: disconnected")
+
+    async def _on_reconnected(self) -> None:
+        url = self._nc.connected_url.netloc if self._nc and self._nc.connected_url else "?"
+        log.warning("nats: reconnected to %s", url)
+        if self._reconnected is not None and not self._reconnected.done():
+            self._reconnected.set_result(None)
+
+    def _reconnect_signal(self) -> asyncio.Future[None]:
+        """A future that completes at the next reconnection."""
+        if self._reconnected is None or self._reconnected.done():
+            self._reconnected = asyncio.get_running_loop().create_future()
+        return self._reconnected
+
+    @property
+    def connected(self) -> bool:
+        """True while connected to a server."""
+        return self._nc is not None and self._nc.is_connected
+
+    async def connect(self) -> None:
+        """Start the embedded server if none is configured, then connect."""
+        if self._nc is not None:
+            return
+        await self._start_embedded()
+        n = self.nats_settings
+        servers = ", ".join(n.masked_servers()) or "embedded"
+        # nats-py retries the first connection as often as a reconnection (forever, by
+        # default): a start-up with no server reachable would never return.
+        limit = n.connect_timeout * (len(n.servers) + 1)
+        self._last_error = None
+        try:
+            self._nc = await asyncio.wait_for(self.broker.connect(), limit)
+        except TimeoutError:
+            await self._stop_embedded()
+            last = self._last_error
+            raise BackendClosed(
+                f"cannot connect to NATS at {servers}: no server answered within {limit:g} s"
+                + (f" (last error: {type(last).__name__}: {last})" if last else "")
+            ) from None
+        except Exception as exc:
+            await self._stop_embedded()
+            raise BackendClosed(
+                f"cannot connect to NATS at {servers}: {type(exc).__name__}: {exc}"
+            ) from exc
+        self._js = self._nc.jetstream(timeout=self.nats_settings.publish_timeout)
+        self._server_version = _version(self._nc)
+        try:
+            await self._js.account_info()
+        except Exception as exc:
+            where = self._nc.connected_url.netloc if self._nc.connected_url else "the server"
+            await self.close()
+            raise ConfigurationError(
+                f"JetStream is not available on {where} ({type(exc).__name__}: {exc}); "
+                "start nats-server with -js"
+            ) from exc
+
+    async def _start_embedded(self) -> None:
+        if self._server is not None and self._owns_server and not self._server.running:
+            await self._server.astart()
+
+    async def _stop_embedded(self) -> None:
+        if self._server is not None and self._owns_server:
+            await self._server.astop()
+
+    async def close(self) -> None:
+        """Stop every subscription, drain the connection, stop an embedded server."""
+        self._closing = True
+        for sub in list(self._subscriptions):
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        if self._nc is not None:
+            try:
+                await self.broker.stop()
+            except Exception as exc:  # a connection already lost cannot drain
+                log.debug("nats: closing: %s", exc)
+                with contextlib.suppress(Exception):
+                    await self._nc.close()
+        self._nc = None
+        self._js = None
+        await self._stop_embedded()
+        self._closing = False
+
+    def _conn(self) -> tuple[Client, JetStreamContext]:
+        if self._nc is None or self._js is None:
+            raise BackendClosed("the NATS backend is not connected")
+        return self._nc, self._js
+
+    def make_app(self, bus: Any) -> Any:
+        """A FastStream app on this backend's broker that runs ``bus`` (see `Bus.app`)."""
+        from aclbus_nats.app import make_app
+
+        return make_app(self, bus)
+
+    def sibling(self) -> NatsBackend:
+        """A backend with its own connection to the same server (an embedded one included)."""
+        servers = self.nats_settings.servers or ([self._server.url] if self._server else [])
+        nats = self.nats_settings.model_copy(update={"servers": servers})
+        return NatsBackend(self.settings, nats=nats)
+
+    @property
+    def max_payload(self) -> int | None:
+        """The server's ``max_payload``."""
+        return self._nc.max_payload if self._nc is not None else None
+
+    @property
+    def server_version(self) -> tuple[int, int, int]:
+        """The connected server's version."""
+        return self._server_version
+
+    @property
+    def server(self) -> EmbeddedServer | None:
+        """The embedded server, when the backend runs one."""
+        return self._server
+
+    async def describe(self) -> dict[str, Any]:
+        """Server version, limits, JetStream account usage."""
+        nc, js = self._conn()
+        info = await js.account_info()
+        return {
+            "backend": self.name,
+            "servers": self.nats_settings.masked_servers()
+            or [self._server.url if self._server else "?"],
+            "connected_url": nc.connected_url.netloc if nc.connected_url else None,
+            "server_version": ".".join(map(str, self._server_version)),
+            "max_payload": nc.max_payload,
+            "jetstream": {
+                "streams": info.streams,
+                "consumers": info.consumers,
+                "memory": info.memory,
+                "storage": info.storage,
+            },
+            "embedded": self._server is not None,
+        }
+
+    # -- provisioning ----------------------------------------------------------------------
+
+    async def provision(self, spec: StreamSpec | KVSpec) -> None:
+        """Create or update a stream or KV bucket, then check that it really is there."""
+        _, js = self._conn()
+        if isinstance(spec, KVSpec):
+            await self._provision_kv(js, spec)
+            return
+        config = api.StreamConfig(
+            name=spec.name,
+            subjects=list(spec.subjects),
+            max_age=spec.max_age,
+            max_bytes=spec.max_bytes or -1,
+            max_msgs=spec.max_msgs or -1,
+            max_msg_size=spec.max_msg_size + NATS_HEADER_ALLOWANCE if spec.max_msg_size else -1,
+            duplicate_window=spec.duplicate_window,
+            storage=api.StorageType.FILE if spec.storage == "file" else api.StorageType.MEMORY,
+            num_replicas=spec.replicas,
+            allow_msg_ttl=spec.allow_msg_ttl and self._server_version[:2] >= MIN_TTL_SERVER,
+        )
+        try:
+            await js.add_stream(config)
+        except js_errors.BadRequestError as exc:
+            if exc.err_code != 10058:  # stream name already in use (with another config)
+                hint = await self._overlap(js, spec) if exc.err_code == 10065 else ""
+                raise ConfigurationError(
+                    f"cannot create stream {spec.name!r}: {exc.description} "
+                    f"(code {exc.err_code}){hint}"
+                ) from exc
+            try:
+                await js.update_stream(config)
+            except js_errors.APIError as exc2:
+                raise ConfigurationError(
+                    f"stream {spec.name!r} exists with a configuration that cannot be changed "
+                    f"to the new one: {exc2.description} (code {exc2.err_code}); delete the "
+                    "stream or keep its old settings (storage and some limits are fixed)"
+                ) from exc2
+        except js_errors.APIError as exc:
+            raise ConfigurationError(
+                f"cannot create stream {spec.name!r}: {exc.description} (code {exc.err_code})"
+            ) from exc
+        info = await js.stream_info(spec.name)
+        missing = set(spec.subjects) - set(info.config.subjects or ())
+        if missing:
+            raise ConfigurationError(
+                f"stream {spec.name!r} does not capture {sorted(missing)} after provisioning"
+            )
+        self._streams[spec.name] = spec
+
+    async def _overlap(self, js: JetStreamContext, spec: StreamSpec) -> str:
+        """Name the stream that already captures ``spec``'s subjects, for the error."""
+        for subject in spec.subjects:
+            try:
+                other = await js.find_stream_name_by_subject(subject)
+            except Exception:  # only a hint: the server's own reason is in the error already
+                continue
+            if other != spec.name:
+                return (
+                    f": stream {other!r} already captures {subject!r}. Delete that stream, or "
+                    "give this deployment another ACLBUS_SUBJECT_PREFIX"
+                )
+        return ""
+
+    async def _provision_kv(self, js: JetStreamContext, spec: KVSpec) -> None:
+        config = api.KeyValueConfig(bucket=spec.bucket, history=spec.history, ttl=spec.ttl)
+        try:
+            await js.create_key_value(config)
+        except js_errors.BadRequestError as exc:
+            if exc.err_code != 10058:
+                raise ConfigurationError(
+                    f"cannot create KV bucket {spec.bucket!r}: {exc.description}"
+                ) from exc
+        await js.key_value(spec.bucket)
+
+    # -- publishing ------------------------------------------------------------------------
+
+    async def publish(
+        self,
+        subject: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        *,
+        mode: DeliveryMode = DeliveryMode.AT_LEAST_ONCE,
+        msg_id: str | None = None,
+        ttl: float | None = None,
+        reply: str | None = None,
+    ) -> PublishAck:
+        """Publish on core NATS (``at_most_once``) or to JetStream, waiting for its PubAck."""
+        nc, _ = self._conn()
+        hdrs = dict(headers)
+        persistent = mode is not DeliveryMode.AT_MOST_ONCE
+        if persistent and msg_id is not None:
+            hdrs["Nats-Msg-Id"] = msg_id
+        if persistent and ttl is not None and self._server_version[:2] >= MIN_TTL_SERVER:
+            hdrs["Nats-TTL"] = f"{max(1, int(ttl + 0.999))}s"
+        size = encoded_size(hdrs, body)  # what the server counts: Nats-* headers included
+        if size > nc.max_payload:
+            raise MessageTooLarge(size, nc.max_payload, "message (the server's max_payload)")
+        if not persistent:
+            await nc.publish(subject, body, reply=reply or "", headers=hdrs)
+            return PublishAck()
+        timeout = self.nats_settings.publish_timeout
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                response = await self._permissions.guard(
+                    "publish",
+                    subject,
+                    nc.request(
+                        subject, body, timeout=max(deadline - time.monotonic(), 0.01), headers=hdrs
+                    ),
+                    # A server that went away never sends the PubAck of what it got just before:
+                    # once reconnected, publish again (the same Nats-Msg-Id is stored once).
+                    interrupt=self._reconnect_signal() if msg_id is not None else None,
+                )
+                break
+            except Interrupted:
+                continue
+            except nats_errors.NoRespondersError:
+                # Nobody stored it: no stream captures the subject, or JetStream is not ready
+                # (a server that restarts, a stream leader being elected). A subject of a stream
+                # this backend provisioned is tried again until the publish timeout.
+                if self._stream_of(subject) is None:
+                    raise NoStream(subject) from None
+                if time.monotonic() + _NO_RESPONDERS_PAUSE >= deadline:
+                    raise PublishTimeout(subject, timeout) from None
+                await asyncio.sleep(_NO_RESPONDERS_PAUSE)
+            except (nats_errors.TimeoutError, TimeoutError):
+                raise PublishTimeout(subject, timeout) from None
+            except nats_errors.ConnectionClosedError:
+                raise BackendClosed(
+                    f"the NATS connection is closed; the publish to {subject!r} was not sent"
+                ) from None
+        ack = orjson.loads(response.data)
+        error = ack.get("error")
+        if error:
+            code = error.get("err_code")
+            if code in _JS_MSG_SIZE_ERRORS:
+                raise MessageTooLarge(
+                    size, self._limit_of(subject) or size - 1, "message (the stream's max_msg_size)"
+                )
+            if code in _JS_STORE_ERRORS:
+                raise ACLBusError(
+                    f"JetStream stored nothing for the publish to {subject!r}: "
+                    f"{error.get('description')} (code {code}). The stream, the account or the "
+                    "server is out of storage: lower ACLBUS_STREAMS__MAX_AGE, or raise "
+                    "ACLBUS_STREAMS__MAX_BYTES or the JetStream limits of the server or account, "
+                    "then publish again with the same message id"
+                )
+            raise ACLBusError(
+                f"JetStream refused the publish to {subject!r}: {error.get('description')} "
+                f"(code {code})"
+            )
+        return PublishAck(ack.get("stream"), ack.get("seq"), bool(ack.get("duplicate")))
+
+    def _limit_of(self, subject: str) -> int | None:
+        spec = self._stream_of(subject)
+        if spec is None or spec.max_msg_size is None:
+            return None
+        return spec.max_msg_size + NATS_HEADER_ALLOWANCE
+
+    def _stream_of(self, subject: str) -> StreamSpec | None:
+        from aclbus.subjects import subject_matches
+
+        for spec in self._streams.values():
+            if any(subject_matches(p, subject) for p in spec.subjects):
+                return spec
+        return None
+
+    async def request(
+        self, subject: str, headers: Mapping[str, str], body: bytes, *, timeout: float
+    ) -> Reply:
+        """Core NATS request: NoResponders at once when nobody listens."""
+        nc, _ = self._conn()
+        try:
+            msg = await self._permissions.guard(
+                "publish",
+                subject,
+                nc.request(subject, body, timeout=timeout, headers=dict(headers)),
+            )
+        except nats_errors.NoRespondersError:
+            raise NoResponders(subject) from None
+        except (nats_errors.TimeoutError, TimeoutError):
+            raise RequestTimeout(subject, timeout) from None
+        return Reply(msg.subject, msg.headers or {}, msg.data)
+
+    # -- subscribing -----------------------------------------------------------------------
+
+    async def subscribe(self, spec: SubscriptionSpec, handler: DeliveryHandler) -> Subscription:
+        """Subscribe on core NATS, or bind a push consumer on JetStream with manual acks."""
+        nc, js = self._conn()
+        sub = NatsSubscription(self, spec, handler)
+        if spec.mode is DeliveryMode.AT_MOST_ONCE:
+            sub.nats_sub = await nc.subscribe(
+                spec.subject, queue=spec.queue or "", cb=sub.on_core_message
+            )
+        else:
+            durable = spec.durable or spec.queue
+            if spec.queue and spec.durable and spec.queue != spec.durable:
+                # JetStream's deliver group is the consumer: one name for both.
+                durable = spec.durable
+            config = api.ConsumerConfig(
+                ack_policy=api.AckPolicy.EXPLICIT,
+                ack_wait=spec.ack_wait,
+                max_deliver=spec.max_deliver or -1,
+                backoff=list(spec.backoff) or None,
+                max_ack_pending=spec.max_ack_pending,
+                deliver_policy=(
+                    api.DeliverPolicy.NEW if spec.deliver == "new" else api.DeliverPolicy.ALL
+                ),
+            )
+            try:
+                # Making the consumer is a request on the JetStream API, which the server's
+                # permissions may forbid: fail at once rather than after the API timeout.
+                sub.nats_sub = await self._permissions.guard(
+                    "publish",
+                    "$JS.API.>",
+                    js.subscribe(
+                        spec.subject,
+                        queue=durable if spec.queue else None,
+                        durable=durable,
+                        cb=sub.on_js_message,
+                        manual_ack=True,
+                        config=config,
+                        pending_msgs_limit=max(spec.max_ack_pending * 2, 1024),
+                    ),
+                )
+            except PermissionDenied as exc:
+                raise PermissionDenied("subscribe", spec.subject) from exc
+            except js_errors.NotFoundError:
+                raise NoStream(spec.subject) from None
+            except js_errors.APIError as exc:
+                raise ConfigurationError(
+                    f"cannot consume {spec.subject!r} as {durable or 'an ephemeral consumer'}: "
+                    f"{exc.description} (code {exc.err_code})"
+                ) from exc
+            except js_errors.Error as exc:
+                raise ConfigurationError(
+                    f"cannot consume {spec.subject!r} as {durable!r}: {exc}"
+                ) from exc
+        sub.start_workers()
+        self._subscriptions.add(sub)
+        # nats-py writes a flush's PING straight to the socket, ahead of the SUB still in its
+        # buffer, so the first PONG may come before the server's -ERR for the SUB; the second
+        # round trip comes after it.
+        await nc.flush()
+        await nc.flush()
+        try:
+            self._permissions.check_subscribe(spec.subject)
+        except PermissionDenied:
+            await sub.unsubscribe()  # the client would otherwise keep a dead subscription
+            raise
+        return sub
+
+    async def kv(self, bucket: str) -> KeyValue:
+        """The provisioned bucket ``bucket``."""
+        _, js = self._conn()
+        try:
+            return NatsKeyValue(bucket, await js.key_value(bucket))
+        except js_errors.BucketNotFoundError:
+            raise ConfigurationError(
+                f"KV bucket {bucket!r} does not exist: provision it with KVSpec({bucket!r})"
+            ) from None
+
+    def _forget(self, sub: NatsSubscription) -> None:
+        self._subscriptions.discard(sub)
+
+
+class NatsSubscription(Subscription):
+    """A subscription on core NATS or a JetStream push consumer."""
+
+    def __init__(
+        self, backend: NatsBackend, spec: SubscriptionSpec, handler: DeliveryHandler
+    ) -> None:
+        self.spec = spec
+        self._backend = backend
+        self._handler = handler
+        self.nats_sub: NatsPySubscription | Any = None
+        self._active = True
+        self._queue: asyncio.Queue[Received] | None = None
+        self._workers: list[asyncio.Task[None]] = []
+        self._callers: list[asyncio.Task[Any] | None] = []  # the tasks running a handler now
+        self._idle: asyncio.Event | None = None  # set when a handler returns, while unsubscribing
+
+    @property
+    def active(self) -> bool:
+        """False once unsubscribed or once the backend closed."""
+        return self._active and self._backend.connected
+
+    def start_workers(self) -> None:
+        """With concurrency above 1, hand deliveries to a pool of worker tasks."""
+        if self.spec.concurrency > 1:
+            self._queue = asyncio.Queue(maxsize=self.spec.concurrency * 2)
+            self._workers = [
+                asyncio.create_task(self._work(), name=f"aclbus-nats-worker-{self.spec.subject}")
+                for _ in range(self.spec.concurrency)
+            ]
+
+    async def _work(self) -> None:
+        assert self._queue is not None
+        while self._active:
+            received = await self._queue.get()
+            if self._active:  # once unsubscribed, queued deliveries are left for redelivery
+                await self._call(received)
+
+    async def _call(self, received: Received) -> None:
+        caller = asyncio.current_task()
+        self._callers.append(caller)
+        try:
+            await self._handler(received)
+        except Exception:  # the bus handles its errors; this guards the subscription itself
+            log.exception("nats: delivery handler failed on %s", received.subject)
+        finally:
+            self._callers.remove(caller)
+            if self._idle is not None:
+                self._idle.set()
+
+    async def _dispatch(self, received: Received) -> None:
+        if not self._active:
+            return  # unsubscribed: JetStream redelivers it after ack_wait
+        if self._queue is not None:
+            await self._queue.put(received)
+        else:
+            await self._call(received)
+
+    async def on_core_message(self, msg: Msg) -> None:
+        """nats-py's callback for a core NATS message."""
+        await self._dispatch(
+            CoreReceived(msg.subject, msg.headers or {}, msg.data, msg.reply or None)
+        )
+
+    async def on_js_message(self, msg: Msg) -> None:
+        """nats-py's callback for a JetStream delivery."""
+        nc = self._backend._nc
+        if nc is None:
+            return
+        try:
+            received = JetStreamReceived(nc, msg.subject, msg.headers or {}, msg.data, msg.reply)
+        except ValueError:
+            log.warning("nats: a message on %s without a JetStream ack subject", msg.subject)
+            return
+        await self._dispatch(received)
+
+    async def unsubscribe(self) -> None:
+        """Stop delivery; an ephemeral consumer is deleted, a durable one keeps its place."""
+        if not self._active:
+            return
+        self._active = False
+        self._backend._forget(self)
+        # nats-py's unsubscribe cancels the task that runs the handler: let the handlers that
+        # run now finish and settle their deliveries first.
+        await self._finish_handlers()
+        # A worker whose handler unsubscribes ends by itself once the handler returns.
+        workers = [task for task in self._workers if task is not asyncio.current_task()]
+        for task in workers:
+            task.cancel()
+        for task in workers:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        if self.nats_sub is not None:
+            with contextlib.suppress(Exception):
+                await self.nats_sub.unsubscribe()
+            if self.spec.mode is DeliveryMode.AT_LEAST_ONCE and not (
+                self.spec.durable or self.spec.queue
+            ):
+                await self._delete_ephemeral()
+
+    async def _finish_handlers(self) -> None:
+        """Wait for the running handlers to return, for at most ``ack_wait`` seconds.
+
+        A handler that unsubscribes its own subscription is not waited for.
+        """
+        me = asyncio.current_task()
+        own = self._callers.count(me) if me is not None else 0
+        deadline = time.monotonic() + self.spec.ack_wait
+        while len(self._callers) > own:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                log.warning(
+                    "nats: %d handler(s) on %s still running after %g s: cancelling them "
+                    "(their deliveries are redelivered)",
+                    len(self._callers) - own,
+                    self.spec.subject,
+                    self.spec.ack_wait,
+                )
+                break
+            self._idle = asyncio.Event()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._idle.wait(), left)
+        self._idle = None
+
+    async def _delete_ephemeral(self) -> None:
+        # An ephemeral consumer would linger for its inactive threshold and keep messages
+        # pending for nobody: delete it now.
+        js = self._backend._js
+        stream = getattr(self.nats_sub, "_stream", None)
+        consumer = getattr(self.nats_sub, "_consumer", None)
+        if js is None or not isinstance(stream, str) or not isinstance(consumer, str):
+            return
+        with contextlib.suppress(Exception):
+            await js.delete_consumer(stream, consumer)
+
+
+def _version(nc: Client) -> tuple[int, int, int]:
+    raw = str(nc._server_info.get("version", "0.0.0"))
+    parts = [*raw.split("-", 1)[0].split("."), "0", "0", "0"][:3]
+    try:
+        return int(parts[0]), int(parts[1]), int(parts[2])
+    except ValueError:
+        return (0, 0, 0)

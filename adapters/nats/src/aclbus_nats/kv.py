@@ -1,0 +1,110 @@
+"""Key-value buckets on JetStream KV, behind aclbus' `KeyValue` contract."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Literal
+
+import nats.js.errors as js_errors
+
+from aclbus.backend import KeyValue, KVConflict, KVEntry
+
+if TYPE_CHECKING:
+    from nats.js.kv import KeyValue as NatsKV
+
+__all__ = ["NatsKeyValue"]
+
+_DELETE_OPS = ("DEL", "PURGE")
+
+
+class NatsKeyValue(KeyValue):
+    """A JetStream KV bucket.
+
+    Args:
+        bucket: The bucket name.
+        kv: nats-py's handle on the bucket.
+    """
+
+    def __init__(self, bucket: str, kv: NatsKV) -> None:
+        self.bucket = bucket
+        self._kv = kv
+
+    async def get(self, key: str) -> KVEntry | None:
+        """The latest live entry of ``key``, or None."""
+        try:
+            entry = await self._kv.get(key)
+        except (js_errors.KeyNotFoundError, js_errors.KeyDeletedError):
+            return None
+        return self._entry(key, entry.value or b"", entry.revision or 0, "put", entry.created)
+
+    async def put(self, key: str, value: bytes) -> int:
+        """Write ``value``; return its revision."""
+        return await self._kv.put(key, value)
+
+    async def create(self, key: str, value: bytes) -> int:
+        """Write only if ``key`` has no live entry."""
+        try:
+            return await self._kv.create(key, value)
+        except js_errors.KeyWrongLastSequenceError:
+            raise KVConflict(self.bucket, key, "the key already exists") from None
+
+    async def update(self, key: str, value: bytes, revision: int) -> int:
+        """Write only if the latest revision of ``key`` is ``revision``."""
+        try:
+            return await self._kv.update(key, value, last=revision)
+        except js_errors.KeyWrongLastSequenceError:
+            raise KVConflict(self.bucket, key, f"revision {revision} is not the latest") from None
+
+    async def delete(self, key: str) -> None:
+        """Write a deletion marker for ``key``."""
+        await self._kv.delete(key)
+
+    async def keys(self) -> list[str]:
+        """The keys with a live entry, sorted."""
+        try:
+            return sorted(await self._kv.keys())
+        except js_errors.NoKeysError:
+            return []
+
+    def watch(self, pattern: str = ">") -> AsyncIterator[KVEntry]:
+        """Every change to keys matching ``pattern`` from now on.
+
+        The server-side watcher starts at once (not at the first iteration), so a write made
+        right after this call is seen. Close the iterator (``aclose()``) to stop watching.
+        """
+        starting = asyncio.ensure_future(self._kv.watch(pattern))
+        return self._changes(starting)
+
+    async def _changes(self, starting: asyncio.Future[NatsKV.KeyWatcher]) -> AsyncIterator[KVEntry]:
+        watcher = await starting
+        try:
+            initial = True
+            async for update in watcher:
+                if update is None:  # the end of the values that existed before the watch
+                    initial = False
+                    continue
+                if initial:
+                    continue
+                op: Literal["put", "delete"] = (
+                    "delete" if update.operation in _DELETE_OPS else "put"
+                )
+                yield self._entry(
+                    update.key, update.value or b"", update.revision or 0, op, update.created
+                )
+        finally:
+            with contextlib.suppress(Exception):
+                await watcher.stop()  # type: ignore[no-untyped-call]  # nats-py is untyped here
+
+    def _entry(
+        self,
+        key: str,
+        value: bytes,
+        revision: int,
+        operation: Literal["put", "delete"],
+        created: object,
+    ) -> KVEntry:
+        when = created if isinstance(created, datetime) else datetime.now(UTC)
+        return KVEntry(self.bucket, key, value, revision, when, operation)

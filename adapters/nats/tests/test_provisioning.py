@@ -1,0 +1,291 @@
+"""Provisioning on a real nats-server: streams per traffic class, updates, conflicts, consumers."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import nats
+import pytest
+import pytest_asyncio
+from nats.aio.client import Client
+from nats.js import JetStreamContext, api
+
+from aclbus.acl import ACLMessage
+from aclbus.backend import DeliveryMode, StreamSpec, SubscriptionSpec
+from aclbus.bus import Bus
+from aclbus.errors import ConfigurationError
+from aclbus.settings import Settings, StreamLimits
+from aclbus.subjects import Subjects, TrafficClass
+from aclbus.testing.collector import Collector, Deliveries, eventually
+from aclbus_nats.backend import NATS_HEADER_ALLOWANCE, NatsBackend
+from aclbus_nats.server import EmbeddedServer
+from aclbus_nats.settings import NatsSettings
+
+WAIT = 5.0
+TRAFFIC = ("agent", "broadcast", "group", "topic", "dlq")
+
+MakeBus = Callable[..., Bus]
+
+
+@pytest.fixture
+def prefix() -> str:
+    return "pv" + uuid.uuid4().hex[:10]
+
+
+@pytest_asyncio.fixture
+async def js(nats_server: EmbeddedServer, prefix: str) -> AsyncIterator[JetStreamContext]:
+    """A plain JetStream context; every stream under this test's prefix is deleted after."""
+    nc: Client = await nats.connect(nats_server.url)
+    yield nc.jetstream()
+    try:
+        for info in await nc.jetstream().streams_info():
+            name = info.config.name or ""
+            if name.startswith((prefix.upper(), "SQUATTER_" + prefix.upper())):
+                await nc.jetstream().delete_stream(name)
+    finally:
+        await nc.close()
+
+
+@pytest_asyncio.fixture
+async def make_bus(nats_server: EmbeddedServer, prefix: str) -> AsyncIterator[MakeBus]:
+    """Make (not start) buses under this test's prefix; every one is stopped after the test."""
+    buses: list[Bus] = []
+
+    def make(**overrides: Any) -> Bus:
+        values: dict[str, Any] = {
+            "backend": "nats",
+            "subject_prefix": prefix,
+            "streams": StreamLimits(max_bytes=1 << 20, storage="memory"),
+        }
+        values.update(overrides)
+        settings = Settings(**values)
+        backend = NatsBackend(settings, nats=NatsSettings(servers=[nats_server.url]))
+        bus = Bus(settings, backend=backend, entry_points=False)
+        buses.append(bus)
+        return bus
+
+    yield make
+    for bus in buses:
+        await bus.stop()
+
+
+def connected(bus: Bus) -> bool:
+    assert isinstance(bus.backend, NatsBackend)
+    return bus.backend.connected
+
+
+def stream(prefix: str, traffic: str) -> str:
+    return Subjects(prefix).stream(TrafficClass(traffic))
+
+
+async def test_one_stream_per_traffic_class_with_the_configured_limits(
+    make_bus: MakeBus, js: JetStreamContext, prefix: str
+) -> None:
+    limits = StreamLimits(
+        max_age=3600.0,
+        max_bytes=2 << 20,
+        max_msgs=5000,
+        duplicate_window=30.0,
+        replicas=1,
+        storage="file",
+    )
+    bus = make_bus(streams=limits, max_message_bytes=64 << 10)
+    await bus.start()
+
+    names = [info.config.name or "" for info in await js.streams_info()]
+    mine = sorted(name for name in names if name.startswith(prefix.upper() + "_"))
+    assert mine == sorted(stream(prefix, t) for t in TRAFFIC)
+    expected_subjects = {
+        "agent": [f"{prefix}.agent.*"],
+        "broadcast": [f"{prefix}.broadcast"],
+        "group": [f"{prefix}.group.*"],
+        "topic": [f"{prefix}.topic.>"],
+        "dlq": [f"{prefix}.dlq.*"],
+    }
+    for traffic in TRAFFIC:
+        config = (await js.stream_info(stream(prefix, traffic))).config
+        assert config.subjects == expected_subjects[traffic]
+        assert config.max_age == 3600.0
+        assert config.max_bytes == 2 << 20
+        assert config.max_msgs == 5000
+        # Room for the Nats-Msg-Id / Nats-TTL headers the backend adds beyond the bus' limit.
+        assert config.max_msg_size == (64 << 10) + NATS_HEADER_ALLOWANCE
+        assert config.duplicate_window == 30.0
+        assert config.storage == api.StorageType.FILE
+        assert config.num_replicas == 1
+        assert config.allow_msg_ttl is True  # nats-server 2.15 >= 2.11
+        assert config.discard == api.DiscardPolicy.OLD
+
+
+async def test_no_broadcast_stream_when_broadcasts_are_not_persistent(
+    make_bus: MakeBus, js: JetStreamContext, prefix: str
+) -> None:
+    await make_bus(broadcast_mode=DeliveryMode.AT_MOST_ONCE).start()
+    names = {info.config.name for info in await js.streams_info()}
+    assert stream(prefix, "agent") in names
+    assert stream(prefix, "broadcast") not in names
+
+
+async def test_changed_limits_update_the_streams_and_keep_their_messages(
+    make_bus: MakeBus, js: JetStreamContext, prefix: str
+) -> None:
+    first = make_bus(
+        streams=StreamLimits(max_age=3600.0, max_bytes=1 << 20, duplicate_window=30.0),
+        max_message_bytes=16 << 10,
+    )
+    await first.start()
+    await first.send(ACLMessage(performative="inform", sender_id="a", receiver_id="b"))
+    await first.stop()
+
+    second = make_bus(
+        streams=StreamLimits(
+            max_age=7200.0, max_bytes=2 << 20, max_msgs=100, duplicate_window=60.0
+        ),
+        max_message_bytes=32 << 10,
+    )
+    await second.start()
+
+    for traffic in TRAFFIC:
+        info = await js.stream_info(stream(prefix, traffic))
+        assert info.config.max_age == 7200.0
+        assert info.config.max_bytes == 2 << 20
+        assert info.config.max_msgs == 100
+        assert info.config.duplicate_window == 60.0
+        assert info.config.max_msg_size == (32 << 10) + NATS_HEADER_ALLOWANCE
+    inbox = await js.stream_info(stream(prefix, "agent"))
+    assert inbox.state.messages == 1  # updated in place, not recreated
+
+
+@pytest.mark.parametrize(
+    ("storage", "change", "reason"),
+    [
+        ("file", {"storage": "memory"}, "can not change storage type"),
+        ("memory", {"replicas": 3}, "replicas > 1 not supported in non-clustered mode"),
+    ],
+)
+async def test_a_change_the_server_refuses_is_a_configuration_error_saying_why(
+    make_bus: MakeBus,
+    js: JetStreamContext,
+    prefix: str,
+    storage: str,
+    change: dict[str, Any],
+    reason: str,
+) -> None:
+    """A first bus makes the streams; a second one asks for what the server refuses."""
+    limits = StreamLimits(max_bytes=1 << 20, storage=storage)
+    first = make_bus(streams=limits)
+    await first.start()
+    await first.stop()
+
+    second = make_bus(streams=limits.model_copy(update=change))
+    with pytest.raises(ConfigurationError) as caught:
+        await second.start()
+
+    message = str(caught.value)
+    assert stream(prefix, "agent") in message
+    assert reason in message
+    assert not second.started
+    assert not connected(second)  # nothing left half-open
+    config = (await js.stream_info(stream(prefix, "agent"))).config
+    assert (config.storage, config.num_replicas) == (storage, 1)  # left as it was
+
+
+async def test_a_stream_that_captures_the_same_subjects_is_refused_at_start(
+    make_bus: MakeBus, js: JetStreamContext, prefix: str
+) -> None:
+    """Another stream on ``{prefix}.agent.*``: a clear error from start(), naming it."""
+    squatter = f"SQUATTER_{prefix.upper()}"
+    await js.add_stream(
+        name=squatter, subjects=[f"{prefix}.agent.*"], storage=api.StorageType.MEMORY
+    )
+    bus = make_bus()
+
+    with pytest.raises(ConfigurationError) as caught:
+        await bus.start()
+
+    message = str(caught.value)
+    assert stream(prefix, "agent") in message
+    assert "subjects overlap" in message
+    assert squatter in message
+    assert f"{prefix}.agent.*" in message
+    assert "ACLBUS_SUBJECT_PREFIX" in message  # what to do about it
+    assert not bus.started
+    assert not connected(bus)
+
+
+async def test_an_ephemeral_consumer_is_deleted_on_unsubscribe(
+    nats_server: EmbeddedServer, js: JetStreamContext, prefix: str
+) -> None:
+    settings = Settings(subject_prefix=prefix)
+    backend = NatsBackend(settings, nats=NatsSettings(servers=[nats_server.url]))
+    await backend.connect()
+    try:
+        name = f"{prefix.upper()}_EPH"
+        await backend.provision(
+            StreamSpec(name=name, subjects=(f"{prefix}.eph.>",), storage="memory")
+        )
+        ephemeral = await backend.subscribe(
+            SubscriptionSpec(subject=f"{prefix}.eph.a"), Deliveries()
+        )
+        durable = await backend.subscribe(
+            SubscriptionSpec(subject=f"{prefix}.eph.b", durable=f"{prefix}-keep"), Deliveries()
+        )
+        assert len(await js.consumers_info(name)) == 2
+
+        await ephemeral.unsubscribe()
+        await durable.unsubscribe()
+
+        names = [info.name for info in await js.consumers_info(name)]
+        assert names == [f"{prefix}-keep"]  # gone at once, not after an inactive threshold
+        assert not ephemeral.active
+    finally:
+        await backend.close()
+
+
+async def test_durable_consumers_survive_a_bus_restart(
+    make_bus: MakeBus, js: JetStreamContext, prefix: str
+) -> None:
+    """Messages sent while the agent's bus is down arrive, once each, when it comes back."""
+    sender = make_bus()
+    await sender.start()
+    first = make_bus()
+    first.agent("bob").on()(_ignore)
+    await sender.broadcast(_inform("before-bob-ever-started"))  # deliver new: never seen
+    await first.start()
+    await first.stop()
+
+    for i in range(5):
+        await sender.send(_inform(i, receiver_id="bob"))
+    await sender.broadcast(_inform("while-bob-was-down"))
+    inbox = await js.consumer_info(stream(prefix, "agent"), f"{prefix}-agent-bob")
+    assert inbox.num_pending == 5
+
+    second = make_bus()
+    got: Collector[Any] = Collector()
+
+    @second.agent("bob").on()
+    async def record(msg: ACLMessage) -> None:
+        got.add(msg.payload)
+
+    await second.start()
+    await got.wait_for(6, timeout=WAIT)
+    await asyncio.sleep(0.3)  # nothing more comes
+    assert sorted(got.items, key=str) == sorted([0, 1, 2, 3, 4, "while-bob-was-down"], key=str)
+    assert [p for p in got.items if isinstance(p, int)] == [0, 1, 2, 3, 4]  # in order
+
+    async def all_acked() -> bool:
+        info = await js.consumer_info(stream(prefix, "agent"), f"{prefix}-agent-bob")
+        return bool(info.num_pending == 0 and info.num_ack_pending == 0)
+
+    await eventually(all_acked, timeout=WAIT, what="bob's inbox consumer has nothing pending")
+
+
+async def _ignore(msg: ACLMessage) -> None:
+    return None
+
+
+def _inform(payload: Any, **fields: Any) -> ACLMessage:
+    return ACLMessage(performative="inform", sender_id="alice", payload=payload, **fields)

@@ -1,0 +1,14 @@
+"""The core's tests run on the in-memory backend unless a test says otherwise.
+
+The default backend is ``nats`` (with an embedded server); the core's own tests are about the
+core, so they do not start servers. The NATS adapter's tests run the same code on real servers.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(autouse=True)
+def _memory_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ACLBUS_BACKEND", "memory")
