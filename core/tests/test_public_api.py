@@ -38,6 +38,7 @@ PUBLIC = [
     "Received",
     "RequestTimeout",
     "Settings",
+    "StreamFull",
     "StreamSpec",
     "Subscription",
     "SubscriptionSpec",

@@ -32,6 +32,7 @@ from aclbus.errors import (
     ConfigurationError,
     MessageTooLarge,
     PublishTimeout,
+    StreamFull,
 )
 from aclbus.settings import Settings, StreamLimits
 from aclbus.testing.collector import Collector, eventually
@@ -471,8 +472,9 @@ async def test_an_account_out_of_storage_is_a_clear_error(
         acks, error = await _until_refused(
             lambda i: unbounded.send(inform("bob", "x" * 1000 + str(i))), 200
         )
+        assert isinstance(error, StreamFull)
         assert "resource limits exceeded for account" in str(error)
-        assert "(code 10002)" in str(error)
+        assert "(JetStream code 10002)" in str(error)
         assert "publish again with the same message id" in str(error)
         nc = await nats.connect(limited_server.url, user="small", password="sm-pw")
         try:
@@ -536,8 +538,9 @@ async def _publish_until_refused(backend: NatsBackend, subject: str, size: int) 
     acks, error = await _until_refused(
         lambda i: backend.publish(subject, {}, b"x" * size, msg_id=f"m{i}"), 100
     )
+    assert isinstance(error, StreamFull)
     message = str(error)
     assert "maximum bytes exceeded" in message
-    assert "stored nothing" in message
+    assert "storage is full" in message
     assert "ACLBUS_STREAMS__MAX_BYTES" in message
     return acks

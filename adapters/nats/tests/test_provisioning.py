@@ -117,7 +117,7 @@ async def test_one_stream_per_traffic_class_with_the_configured_limits(
         assert config.storage == api.StorageType.FILE
         assert config.num_replicas == 1
         assert config.allow_msg_ttl is True  # nats-server 2.15 >= 2.11
-        assert config.discard == api.DiscardPolicy.OLD
+        assert config.discard == api.DiscardPolicy.NEW  # a full stream refuses, drops nothing
 
 
 async def test_no_broadcast_stream_when_broadcasts_are_not_persistent(

@@ -43,6 +43,7 @@ from aclbus.errors import (
     PluginError,
     PublishTimeout,
     RequestTimeout,
+    StreamFull,
     UnknownBackend,
     UnsupportedVersion,
 )
@@ -85,6 +86,7 @@ __all__ = [
     "Received",
     "RequestTimeout",
     "Settings",
+    "StreamFull",
     "StreamSpec",
     "Subscription",
     "SubscriptionSpec",

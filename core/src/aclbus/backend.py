@@ -113,7 +113,9 @@ class Capabilities:
 class StreamSpec:
     """A stream to provision: where ``at_least_once`` messages of some subjects are stored.
 
-    Durations are in seconds; None means no limit.
+    Durations are in seconds; None means no limit. ``discard`` says what a full stream does:
+    ``"new"`` refuses the publish with `StreamFull` (nothing stored is lost), ``"old"`` drops
+    the oldest messages to make room, read or not.
     """
 
     name: str
@@ -126,6 +128,7 @@ class StreamSpec:
     allow_msg_ttl: bool = True
     storage: Literal["file", "memory"] = "file"
     replicas: int = 1
+    discard: Literal["old", "new"] = "new"
 
 
 @dataclass(frozen=True, slots=True)

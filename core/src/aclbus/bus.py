@@ -255,6 +255,7 @@ class Bus:
             duplicate_window=limits.duplicate_window,
             storage="memory" if limits.storage == "memory" else "file",
             replicas=limits.replicas,
+            discard="old" if limits.discard == "old" else "new",
         )
 
     # -- agents ----------------------------------------------------------------------------

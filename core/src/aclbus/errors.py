@@ -20,6 +20,7 @@ __all__ = [
     "PluginError",
     "PublishTimeout",
     "RequestTimeout",
+    "StreamFull",
     "UnknownBackend",
     "UnsupportedVersion",
 ]
@@ -133,6 +134,22 @@ class PublishTimeout(ACLBusError, TimeoutError):
         super().__init__(
             f"no acknowledgement for the publish to {subject!r} within {timeout:g} s; "
             "retry with the same message id (it is stored at most once)"
+        )
+
+
+class StreamFull(ACLBusError):
+    """A persistent publish refused because a stream (or the server's storage) is full.
+
+    Nothing was stored, and nothing stored was dropped to make room: publish again with the
+    same message id once the backlog has been consumed or the limits raised.
+    """
+
+    def __init__(self, subject: str, detail: str) -> None:
+        self.subject = subject
+        super().__init__(
+            f"publish to {subject!r} refused, storage is full: {detail}; consume the backlog, "
+            "or raise ACLBUS_STREAMS__MAX_BYTES / ACLBUS_STREAMS__MAX_MSGS (or the server's "
+            "JetStream limits), then publish again with the same message id"
         )
 
 

@@ -115,6 +115,8 @@ class StreamLimits(BaseModel):
         duplicate_window: Seconds within which a repeated message id is not stored again.
         replicas: Copies of each stream on a cluster (1 or 3, usually).
         storage: ``file`` (survives restarts) or ``memory``.
+        discard: When a stream is full: ``new`` refuses publishes with `StreamFull` (no
+            message is lost unread), ``old`` drops the oldest messages.
     """
 
     max_age: float | None = Field(default=7 * 24 * 3600.0, gt=0)
@@ -123,6 +125,7 @@ class StreamLimits(BaseModel):
     duplicate_window: float = Field(default=120.0, gt=0)
     replicas: int = Field(default=1, ge=1, le=5)
     storage: str = Field(default="file", pattern="^(file|memory)$")
+    discard: str = Field(default="new", pattern="^(old|new)$")
 
 
 class MemorySettings(BaseModel):

@@ -8,7 +8,13 @@ import pytest
 
 from aclbus.backend import DeliveryMode, StreamSpec, SubscriptionSpec
 from aclbus.backends.memory import ManualClock, MemoryBackend
-from aclbus.errors import ConfigurationError, InvalidIdentifier, MessageTooLarge, NoStream
+from aclbus.errors import (
+    ConfigurationError,
+    InvalidIdentifier,
+    MessageTooLarge,
+    NoStream,
+    StreamFull,
+)
 from aclbus.testing.collector import Deliveries
 from aclbus.wire import encoded_size
 
@@ -57,7 +63,7 @@ async def test_dedup_window_edge(backend: MemoryBackend, clock: ManualClock) -> 
 
 
 async def test_duplicate_survives_discard_of_the_original(backend: MemoryBackend) -> None:
-    await backend.provision(StreamSpec("S", ("s.>",), max_msgs=1))
+    await backend.provision(StreamSpec("S", ("s.>",), max_msgs=1, discard="old"))
     first = await backend.publish("s.a", {}, b"1", msg_id="m")
     await backend.publish("s.a", {}, b"2")
     retry = await backend.publish("s.a", {}, b"1", msg_id="m")
@@ -71,7 +77,7 @@ async def test_zero_duplicate_window_deduplicates_nothing(backend: MemoryBackend
 
 
 async def test_max_msgs_discards_the_oldest(backend: MemoryBackend, clock: ManualClock) -> None:
-    await backend.provision(StreamSpec("S", ("s.>",), max_msgs=3))
+    await backend.provision(StreamSpec("S", ("s.>",), max_msgs=3, discard="old"))
     for i in range(5):
         await backend.publish("s.a", {}, str(i).encode())
     info = backend.stream_info("S")
@@ -84,7 +90,7 @@ async def test_max_msgs_discards_the_oldest(backend: MemoryBackend, clock: Manua
 
 async def test_max_bytes_discards_the_oldest(backend: MemoryBackend) -> None:
     size = encoded_size({}, b"x" * 100)
-    await backend.provision(StreamSpec("S", ("s.>",), max_bytes=size * 2 + 1))
+    await backend.provision(StreamSpec("S", ("s.>",), max_bytes=size * 2 + 1, discard="old"))
     for _ in range(4):
         await backend.publish("s.a", {}, b"x" * 100)
     info = backend.stream_info("S")
@@ -174,7 +180,7 @@ async def test_update_keeps_messages_and_applies_new_limits(backend: MemoryBacke
     await backend.provision(StreamSpec("S", ("s.>",)))
     for i in range(5):
         await backend.publish("s.a", {}, str(i).encode())
-    await backend.provision(StreamSpec("S", ("s.>", "more.>"), max_msgs=2))
+    await backend.provision(StreamSpec("S", ("s.>", "more.>"), max_msgs=2, discard="old"))
     info = backend.stream_info("S")
     assert (info.messages, info.first_seq, info.subjects) == (2, 4, ("s.>", "more.>"))
     ack = await backend.publish("more.x", {}, b"new")
@@ -197,7 +203,7 @@ async def test_bad_specs_and_subjects_are_refused(backend: MemoryBackend) -> Non
 
 async def test_compaction_keeps_sequences_right(backend: MemoryBackend, clock: ManualClock) -> None:
     # Enough discards to cut the front of the message list several times.
-    await backend.provision(StreamSpec("S", ("s.>",), max_msgs=10))
+    await backend.provision(StreamSpec("S", ("s.>",), max_msgs=10, discard="old"))
     for i in range(5000):
         await backend.publish("s.a", {}, str(i).encode())
     info = backend.stream_info("S")
@@ -207,3 +213,31 @@ async def test_compaction_keeps_sequences_right(backend: MemoryBackend, clock: M
     await clock.settle()
     assert got.bodies == [str(i).encode() for i in range(4990, 5000)]
     assert [r.sequence for r in got.items] == list(range(4991, 5001))
+
+
+async def test_full_stream_with_discard_new_refuses_and_keeps_everything(
+    backend: MemoryBackend, clock: ManualClock
+) -> None:
+    await backend.provision(StreamSpec("S", ("s.>",), max_msgs=2, max_age=10))
+    first = await backend.publish("s.a", {}, b"1", msg_id="m1")
+    await backend.publish("s.a", {}, b"2")
+    with pytest.raises(StreamFull, match=r"stream 'S' holds 2 messages"):
+        await backend.publish("s.a", {}, b"3")
+    # a retry of a stored message is still answered as a duplicate, not refused
+    again = await backend.publish("s.a", {}, b"1", msg_id="m1")
+    assert (again.duplicate, again.sequence) == (True, first.sequence)
+    info = backend.stream_info("S")
+    assert (info.messages, info.first_seq, info.last_seq) == (2, 1, 2)
+    await clock.advance(11)  # expired messages make room
+    ack = await backend.publish("s.a", {}, b"3")
+    assert ack.sequence == 3
+
+
+async def test_discard_new_counts_bytes_too(backend: MemoryBackend) -> None:
+    size = encoded_size({}, b"x" * 100)
+    await backend.provision(StreamSpec("S", ("s.>",), max_bytes=size * 2))
+    for _ in range(2):
+        await backend.publish("s.a", {}, b"x" * 100)
+    with pytest.raises(StreamFull):
+        await backend.publish("s.a", {}, b"x" * 100)
+    assert backend.stream_info("S").bytes == size * 2

@@ -54,6 +54,7 @@ from aclbus.errors import (
     PermissionDenied,
     PublishTimeout,
     RequestTimeout,
+    StreamFull,
 )
 from aclbus.settings import Settings
 from aclbus.wire import encoded_size
@@ -79,6 +80,11 @@ MIN_TTL_SERVER = (2, 11)
 """Per-message TTL (``Nats-TTL``, ``allow_msg_ttl``) needs nats-server 2.11 or newer."""
 
 _JS_MSG_SIZE_ERRORS = (10054,)  # JSStreamMessageExceedsMaximumErr
+_BUFFER_FULL = (
+    "the connection to NATS is down and its reconnect buffer is full; the message to "
+    "{subject!r} was not sent; publish it again once reconnected (ACLBUS_NATS__RECONNECT_BUFFER "
+    "sets the buffer's size)"
+)
 _JS_STORE_ERRORS = (10002, 10023, 10047, 10077)  # account/server/stream storage limits
 NATS_HEADER_ALLOWANCE = 512
 """Bytes a stream's ``max_msg_size`` allows beyond ``ACLBUS_MAX_MESSAGE_BYTES``: room for the
@@ -168,6 +174,7 @@ class NatsBackend(Backend):
             ),
             "max_reconnect_attempts": n.max_reconnect_attempts,
             "ping_interval": n.ping_interval,
+            "pending_size": n.reconnect_buffer,
             "max_outstanding_pings": n.max_outstanding_pings,
             "error_cb": self._on_error,
             "disconnected_cb": self._on_disconnected,
@@ -386,6 +393,7 @@ class NatsBackend(Backend):
             duplicate_window=spec.duplicate_window,
             storage=api.StorageType.FILE if spec.storage == "file" else api.StorageType.MEMORY,
             num_replicas=spec.replicas,
+            discard=api.DiscardPolicy.NEW if spec.discard == "new" else api.DiscardPolicy.OLD,
             allow_msg_ttl=spec.allow_msg_ttl and self._server_version[:2] >= MIN_TTL_SERVER,
         )
         try:
@@ -467,7 +475,14 @@ class NatsBackend(Backend):
         if size > nc.max_payload:
             raise MessageTooLarge(size, nc.max_payload, "message (the server's max_payload)")
         if not persistent:
-            await nc.publish(subject, body, reply=reply or "", headers=hdrs)
+            try:
+                await nc.publish(subject, body, reply=reply or "", headers=hdrs)
+            except nats_errors.OutboundBufferLimitError:
+                raise BackendClosed(_BUFFER_FULL.format(subject=subject)) from None
+            except nats_errors.ConnectionClosedError:
+                raise BackendClosed(
+                    f"the NATS connection is closed; the publish to {subject!r} was not sent"
+                ) from None
             return PublishAck()
         timeout = self.nats_settings.publish_timeout
         deadline = time.monotonic() + timeout
@@ -497,6 +512,8 @@ class NatsBackend(Backend):
                 await asyncio.sleep(_NO_RESPONDERS_PAUSE)
             except (nats_errors.TimeoutError, TimeoutError):
                 raise PublishTimeout(subject, timeout) from None
+            except nats_errors.OutboundBufferLimitError:
+                raise BackendClosed(_BUFFER_FULL.format(subject=subject)) from None
             except nats_errors.ConnectionClosedError:
                 raise BackendClosed(
                     f"the NATS connection is closed; the publish to {subject!r} was not sent"
@@ -510,13 +527,7 @@ class NatsBackend(Backend):
                     size, self._limit_of(subject) or size - 1, "message (the stream's max_msg_size)"
                 )
             if code in _JS_STORE_ERRORS:
-                raise ACLBusError(
-                    f"JetStream stored nothing for the publish to {subject!r}: "
-                    f"{error.get('description')} (code {code}). The stream, the account or the "
-                    "server is out of storage: lower ACLBUS_STREAMS__MAX_AGE, or raise "
-                    "ACLBUS_STREAMS__MAX_BYTES or the JetStream limits of the server or account, "
-                    "then publish again with the same message id"
-                )
+                raise StreamFull(subject, f"{error.get('description')} (JetStream code {code})")
             raise ACLBusError(
                 f"JetStream refused the publish to {subject!r}: {error.get('description')} "
                 f"(code {code})"
@@ -552,6 +563,12 @@ class NatsBackend(Backend):
             raise NoResponders(subject) from None
         except (nats_errors.TimeoutError, TimeoutError):
             raise RequestTimeout(subject, timeout) from None
+        except nats_errors.OutboundBufferLimitError:
+            raise BackendClosed(_BUFFER_FULL.format(subject=subject)) from None
+        except nats_errors.ConnectionClosedError:
+            raise BackendClosed(
+                f"the NATS connection is closed; the request to {subject!r} was not sent"
+            ) from None
         return Reply(msg.subject, msg.headers or {}, msg.data)
 
     # -- subscribing -----------------------------------------------------------------------

@@ -30,6 +30,8 @@ class NatsSettings(SectionSettings):
         reconnect_jitter: How much that pause varies, as a fraction (0.5: 50 % to 150 %), so
             that many clients do not reconnect in the same instant.
         max_reconnect_attempts: Reconnect attempts before giving up; -1: forever.
+        reconnect_buffer: Bytes of outgoing messages kept while reconnecting; a publish that
+            would overflow it fails at once with `BackendClosed` (nothing is dropped quietly).
         ping_interval: Seconds between pings: a hung server is noticed within
             ``ping_interval * (max_outstanding_pings + 1)`` (nats-py's default 120 s hides it).
         max_outstanding_pings: Unanswered pings before the connection counts as lost.
@@ -53,6 +55,7 @@ class NatsSettings(SectionSettings):
     reconnect_time_wait: float = Field(default=0.5, ge=0)
     reconnect_jitter: float = Field(default=0.5, ge=0, le=1)
     max_reconnect_attempts: int = Field(default=-1, ge=-1)
+    reconnect_buffer: int = Field(default=2 << 20, ge=0)
     ping_interval: float = Field(default=5.0, gt=0, le=60)
     max_outstanding_pings: int = Field(default=2, ge=1)
     publish_timeout: float = Field(default=5.0, gt=0)

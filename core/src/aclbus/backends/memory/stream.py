@@ -1,8 +1,9 @@
 """Streams: stored messages with sequence numbers, a dedup window, limits and TTLs.
 
 A stream keeps its messages in a list indexed by sequence (a removed message leaves a hole,
-and the front is cut off now and then), so lookup by sequence is O(1) and the limits discard
-from the front, as JetStream's default ``discard: old`` does. Expiry (``max_age`` and the
+and the front is cut off now and then), so lookup by sequence is O(1). A full stream refuses
+new messages (``discard: new``, `StreamFull`) or discards from the front (``discard: old``),
+as JetStream does. Expiry (``max_age`` and the
 per-message TTL) is checked when a message is about to be delivered and when the stream is
 inspected, so an expired message is never delivered and no timer is needed per message.
 """
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from aclbus.backend import PublishAck, StreamSpec
-from aclbus.errors import ConfigurationError, MessageTooLarge
+from aclbus.errors import ConfigurationError, MessageTooLarge, StreamFull
 from aclbus.subjects import subject_matches
 
 if TYPE_CHECKING:
@@ -182,6 +183,20 @@ class Stream:
             seen = self._dedup.get(msg_id)
             if seen is not None:
                 return PublishAck(self.name, seen[0], duplicate=True)
+        if spec.discard == "new" and (
+            (spec.max_msgs is not None and self.count + 1 > spec.max_msgs)
+            or (spec.max_bytes is not None and self.bytes + size > spec.max_bytes)
+        ):
+            if spec.max_age is not None:
+                self._expire_front(now)  # what has expired makes room first
+            if (spec.max_msgs is not None and self.count + 1 > spec.max_msgs) or (
+                spec.max_bytes is not None and self.bytes + size > spec.max_bytes
+            ):
+                raise StreamFull(
+                    subject,
+                    f"stream {self.name!r} holds {self.count} messages, {self.bytes} bytes "
+                    f"(max_msgs {spec.max_msgs}, max_bytes {spec.max_bytes}, discard new)",
+                )
         seq = self.last_seq + 1
         self.last_seq = seq
         self._messages.append(
