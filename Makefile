@@ -20,7 +20,7 @@ lint: sync
 	$(UV) run --no-sync ruff format --check .
 
 type: sync
-	$(UV) run --no-sync mypy core/src adapters/nats/src
+	$(UV) run --no-sync mypy core/src adapters/nats/src $(wildcard plugins/*/src)
 
 # pytest exits 5 when it collected nothing; make treats any non-zero exit as a failure.
 pytest: sync

@@ -28,6 +28,7 @@ from aclbus.testing import (
     PointToPointTestcase,
     PubSubTestcase,
     RequestReplyTestcase,
+    StoredMessagesTestcase,
     SubscriptionTestcase,
     TermTestcase,
     TTLTestcase,
@@ -95,6 +96,10 @@ class TestTTL(MemoryConfig, TTLTestcase):
 
 
 class TestKeyValue(MemoryConfig, KeyValueTestcase):
+    pass
+
+
+class TestStoredMessages(MemoryConfig, StoredMessagesTestcase):
     pass
 
 

@@ -30,6 +30,7 @@ from aclbus.testing import (
     PointToPointTestcase,
     PubSubTestcase,
     RequestReplyTestcase,
+    StoredMessagesTestcase,
     SubscriptionTestcase,
     TermTestcase,
     TTLTestcase,
@@ -134,6 +135,10 @@ class TestTTL(NatsConfig, TTLTestcase):
 
 
 class TestKeyValue(NatsConfig, KeyValueTestcase):
+    pass
+
+
+class TestStoredMessages(NatsConfig, StoredMessagesTestcase):
     pass
 
 

@@ -43,6 +43,7 @@ __all__ = [
     "PublishAck",
     "Received",
     "Reply",
+    "StoredMessage",
     "StreamSpec",
     "Subscription",
     "SubscriptionSpec",
@@ -224,9 +225,20 @@ class Received(ABC):
         attempt: The delivery count, from 1.
         sequence: Its sequence in the stream (None for ``at_most_once``).
         mode: The delivery mode of the subscription it came through.
+        stream: The stream it was stored in (None for ``at_most_once``).
     """
 
-    __slots__ = ("_settled", "attempt", "body", "headers", "mode", "reply", "sequence", "subject")
+    __slots__ = (
+        "_settled",
+        "attempt",
+        "body",
+        "headers",
+        "mode",
+        "reply",
+        "sequence",
+        "stream",
+        "subject",
+    )
 
     def __init__(
         self,
@@ -238,8 +250,10 @@ class Received(ABC):
         attempt: int = 1,
         sequence: int | None = None,
         mode: DeliveryMode = DeliveryMode.AT_LEAST_ONCE,
+        stream: str | None = None,
     ) -> None:
         self.subject = subject
+        self.stream = stream
         self.headers = headers
         self.body = body
         self.reply = reply
@@ -312,6 +326,27 @@ class Subscription(ABC):
 
         A durable consumer keeps its position for the next subscription with its name.
         """
+
+
+@dataclass(frozen=True, slots=True)
+class StoredMessage:
+    """A message as a stream stores it (what `Backend.read_stream` returns).
+
+    Attributes:
+        stream: The stream's name.
+        sequence: Its sequence in the stream.
+        subject: The subject it was published to.
+        headers: Its headers as stored (the broker's own ``Nats-*`` ones may be among them).
+        body: Its body.
+        time: When the stream stored it (UTC).
+    """
+
+    stream: str
+    sequence: int
+    subject: str
+    headers: Mapping[str, str]
+    body: bytes
+    time: datetime
 
 
 class KVConflict(ACLBusError):
@@ -442,6 +477,37 @@ class Backend(ABC):
     async def describe(self) -> dict[str, Any]:
         """Facts about the broker for ``aclbus doctor`` (server version, limits, …)."""
         return {"backend": self.name}
+
+    # -- stored messages (persistent backends; the dead-letter queue is built on these) ------
+
+    async def read_stream(
+        self, stream: str, *, subject: str | None = None, start: int = 1, limit: int = 100
+    ) -> list[StoredMessage]:
+        """Stored messages of ``stream`` from sequence ``start`` on, in order.
+
+        Args:
+            stream: The stream's name.
+            subject: Only messages whose subject matches this (wildcards allowed).
+            start: The first sequence to consider.
+            limit: At most this many messages.
+
+        Raises:
+            ConfigurationError: No such stream.
+            NotImplementedError: The backend stores nothing (no ``persistent`` capability).
+        """
+        raise NotImplementedError(f"backend {self.name!r} stores no messages")
+
+    async def get_message(self, stream: str, sequence: int) -> StoredMessage | None:
+        """The message at ``sequence`` in ``stream``, or None if it is gone (or never was)."""
+        raise NotImplementedError(f"backend {self.name!r} stores no messages")
+
+    async def delete_message(self, stream: str, sequence: int) -> bool:
+        """Remove one stored message; False if it was not there."""
+        raise NotImplementedError(f"backend {self.name!r} stores no messages")
+
+    async def purge_stream(self, stream: str, *, subject: str | None = None) -> int:
+        """Remove every stored message of ``stream`` (matching ``subject``); return how many."""
+        raise NotImplementedError(f"backend {self.name!r} stores no messages")
 
     def make_app(self, bus: Any) -> Any:
         """A FastStream application that runs ``bus`` (see `Bus.app`).

@@ -24,7 +24,10 @@ from aclbus.backend import (
     PublishAck,
     Received,
     StreamSpec,
+    Subscription,
+    SubscriptionSpec,
 )
+from aclbus.dlq import DeadLetters, Reason, redact
 from aclbus.errors import (
     ACLDecodeError,
     BackendClosed,
@@ -51,6 +54,9 @@ __all__ = ["Bus", "BusStats"]
 
 log = logging.getLogger("aclbus")
 
+MAX_DELIVERIES_ADVISORIES = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.*.*"
+"""JetStream's advisories for messages delivered ``max_deliver`` times without an ack."""
+
 
 @dataclass(slots=True)
 class BusStats:
@@ -65,6 +71,7 @@ class BusStats:
         unhandled: Deliveries no handler matched.
         decode_errors: Deliveries that were not valid ACL messages.
         expired: Deliveries dropped because their TTL had run out.
+        dead_lettered: Messages this bus put in the dead-letter queue.
     """
 
     published: int = 0
@@ -75,6 +82,7 @@ class BusStats:
     unhandled: int = 0
     decode_errors: int = 0
     expired: int = 0
+    dead_lettered: int = 0
 
     def as_dict(self) -> dict[str, int]:
         """The counters as a plain dict."""
@@ -126,9 +134,12 @@ class Bus:
         self.backend = backend if backend is not None else self._make_backend()
         self._check_capabilities()
         self.stats = BusStats()
+        self.dead_letters = DeadLetters(self)
+        """The dead-letter queue: list, inspect, replay, purge."""
         self.middlewares: list[Middleware] = []
         self._agents: dict[str, Agent] = {}
         self._app: Any = None
+        self._advisories: Subscription | None = None
         self._started = False
         self._request_slots = asyncio.Semaphore(self.settings.max_requests_in_flight)
         self._publish_chain: PublishNext = self._publish_terminal
@@ -206,6 +217,16 @@ class Bus:
             self._request_chain = compose(self.middlewares, "request", self._request_terminal)
             self._consume_chain = compose(self.middlewares, "consume", self._dispatch)
             self._started = True
+            if self.backend.capabilities.persistent and self.backend.capabilities.max_deliver:
+                self._advisories = await self.backend.subscribe(
+                    SubscriptionSpec(
+                        subject=MAX_DELIVERIES_ADVISORIES,
+                        mode=DeliveryMode.AT_MOST_ONCE,
+                        # one bus of the deployment handles each advisory
+                        queue=self.subjects.durable("dlq", "advisories"),
+                    ),
+                    self._on_advisory,
+                )
             for agent in list(self._agents.values()):
                 await agent.start()
             await self._lifecycle("aclbus_bus_started")
@@ -223,8 +244,18 @@ class Bus:
         finally:
             for agent in list(self._agents.values()):
                 await agent.stop()
+            if self._advisories is not None:
+                await self._advisories.unsubscribe()
+                self._advisories = None
             self._started = False
             await self.backend.close()
+
+    async def _on_advisory(self, received: Received) -> None:
+        """A message exhausted its deliveries (the handler never finished): dead-letter it."""
+        try:
+            await self.dead_letters.handle_advisory(received.body)
+        except Exception as exc:  # the message stays in its stream; nothing more can be done
+            log.error("could not dead-letter an exhausted message: %s", redact(str(exc)))
 
     async def __aenter__(self) -> Self:
         await self.start()
@@ -404,7 +435,10 @@ class Bus:
                 return
             if msg.ttl is not None and msg.is_expired():
                 self.stats.expired += 1
-                await received.term("expired")
+                if self.settings.expired == "drop":
+                    await received.term(Reason.EXPIRED)
+                else:
+                    await self.give_up(received, agent=agent_id, reason=Reason.EXPIRED)
                 return
             delivery = Delivery(msg, received, agent_id)
             try:
@@ -416,7 +450,7 @@ class Bus:
                     agent_id,
                     msg.message_id,
                     type(exc).__name__,
-                    exc,
+                    redact(str(exc)),  # an exception's text may hold a credential
                 )
                 await self._fail(delivery, exc)
 
@@ -431,6 +465,7 @@ class Bus:
             await self._not_understood(delivery, "no handler for this message")
             await delivery.ack()
             return
+        delivery.state["handler"] = route.func.__qualname__
         result = await call_handler(route, delivery)
         if result is not None:
             await self._send_result(result, delivery.received)
@@ -450,7 +485,6 @@ class Bus:
 
     async def _fail(self, delivery: Delivery, exc: Exception) -> None:
         """A handler raised: answer a waiting requester with ``failure``, then terminate."""
-        reason = f"{type(exc).__name__}: {exc}"[:500]
         if delivery.received.reply:
             msg = delivery.message
             failure = msg.reply(
@@ -464,15 +498,64 @@ class Bus:
                 )
             except Exception:
                 log.exception("agent %s: could not send the failure reply", delivery.agent)
-        await delivery.term(reason)
+        await self.give_up(
+            delivery.received,
+            agent=delivery.agent,
+            reason=Reason.HANDLER_ERROR,
+            error=exc,
+            handler=delivery.state.get("handler"),
+        )
+
+    async def give_up(
+        self,
+        received: Received,
+        *,
+        agent: str,
+        reason: str,
+        error: BaseException | None = None,
+        handler: str | None = None,
+    ) -> None:
+        """Settle a delivery for good: dead-letter it (if persistent), then terminate it.
+
+        The dead letter is stored before the message is terminated; if it cannot be stored,
+        the message is not terminated but handed back for a later redelivery, so nothing is
+        lost. Retry plugins call this when a message's attempts are spent.
+
+        Args:
+            received: The delivery.
+            agent: The agent it was for.
+            reason: Why (see `aclbus.dlq.Reason`).
+            error: The exception that made it fail, if any.
+            handler: The failing handler's name, if any.
+        """
+        if received.settled is not None:
+            return
+        term_reason = redact(
+            f"{reason}: {type(error).__name__}: {error}" if error is not None else reason
+        )
+        if received.mode is DeliveryMode.AT_LEAST_ONCE and self.backend.capabilities.persistent:
+            try:
+                await self.dead_letters.add(
+                    received, origin=agent, reason=reason, error=error, handler=handler
+                )
+            except Exception as exc:
+                log.error(
+                    "agent %s: could not dead-letter a message (%s: %s); it will be redelivered",
+                    agent,
+                    type(exc).__name__,
+                    redact(str(exc)),
+                )
+                await received.nack(delay=self.settings.ack_wait)
+                return
+        await received.term(term_reason)
 
     async def _refuse(self, received: Received, agent_id: str, exc: ACLDecodeError) -> None:
-        """A delivery that is not a valid message: terminate it, tell the sender if we can."""
+        """A delivery that is not a valid message: dead-letter it, tell the sender if we can."""
         self.stats.decode_errors += 1
         log.warning(
             "agent %s: refused a malformed message on %s: %s", agent_id, received.subject, exc
         )
-        await received.term(f"malformed: {exc}"[:500])
+        await self.give_up(received, agent=agent_id, reason=Reason.MALFORMED, error=exc)
         if isinstance(exc, UnsupportedVersion) or received.reply:
             await self._answer_not_understood(received, agent_id, str(exc))
 

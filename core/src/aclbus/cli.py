@@ -1,4 +1,4 @@
-"""The ``aclbus`` command line: demo, plugins, doctor."""
+"""The ``aclbus`` command line: demo, plugins, doctor, dlq."""
 
 from __future__ import annotations
 
@@ -6,6 +6,8 @@ import asyncio
 import dataclasses
 import json
 import sys
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import click
 from rich.console import Console
@@ -16,6 +18,8 @@ from aclbus.errors import ACLBusError
 from aclbus.settings import Settings, user_data_dir
 
 __all__ = ["main"]
+
+T = TypeVar("T")
 
 
 @click.group()
@@ -94,6 +98,113 @@ def doctor() -> None:
     except ACLBusError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(facts, indent=2, default=str))
+
+
+def _with_bus(work: Callable[[Bus], Awaitable[T]]) -> T:
+    """Run ``work`` on a started bus (from the environment), turning aclbus errors into exits."""
+
+    async def run() -> T:
+        async with Bus() as bus:
+            return await work(bus)
+
+    try:
+        return asyncio.run(run())
+    except ACLBusError as exc:
+        raise click.ClickException(str(exc)) from None
+    except NotImplementedError as exc:
+        raise click.ClickException(f"this backend keeps no dead letters ({exc})") from None
+
+
+@main.group()
+def dlq() -> None:
+    """The dead-letter queue: messages that will not be handled, and why."""
+
+
+@dlq.command("ls")
+@click.option("--agent", help="Only the dead letters of this agent.")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 10_000))
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+def dlq_ls(agent: str | None, limit: int, as_json: bool) -> None:
+    """List dead letters, oldest first."""
+    letters = _with_bus(lambda bus: bus.dead_letters.list(origin=agent, limit=limit))
+    if as_json:
+        click.echo(json.dumps([letter.as_dict() for letter in letters], indent=2))
+        return
+    if not letters:
+        click.echo("the dead-letter queue is empty")
+        return
+    table = Table(title=f"dead letters ({len(letters)})")
+    for column in ("id", "agent", "reason", "attempts", "error", "message id", "dead at"):
+        table.add_column(column)
+    for d in letters:
+        error = f"{d.error_type}: {d.error}" if d.error_type else "-"
+        table.add_row(
+            str(d.sequence),
+            d.origin,
+            d.reason,
+            str(d.attempts),
+            error[:60],
+            d.message_id or "-",
+            d.dead_at.strftime("%Y-%m-%d %H:%M:%S"),
+        )
+    Console().print(table)
+
+
+@dlq.command("show")
+@click.argument("sequence", type=click.IntRange(1))
+def dlq_show(sequence: int) -> None:
+    """Show one dead letter: why it died, its headers and body."""
+
+    async def show(bus: Bus) -> dict[str, object]:
+        try:
+            return (await bus.dead_letters.get(sequence)).as_dict()
+        except KeyError as exc:
+            raise click.ClickException(str(exc.args[0])) from None
+
+    click.echo(json.dumps(_with_bus(show), indent=2))
+
+
+@dlq.command("replay")
+@click.argument("sequence", required=False, type=click.IntRange(1))
+@click.option("--all", "replay_all", is_flag=True, help="Replay every dead letter.")
+@click.option("--agent", help="With --all: only this agent's dead letters.")
+@click.option("--to", "to", help="Send to this agent's inbox instead of the original subject.")
+@click.option("--keep", is_flag=True, help="Keep the dead letters after replaying them.")
+def dlq_replay(
+    sequence: int | None, replay_all: bool, agent: str | None, to: str | None, keep: bool
+) -> None:
+    """Publish dead letters again, with a new attempt budget and a link to the dead letter."""
+    if (sequence is None) == (not replay_all):
+        raise click.UsageError("give one dead-letter id, or --all")
+
+    async def replay(bus: Bus) -> list[int]:
+        if sequence is not None:
+            ids = [sequence]
+        else:
+            ids = [d.sequence for d in await bus.dead_letters.list(origin=agent, limit=10_000)]
+        for seq in ids:
+            try:
+                await bus.dead_letters.replay(seq, to=to, remove=not keep)
+            except KeyError as exc:
+                raise click.ClickException(str(exc.args[0])) from None
+        return ids
+
+    ids = _with_bus(replay)
+    click.echo(f"replayed {len(ids)} dead letter(s)" + (f" to {to}" if to else ""))
+
+
+@dlq.command("purge")
+@click.argument("sequence", required=False, type=click.IntRange(1))
+@click.option("--all", "purge_all", is_flag=True, help="Delete every dead letter.")
+@click.option("--agent", help="With --all: only this agent's dead letters.")
+def dlq_purge(sequence: int | None, purge_all: bool, agent: str | None) -> None:
+    """Delete one dead letter, or all of them (of one agent)."""
+    if (sequence is None) == (not purge_all):
+        raise click.UsageError("give one dead-letter id, or --all")
+    count = _with_bus(
+        lambda bus: bus.dead_letters.purge(sequence, origin=agent if purge_all else None)
+    )
+    click.echo(f"deleted {count} dead letter(s)")
 
 
 if __name__ == "__main__":  # pragma: no cover

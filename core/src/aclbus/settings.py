@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, Field, SecretStr, field_validator
 from pydantic_settings import (
@@ -149,7 +149,11 @@ class Settings(_Sources):
         request_timeout: Default seconds `Bus.request` waits for a reply.
         max_requests_in_flight: Requests waiting for replies at once, per bus; more wait.
         ack_wait: Seconds before an unacknowledged delivery is redelivered.
-        max_deliver: Deliveries of one message at most; None: unlimited.
+        max_deliver: Deliveries of one message at most; then the broker gives up and the
+            message is dead-lettered (``reason: max-deliver``). None: unlimited — a message
+            whose handler crashes the process would come back forever.
+        expired: What happens to a message whose TTL ran out before a handler saw it:
+            ``dead-letter`` (reason ``expired``) or ``drop``.
         broadcast_mode: Delivery mode of broadcasts (``at_least_once`` keeps them for an
             agent that is briefly away).
         handler_concurrency: Messages one agent handles at the same time.
@@ -181,7 +185,8 @@ class Settings(_Sources):
     request_timeout: float = Field(default=5.0, gt=0)
     max_requests_in_flight: int = Field(default=1024, ge=1)
     ack_wait: float = Field(default=30.0, gt=0)
-    max_deliver: int | None = Field(default=None, ge=1)
+    max_deliver: int | None = Field(default=10, ge=1)
+    expired: Literal["dead-letter", "drop"] = "dead-letter"
     broadcast_mode: DeliveryMode = DeliveryMode.AT_LEAST_ONCE
     handler_concurrency: int = Field(default=1, ge=1)
     plugins: CommaList | None = None

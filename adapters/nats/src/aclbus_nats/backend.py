@@ -11,11 +11,13 @@ and acks are single publishes to the delivery's ack subject.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import logging
 import time
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Mapping
+from datetime import UTC
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import nats.errors as nats_errors
 import nats.js.errors as js_errors
@@ -40,10 +42,12 @@ from aclbus.backend import (
     PublishAck,
     Received,
     Reply,
+    StoredMessage,
     StreamSpec,
     Subscription,
     SubscriptionSpec,
 )
+from aclbus.backends.memory.matching import check_filter
 from aclbus.errors import (
     ACLBusError,
     BackendClosed,
@@ -76,6 +80,8 @@ __all__ = ["NatsBackend", "NatsSubscription"]
 
 log = logging.getLogger("aclbus.nats")
 
+T = TypeVar("T")
+
 MIN_TTL_SERVER = (2, 11)
 """Per-message TTL (``Nats-TTL``, ``allow_msg_ttl``) needs nats-server 2.11 or newer."""
 
@@ -93,6 +99,15 @@ out (docs/wire-format.md, section 10). Without it a message just under the limit
 bus' check and then be refused by the stream."""
 _NO_RESPONDERS_PAUSE = 0.1
 """Seconds between publishes to a provisioned stream that JetStream did not answer."""
+_JS_NO_MESSAGE = 10037  # JSNoMessageFoundErr: no message at (or after) that sequence
+_JS_NO_SEQUENCE = 10043  # JSSequenceNotFoundErrF: delete of a sequence not stored
+_JS_NO_STREAM = 10059  # JSStreamNotFoundErr
+_INVALID_STREAM_CHARS = frozenset(">*. /\\\t\r\n")
+"""Characters no stream name may hold (nats-py refuses them before asking the server)."""
+
+
+class _NoMessage(Exception):
+    """JetStream has no message at the sequence asked for (or none after it)."""
 
 
 class NatsBackend(Backend):
@@ -649,6 +664,180 @@ class NatsBackend(Backend):
                 f"KV bucket {bucket!r} does not exist: provision it with KVSpec({bucket!r})"
             ) from None
 
+    # -- stored messages -------------------------------------------------------------------
+
+    async def read_stream(
+        self, stream: str, *, subject: str | None = None, start: int = 1, limit: int = 100
+    ) -> list[StoredMessage]:
+        """The stored messages of ``stream`` from sequence ``start`` on, in order.
+
+        Each message is one ``STREAM.MSG.GET`` request for the next one at or after a
+        sequence whose subject matches (``next_by_subj``), so deleted sequences and messages
+        of other subjects cost nothing; the stream leader answers, so what was just
+        published or deleted is seen.
+
+        Args:
+            stream: The stream's name.
+            subject: Only messages whose subject matches this (wildcards allowed).
+            start: The first sequence to consider (below 1: from the first).
+            limit: At most this many messages (0: none).
+
+        Raises:
+            ConfigurationError: No such stream; the message names the server's streams.
+            InvalidIdentifier: ``subject`` is not a valid subject filter.
+            ValueError: ``limit`` is negative.
+            RequestTimeout: JetStream did not answer in time.
+            BackendClosed: Not connected.
+        """
+        _, js = self._conn()
+        if limit < 0:
+            raise ValueError(f"limit must be >= 0, got {limit!r}")
+        await self._check_stream_name(stream)
+        pattern = ">" if subject is None else check_filter(subject)
+        found: list[StoredMessage] = []
+        seq = max(start, 1)
+        while len(found) < limit:
+            try:
+                raw = await self._stored_call(
+                    stream, js.get_msg(stream, seq, subject=pattern, next=True)
+                )
+            except _NoMessage:
+                break
+            message = _stored(stream, raw)
+            found.append(message)
+            seq = message.sequence + 1
+        return found
+
+    async def get_message(self, stream: str, sequence: int) -> StoredMessage | None:
+        """The message at ``sequence`` in ``stream``; None if deleted, expired or never stored.
+
+        Raises:
+            ConfigurationError: No such stream; the message names the server's streams.
+            RequestTimeout: JetStream did not answer in time.
+            BackendClosed: Not connected.
+        """
+        _, js = self._conn()
+        await self._check_stream_name(stream)
+        if sequence < 1:  # nats-py would send no sequence at all: just check the stream
+            await self._stored_call(stream, js.stream_info(stream))
+            return None
+        try:
+            raw = await self._stored_call(stream, js.get_msg(stream, sequence))
+        except _NoMessage:
+            return None
+        return _stored(stream, raw)
+
+    async def delete_message(self, stream: str, sequence: int) -> bool:
+        """Remove the message at ``sequence``; False if it was not stored (or had expired).
+
+        A consumer that has not delivered it yet never will; one that delivered it and waits
+        for its ack forgets it (the server publishes a ``MSG_TERMINATED`` advisory).
+
+        Raises:
+            ConfigurationError: No such stream; the message names the server's streams.
+            RequestTimeout: JetStream did not answer in time.
+            BackendClosed: Not connected.
+        """
+        _, js = self._conn()
+        await self._check_stream_name(stream)
+        if sequence < 1:
+            await self._stored_call(stream, js.stream_info(stream))
+            return False
+        try:
+            return await self._stored_call(stream, js.delete_msg(stream, sequence))
+        except _NoMessage:
+            return False
+
+    async def purge_stream(self, stream: str, *, subject: str | None = None) -> int:
+        """Remove every stored message of ``stream`` (whose subject matches ``subject``).
+
+        Sequences go on from where they were; consumers skip what was removed.
+
+        nats-py's ``purge_stream`` drops the count the server answers with, so this sends the
+        same ``$JS.API.STREAM.PURGE.<stream>`` request itself and reads ``purged``.
+
+        Returns:
+            How many messages were removed.
+
+        Raises:
+            ConfigurationError: No such stream; the message names the server's streams.
+            InvalidIdentifier: ``subject`` is not a valid subject filter.
+            RequestTimeout: JetStream did not answer in time.
+            BackendClosed: Not connected.
+        """
+        nc, _ = self._conn()
+        await self._check_stream_name(stream)
+        payload = b"{}" if subject is None else orjson.dumps({"filter": check_filter(subject)})
+        timeout = self.nats_settings.publish_timeout
+
+        async def purge() -> int:
+            msg = await nc.request(
+                f"{api.DEFAULT_PREFIX}.STREAM.PURGE.{stream}", payload, timeout=timeout
+            )
+            answer = orjson.loads(msg.data)
+            error = answer.get("error")
+            if error:
+                js_errors.APIError.from_error(error)  # raises the error class for its code
+            return int(answer.get("purged", 0))
+
+        return await self._stored_call(stream, purge())
+
+    async def _check_stream_name(self, stream: str) -> None:
+        """Raise the unknown-stream error for a name no stream can have.
+
+        nats-py refuses such a name with a bare `ValueError`; the memory backend calls it an
+        unknown stream, and so does this one.
+        """
+        if not stream or any(c in _INVALID_STREAM_CHARS for c in stream):
+            raise await self._unknown_stream(stream)
+
+    async def _stored_call(self, stream: str, call: Awaitable[T]) -> T:
+        """Await a JetStream API request about ``stream``, with its errors as aclbus' own.
+
+        Raises:
+            _NoMessage: No message at (or after) the sequence asked for.
+            ConfigurationError: No such stream.
+            PermissionDenied: The server forbids the JetStream API to this connection.
+            RequestTimeout: No answer within ``publish_timeout``.
+            BackendClosed: The connection is closed.
+            ACLBusError: Any other refusal, with the server's reason.
+        """
+        try:
+            return await self._permissions.guard("publish", "$JS.API.>", call)
+        except js_errors.APIError as exc:
+            if exc.err_code == _JS_NO_STREAM:
+                raise await self._unknown_stream(stream) from None
+            if exc.err_code in (_JS_NO_MESSAGE, _JS_NO_SEQUENCE):
+                raise _NoMessage from None
+            raise ACLBusError(
+                f"JetStream refused a request about stream {stream!r}: {exc.description} "
+                f"(code {exc.code}, error code {exc.err_code})"
+            ) from exc
+        except nats_errors.NoRespondersError:
+            raise ACLBusError(
+                f"JetStream did not answer a request about stream {stream!r}: is JetStream "
+                "enabled and the stream's leader elected?"
+            ) from None
+        except (nats_errors.TimeoutError, TimeoutError):
+            raise RequestTimeout(
+                f"{api.DEFAULT_PREFIX}.STREAM.*.{stream}", self.nats_settings.publish_timeout
+            ) from None
+        except nats_errors.ConnectionClosedError:
+            raise BackendClosed(
+                f"the NATS connection is closed; the request about stream {stream!r} was not sent"
+            ) from None
+
+    async def _unknown_stream(self, stream: str) -> ConfigurationError:
+        """The error for a stream that does not exist, naming the ones that do."""
+        names: list[str] = sorted(self._streams)
+        if self._js is not None:
+            with contextlib.suppress(Exception):  # only a hint: the error stands without it
+                infos = await self._js.streams_info()
+                names = sorted(i.config.name for i in infos if i.config.name)
+        return ConfigurationError(
+            f"no stream {stream!r} on the NATS server (streams: {', '.join(names) or 'none'})"
+        )
+
     def _forget(self, sub: NatsSubscription) -> None:
         self._subscriptions.discard(sub)
 
@@ -786,6 +975,44 @@ class NatsSubscription(Subscription):
             return
         with contextlib.suppress(Exception):
             await js.delete_consumer(stream, consumer)
+
+
+def _stored(stream: str, raw: api.RawStreamMsg) -> StoredMessage:
+    """A message as `STREAM.MSG.GET` returns it, as a `StoredMessage`."""
+    if raw.seq is None or raw.subject is None or raw.time is None:
+        raise ACLBusError(f"JetStream returned an incomplete message from stream {stream!r}")
+    return StoredMessage(
+        stream=stream,
+        sequence=raw.seq,
+        subject=raw.subject,
+        headers=_stored_headers(raw.hdrs),
+        body=raw.data or b"",
+        time=raw.time.astimezone(UTC),
+    )
+
+
+def _stored_headers(block: str | bytes | None) -> dict[str, str]:
+    r"""The headers of a stored message, from the API's base64 header block.
+
+    nats-py parses that block with the e-mail parser, which makes a non-ASCII value an
+    `email.header.Header` object. It is read here the way nats-py reads a delivery's headers
+    (``NATS/1.0\r\n`` then ``Name: Value`` lines, UTF-8, the last of a repeated name wins),
+    so a stored message has the headers its deliveries have, ``Nats-*`` ones included.
+    """
+    if not block:
+        return {}
+    headers: dict[str, str] = {}
+    for line in base64.b64decode(block).split(b"\r\n")[1:]:
+        name, sep, value = line.partition(b":")
+        if not sep:
+            continue
+        try:
+            key = name.strip().decode("ascii")
+        except UnicodeDecodeError:
+            continue
+        if key and not any(c.isspace() for c in key):
+            headers[key] = value.strip().decode("utf-8", "replace")
+    return headers
 
 
 def _version(nc: Client) -> tuple[int, int, int]:

@@ -50,7 +50,7 @@ class JetStreamReceived(Received):
         body: bytes,
         ack_subject: str,
     ) -> None:
-        _, delivered, sequence = parse_ack_subject(ack_subject)
+        stream, delivered, sequence = parse_ack_subject(ack_subject)
         super().__init__(
             subject,
             headers,
@@ -58,6 +58,7 @@ class JetStreamReceived(Received):
             attempt=delivered,
             sequence=sequence,
             mode=DeliveryMode.AT_LEAST_ONCE,
+            stream=stream,
         )
         self._nc = nc
         self._ack_subject = ack_subject

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
+from datetime import datetime, timedelta
 from types import MappingProxyType, TracebackType
 from typing import Any, ClassVar, Literal, Self
 
@@ -17,6 +18,7 @@ from aclbus.backend import (
     KVSpec,
     PublishAck,
     Reply,
+    StoredMessage,
     StreamSpec,
     Subscription,
     SubscriptionSpec,
@@ -27,6 +29,7 @@ from aclbus.backends.memory.faults import FaultInjector, Faults
 from aclbus.backends.memory.kv import KVWatch, MemoryKeyValue
 from aclbus.backends.memory.matching import check_filter, check_subject
 from aclbus.backends.memory.server import MemoryServer
+from aclbus.backends.memory.stream import StoredMessage as EngineMessage
 from aclbus.backends.memory.stream import StreamInfo
 from aclbus.backends.memory.subscription import DeliverySource, MemorySubscription
 from aclbus.errors import (
@@ -427,3 +430,93 @@ class MemoryBackend(Backend):
         }
         facts.update(self._server.describe())
         return facts
+
+    # -- stored messages -------------------------------------------------------------------
+
+    def _stored_at(self) -> Callable[[EngineMessage], datetime]:
+        """Turn the engine's store times (`Clock.now` readings) into UTC wall-clock times."""
+        clock = self._server.clock
+        origin = clock.wall() - timedelta(seconds=clock.now())
+        return lambda msg: origin + timedelta(seconds=msg.stored)
+
+    async def read_stream(
+        self, stream: str, *, subject: str | None = None, start: int = 1, limit: int = 100
+    ) -> list[StoredMessage]:
+        """The live messages of ``stream`` from sequence ``start`` on, in order.
+
+        Expired messages are not returned (they are removed on the way); deleted ones leave
+        a gap in the sequences.
+
+        Args:
+            stream: The stream's name.
+            subject: Only messages whose subject matches this (wildcards allowed).
+            start: The first sequence to consider (below 1: from the first).
+            limit: At most this many messages (0: none).
+
+        Raises:
+            ConfigurationError: No such stream; the message names the provisioned ones.
+            InvalidIdentifier: ``subject`` is not a valid subject filter.
+            ValueError: ``limit`` is negative.
+            BackendClosed: Not connected.
+        """
+        self._check()
+        if limit < 0:
+            raise ValueError(f"limit must be >= 0, got {limit!r}")
+        owner = self._server.stream(stream)
+        if subject is not None:
+            check_filter(subject)
+        found = owner.read(max(start, 1), subject, limit, self._server.clock.now())
+        stored_at = self._stored_at()
+        return [
+            StoredMessage(owner.name, m.seq, m.subject, m.headers, m.body, stored_at(m))
+            for m in found
+        ]
+
+    async def get_message(self, stream: str, sequence: int) -> StoredMessage | None:
+        """The message at ``sequence`` in ``stream``; None if deleted, expired or never stored.
+
+        Raises:
+            ConfigurationError: No such stream; the message names the provisioned ones.
+            BackendClosed: Not connected.
+        """
+        self._check()
+        owner = self._server.stream(stream)
+        msg = owner.get(sequence, self._server.clock.now()) if sequence >= 1 else None
+        if msg is None:
+            return None
+        return StoredMessage(
+            owner.name, msg.seq, msg.subject, msg.headers, msg.body, self._stored_at()(msg)
+        )
+
+    async def delete_message(self, stream: str, sequence: int) -> bool:
+        """Remove the message at ``sequence``; False if it was not stored (or had expired).
+
+        A consumer that has not delivered it yet never will; one that delivered it and waits
+        for its ack forgets it (a ``MSG_TERMINATED`` advisory says so), as JetStream does.
+
+        Raises:
+            ConfigurationError: No such stream; the message names the provisioned ones.
+            BackendClosed: Not connected.
+        """
+        self._check()
+        owner = self._server.stream(stream)
+        return sequence >= 1 and owner.delete(sequence, self._server.clock.now())
+
+    async def purge_stream(self, stream: str, *, subject: str | None = None) -> int:
+        """Remove every live message of ``stream`` (whose subject matches ``subject``).
+
+        Sequences go on from where they were; consumers skip what was removed.
+
+        Returns:
+            How many messages were removed (expired ones are not counted).
+
+        Raises:
+            ConfigurationError: No such stream; the message names the provisioned ones.
+            InvalidIdentifier: ``subject`` is not a valid subject filter.
+            BackendClosed: Not connected.
+        """
+        self._check()
+        owner = self._server.stream(stream)
+        if subject is not None:
+            check_filter(subject)
+        return owner.purge(subject, self._server.clock.now())

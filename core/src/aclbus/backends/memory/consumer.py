@@ -288,7 +288,13 @@ class Consumer:
         self.delivered += 1
         self._set_deadline(p, now + self._wait(p.deliveries))
         delivery = StreamReceived(
-            msg.subject, msg.headers, msg.body, attempt=p.deliveries, sequence=p.seq, mode=_ALO
+            msg.subject,
+            msg.headers,
+            msg.body,
+            attempt=p.deliveries,
+            sequence=p.seq,
+            mode=_ALO,
+            stream=self.stream.name,
         )
         delivery._consumer = self
         return delivery
@@ -340,6 +346,7 @@ class Consumer:
             attempt=delivery.attempt,
             sequence=delivery.sequence,
             mode=_ALO,
+            stream=delivery.stream,
         )
         copy._consumer = self
         return copy
@@ -438,6 +445,47 @@ class Consumer:
         if self.deleted or p is None or p.queued:
             return
         self._set_deadline(p, self._clock.now() + self._wait(p.deliveries))
+
+    def discard(self, seq: int, *, reason: str) -> None:
+        """The stream removed message ``seq``: a delivery of it waiting for its ack ends.
+
+        As in JetStream, it counts as terminated, with a ``MSG_TERMINATED`` advisory that
+        gives ``reason``; it is not delivered again and a late ack of it is ignored. A message
+        not delivered yet needs nothing here: the stream no longer hands it out.
+        """
+        if self.deleted:
+            return
+        p = self._pending.pop(seq, None)
+        if p is None:
+            return
+        self.terminated += 1
+        self._prune_deadlines()
+        stream, name, deliveries = self.stream.name, self.name, p.deliveries
+        self._advise(
+            f"$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.{stream}.{name}",
+            lambda: _advisory(
+                "terminated", stream, name, seq, deliveries, self._clock, reason=reason
+            ),
+        )
+        if self.waiters:
+            self._dispatch()
+
+    def discard_through(self, last_seq: int) -> None:
+        """The stream was purged up to ``last_seq``: forget the deliveries waiting for acks.
+
+        Silently, as JetStream does after a full purge (no advisory, nothing terminated).
+        """
+        if self.deleted:
+            return
+        pending = self._pending
+        gone = [seq for seq in pending if seq <= last_seq]
+        if not gone:
+            return
+        for seq in gone:
+            del pending[seq]
+        self._prune_deadlines()
+        if self.waiters:
+            self._dispatch()
 
     def _retry(self, p: _Pending) -> None:
         """Queue ``p`` for redelivery, or give it up after ``max_deliver`` deliveries."""

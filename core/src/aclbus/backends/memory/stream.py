@@ -26,6 +26,9 @@ if TYPE_CHECKING:
 
 __all__ = ["Stream", "StreamInfo", "StoredMessage"]
 
+DELETED_REASON = "Unacknowledged message was deleted"
+"""The ``reason`` of the ``MSG_TERMINATED`` advisory for a pending message that was removed
+(nats-server's own wording)."""
 _INTEREST_CACHE_CAP = 10_000
 # Cut the emptied front of the message list once it is this long and over half of the list.
 _COMPACT_AT = 1024
@@ -259,6 +262,86 @@ class Stream:
             if hit:
                 found.append(msg.seq)
         return found
+
+    def read(self, start: int, pattern: str | None, limit: int, now: float) -> list[StoredMessage]:
+        """Up to ``limit`` live messages from sequence ``start`` on whose subject matches.
+
+        Expired messages met on the way are removed, not returned.
+
+        Args:
+            start: The first sequence to consider.
+            pattern: A subject filter (wildcards allowed), or None for every message.
+            limit: At most this many messages.
+            now: `Clock.now`.
+        """
+        found: list[StoredMessage] = []
+        messages = self._messages
+        index = max(start - self._base, self._head)
+        matches: dict[str, bool] = {}
+        while index < len(messages) and len(found) < limit:
+            msg = messages[index]
+            if msg is not None:
+                if msg.expires <= now:
+                    self._remove_at(index)
+                elif pattern is None:
+                    found.append(msg)
+                else:
+                    hit = matches.get(msg.subject)
+                    if hit is None:
+                        hit = matches[msg.subject] = subject_matches(pattern, msg.subject)
+                    if hit:
+                        found.append(msg)
+            index += 1
+        return found
+
+    def delete(self, seq: int, now: float) -> bool:
+        """Remove the message with sequence ``seq``; False if it is not stored (or expired).
+
+        A consumer that delivered it and waits for its ack forgets it with a
+        ``MSG_TERMINATED`` advisory, as JetStream does; one that has not delivered it yet
+        skips it.
+        """
+        if self.get(seq, now) is None:
+            return False
+        self._remove_at(seq - self._base)
+        for consumer in list(self.consumers.values()):
+            consumer.discard(seq, reason=DELETED_REASON)
+        self._compact()
+        return True
+
+    def purge(self, pattern: str | None, now: float) -> int:
+        """Remove every live message (whose subject matches ``pattern``); return how many.
+
+        A full purge makes the consumers forget their deliveries in flight silently; a purge
+        by subject terminates each one it removes, like `delete` (both as JetStream does).
+        """
+        messages = self._messages
+        purged = 0
+        removed: list[int] = []
+        matches: dict[str, bool] = {}
+        for index in range(self._head, len(messages)):
+            msg = messages[index]
+            if msg is None:
+                continue
+            if pattern is not None:
+                hit = matches.get(msg.subject)
+                if hit is None:
+                    hit = matches[msg.subject] = subject_matches(pattern, msg.subject)
+                if not hit:
+                    continue
+            if msg.expires > now:  # an expired one is removed but not counted
+                purged += 1
+                removed.append(msg.seq)
+            self._remove_at(index)
+        if pattern is None:
+            for consumer in list(self.consumers.values()):
+                consumer.discard_through(self.last_seq)
+        else:
+            for consumer in list(self.consumers.values()):
+                for seq in removed:
+                    consumer.discard(seq, reason=DELETED_REASON)
+        self._compact()
+        return purged
 
     def count_live(self, seqs: deque[int], now: float) -> int:
         """How many of ``seqs`` are still stored and unexpired."""

@@ -4,8 +4,8 @@ Backend-level (the `Backend` contract): `PubSubTestcase`, `PersistentPubSubTestc
 `SubscriptionTestcase`, `CompetingConsumersTestcase`, `RequestReplyTestcase`, `AckTestcase`,
 `NackDelayTestcase`, `InProgressTestcase`, `TermTestcase`, `MaxDeliverTestcase`,
 `BackoffTestcase`, `DedupTestcase`, `OrderingTestcase`, `DurableTestcase`, `TTLTestcase`,
-`KeyValueTestcase`. Bus-level (a `Bus` on the backend): `PointToPointTestcase`,
-`BroadcastTestcase`, `BusRequestTestcase`, `AgentResilienceTestcase`,
+`KeyValueTestcase`, `StoredMessagesTestcase`. Bus-level (a `Bus` on the backend):
+`PointToPointTestcase`, `BroadcastTestcase`, `BusRequestTestcase`, `AgentResilienceTestcase`,
 `MiddlewareOrderTestcase`.
 """
 
@@ -31,6 +31,7 @@ from aclbus.testing.cases.pubsub import PersistentPubSubTestcase, PubSubTestcase
 from aclbus.testing.cases.queue import CompetingConsumersTestcase
 from aclbus.testing.cases.request import RequestReplyTestcase
 from aclbus.testing.cases.resilience import AgentResilienceTestcase
+from aclbus.testing.cases.stored import StoredMessagesTestcase
 from aclbus.testing.cases.subscription import SubscriptionTestcase
 
 __all__ = [
@@ -54,6 +55,7 @@ __all__ = [
     "PointToPointTestcase",
     "PubSubTestcase",
     "RequestReplyTestcase",
+    "StoredMessagesTestcase",
     "SubscriptionTestcase",
     "TTLTestcase",
     "TermTestcase",
@@ -76,6 +78,7 @@ BACKEND_TESTCASES: tuple[type[BackendTestcase], ...] = (
     DurableTestcase,
     TTLTestcase,
     KeyValueTestcase,
+    StoredMessagesTestcase,
 )
 """Every testcase of the `Backend` contract."""
 

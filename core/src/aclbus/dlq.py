@@ -1,0 +1,430 @@
+"""The dead-letter queue: messages that will not be handled, kept with the reason why.
+
+A message is dead-lettered when its handler fails for good (no retry policy, a non-retryable
+error, or its attempts are spent), when it is malformed, when it expired before a handler saw
+it, or when the broker gave up redelivering it (JetStream's ``MAX_DELIVERIES`` advisory: the
+process handling it died on every attempt). Each dead letter is the original message, headers
+and body exactly as received, stored on ``{prefix}.dlq.{agent}`` in the DLQ stream with
+``aclbus-dlq-*`` headers saying what happened. Both ways in (the handler path and the advisory
+path) use one deterministic message id per original stream message, so a message that takes
+both is stored once.
+
+``aclbus dlq ls | show | replay | purge`` works on it from the command line.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from aclbus import wire
+from aclbus.acl import ACLMessage
+from aclbus.backend import DeliveryMode, PublishAck, Received, StoredMessage
+from aclbus.errors import ACLBusError
+from aclbus.subjects import TrafficClass, validate_id
+
+if TYPE_CHECKING:
+    from aclbus.bus import Bus
+
+__all__ = ["DLQ_HEADER_PREFIX", "DeadLetter", "DeadLetters", "Reason", "redact"]
+
+log = logging.getLogger("aclbus.dlq")
+
+DLQ_HEADER_PREFIX = "aclbus-dlq-"
+REPLAY_HEADER = "aclbus-replay-of"
+_MAX_ERROR = 500
+
+
+class Reason:
+    """The reasons aclbus gives (plugins may give others)."""
+
+    HANDLER_ERROR = "handler-error"
+    """The handler raised and no retry policy retries it."""
+    NOT_RETRYABLE = "not-retryable"
+    """The handler raised an error the retry policy does not retry."""
+    EXHAUSTED = "attempts-exhausted"
+    """The retry policy's attempts are spent."""
+    MAX_DELIVER = "max-deliver"
+    """The broker delivered it ``max_deliver`` times without an ack (the handler never
+    finished: a crash, a hang)."""
+    EXPIRED = "expired"
+    """Its TTL ran out before a handler saw it."""
+    MALFORMED = "malformed"
+    """It is not a valid ACL message."""
+
+
+_SECRETS = (
+    (re.compile(r"(\w+://)[^/@\s:]+:[^/@\s]+@"), r"\1***@"),  # URL credentials
+    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"), r"\1 ***"),  # auth schemes
+    (
+        re.compile(
+            r"(?i)\b(password|passwd|pwd|secret|token|api[_-]?key|authorization)(\s*[=:]\s*)"
+            r"(?!(?:bearer|basic) \*\*\*)\S+"
+        ),
+        r"\1\2***",
+    ),
+)
+
+
+def redact(text: str, limit: int = _MAX_ERROR) -> str:
+    """``text`` with credentials masked, cut to ``limit`` and made header-safe.
+
+    Masked: URL credentials (``user:pw@``), ``password=…``-like pairs, ``Bearer …`` tokens.
+    The result is one line of printable ASCII, as a header value must be.
+    """
+    for pattern, replacement in _SECRETS:
+        text = pattern.sub(replacement, text)
+    text = "".join(ch if 32 <= ord(ch) < 127 else " " for ch in text).strip()
+    return text[:limit] or "-"
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """One dead letter.
+
+    Attributes:
+        sequence: Its sequence in the DLQ stream: the id ``aclbus dlq show`` takes.
+        origin: The agent it was delivered to.
+        reason: Why it is here (see `Reason`).
+        attempts: How many times it was delivered.
+        error_type: The exception's type, if one was raised.
+        error: The exception's message, secrets masked.
+        handler: The handler that failed, if any.
+        dead_at: When it was dead-lettered (UTC).
+        subject: The subject it was published to.
+        stream: The stream it was stored in, if it was.
+        stream_sequence: Its sequence there.
+        message_id: Its ``ce-id``, if it had one.
+        headers: The original headers.
+        body: The original body.
+        replay_of: For a replayed message that died again, the dead letter it was replayed from.
+    """
+
+    sequence: int
+    origin: str
+    reason: str
+    attempts: int
+    error_type: str | None
+    error: str | None
+    handler: str | None
+    dead_at: datetime
+    subject: str
+    stream: str | None
+    stream_sequence: int | None
+    message_id: str | None
+    headers: Mapping[str, str]
+    body: bytes
+    replay_of: int | None = None
+
+    def message(self, bus: Bus) -> ACLMessage:
+        """The original message, decoded (raises `ACLDecodeError` for a malformed one)."""
+        return wire.decode(self.headers, self.body, bus.codecs)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data for JSON output; the body as text when it is UTF-8."""
+        try:
+            body: str = self.body.decode()
+        except UnicodeDecodeError:
+            body = repr(self.body)
+        return {
+            "sequence": self.sequence,
+            "origin": self.origin,
+            "reason": self.reason,
+            "attempts": self.attempts,
+            "error_type": self.error_type,
+            "error": self.error,
+            "handler": self.handler,
+            "dead_at": self.dead_at.isoformat(),
+            "subject": self.subject,
+            "stream": self.stream,
+            "stream_sequence": self.stream_sequence,
+            "message_id": self.message_id,
+            "replay_of": self.replay_of,
+            "headers": dict(self.headers),
+            "body": body,
+        }
+
+
+class DeadLetters:
+    """The dead-letter queue of a bus (``bus.dead_letters``)."""
+
+    def __init__(self, bus: Bus) -> None:
+        self._bus = bus
+
+    @property
+    def stream(self) -> str:
+        """The DLQ stream's name."""
+        return self._bus.subjects.stream(TrafficClass.DLQ)
+
+    async def add(
+        self,
+        received: Received,
+        *,
+        origin: str,
+        reason: str,
+        error: BaseException | None = None,
+        handler: str | None = None,
+    ) -> PublishAck:
+        """Store a delivery in the DLQ.
+
+        The broker's dedup makes this idempotent per original stream message, so the handler
+        path and the advisory path may both add the same message.
+
+        Args:
+            received: The delivery, as the backend gave it.
+            origin: The agent it was for.
+            reason: Why (see `Reason`).
+            error: The exception that made it fail, if any (its text has secrets masked).
+            handler: The name of the handler that failed, if any.
+        """
+        return await self._store(
+            subject=received.subject,
+            headers=received.headers,
+            body=received.body,
+            stream=received.stream,
+            sequence=received.sequence,
+            attempts=received.attempt,
+            origin=origin,
+            reason=reason,
+            error=error,
+            handler=handler,
+        )
+
+    async def add_stored(
+        self, stored: StoredMessage, *, origin: str, reason: str, attempts: int
+    ) -> PublishAck:
+        """Store a message read back from its stream (the advisory path) in the DLQ."""
+        return await self._store(
+            subject=stored.subject,
+            headers=stored.headers,
+            body=stored.body,
+            stream=stored.stream,
+            sequence=stored.sequence,
+            attempts=attempts,
+            origin=origin,
+            reason=reason,
+            error=None,
+            handler=None,
+        )
+
+    async def _store(
+        self,
+        *,
+        subject: str,
+        headers: Mapping[str, str],
+        body: bytes,
+        stream: str | None,
+        sequence: int | None,
+        attempts: int,
+        origin: str,
+        reason: str,
+        error: BaseException | None,
+        handler: str | None,
+    ) -> PublishAck:
+        bus = self._bus
+        try:
+            origin = validate_id(origin, "dead-letter origin")
+        except ACLBusError:
+            origin = "unknown"
+        out = {
+            k: v
+            for k, v in headers.items()
+            if not k.lower().startswith(("nats-", DLQ_HEADER_PREFIX))
+        }
+        out.update(
+            {
+                f"{DLQ_HEADER_PREFIX}reason": redact(reason, 100),
+                f"{DLQ_HEADER_PREFIX}origin": origin,
+                f"{DLQ_HEADER_PREFIX}attempts": str(attempts),
+                f"{DLQ_HEADER_PREFIX}time": datetime.now(UTC).isoformat(),
+                f"{DLQ_HEADER_PREFIX}subject": subject,
+            }
+        )
+        if stream is not None and sequence is not None:
+            out[f"{DLQ_HEADER_PREFIX}stream"] = stream
+            out[f"{DLQ_HEADER_PREFIX}sequence"] = str(sequence)
+        if error is not None:
+            out[f"{DLQ_HEADER_PREFIX}error-type"] = type(error).__name__
+            out[f"{DLQ_HEADER_PREFIX}error"] = redact(str(error))
+        if handler:
+            out[f"{DLQ_HEADER_PREFIX}handler"] = redact(handler, 200)
+        message_id = _header(headers, "ce-id")
+        if stream is not None and sequence is not None:
+            msg_id: str | None = f"dlq-{stream}-{sequence}"
+        elif message_id is not None:
+            msg_id = f"dlq-{origin}-{message_id}"
+        else:
+            msg_id = None
+        ack = await bus.backend.publish(
+            bus.subjects.dlq(origin), out, body, mode=DeliveryMode.AT_LEAST_ONCE, msg_id=msg_id
+        )
+        if not ack.duplicate:
+            bus.stats.dead_lettered += 1
+            log.warning(
+                "dead-lettered message %s for %s: %s%s",
+                message_id or f"{stream}#{sequence}",
+                origin,
+                reason,
+                f" ({type(error).__name__})" if error is not None else "",
+            )
+        return ack
+
+    async def list(
+        self, *, origin: str | None = None, start: int = 1, limit: int = 100
+    ) -> list[DeadLetter]:
+        """Dead letters in the order they came, optionally only those of one agent."""
+        subject = self._bus.subjects.dlq(origin) if origin else f"{self._bus.subjects.prefix}.dlq.*"
+        stored = await self._bus.backend.read_stream(
+            self.stream, subject=subject, start=start, limit=limit
+        )
+        return [_dead_letter(m) for m in stored]
+
+    async def get(self, sequence: int) -> DeadLetter:
+        """The dead letter ``sequence``.
+
+        Raises:
+            KeyError: There is none (never was, purged, or aged out).
+        """
+        stored = await self._bus.backend.get_message(self.stream, sequence)
+        if stored is None:
+            raise KeyError(f"no dead letter {sequence} in stream {self.stream!r}")
+        return _dead_letter(stored)
+
+    async def replay(
+        self, sequence: int, *, to: str | None = None, remove: bool = True
+    ) -> PublishAck:
+        """Publish a dead letter again, as a new message with a new attempt budget.
+
+        It goes back to the subject it was first published to, or to agent ``to``'s inbox. The
+        replayed message carries the header ``aclbus-replay-of: <sequence>``, linking it to
+        this dead letter, and a broker dedup key of its own (its original id would be taken for
+        a duplicate within the dedup window).
+
+        Args:
+            sequence: Which dead letter.
+            to: Send it to this agent's inbox instead.
+            remove: Delete the dead letter once the replay is stored.
+
+        Raises:
+            KeyError: No such dead letter.
+        """
+        letter = await self.get(sequence)
+        headers = {k: v for k, v in letter.headers.items() if not k.lower().startswith("nats-")}
+        headers[REPLAY_HEADER] = str(sequence)
+        subject = self._bus.subjects.inbox(to) if to else letter.subject
+        if to:
+            headers["acl-receiver-id"] = validate_id(to)
+        ack = await self._bus.backend.publish(
+            subject,
+            headers,
+            letter.body,
+            mode=DeliveryMode.AT_LEAST_ONCE,
+            msg_id=f"replay-{self.stream}-{sequence}",
+        )
+        if remove:
+            await self._bus.backend.delete_message(self.stream, sequence)
+        return ack
+
+    async def purge(self, sequence: int | None = None, *, origin: str | None = None) -> int:
+        """Delete one dead letter, those of one agent, or all; return how many were deleted."""
+        backend = self._bus.backend
+        if sequence is not None:
+            return int(await backend.delete_message(self.stream, sequence))
+        subject = self._bus.subjects.dlq(origin) if origin else None
+        return await backend.purge_stream(self.stream, subject=subject)
+
+    async def count(self) -> int:
+        """How many dead letters there are (bounded scan)."""
+        return len(await self.list(limit=100_000))
+
+    async def handle_advisory(self, body: bytes) -> PublishAck | None:
+        """Dead-letter the message a ``MAX_DELIVERIES`` advisory names, if it is this bus'.
+
+        Returns:
+            The DLQ's ack, or None when the advisory is not for this bus or the message is
+            already gone.
+        """
+        try:
+            advisory = orjson.loads(body)
+            stream = str(advisory["stream"])
+            consumer = str(advisory["consumer"])
+            sequence = int(advisory["stream_seq"])
+            deliveries = int(advisory.get("deliveries", 0))
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+            log.warning("ignored a malformed MAX_DELIVERIES advisory: %s", exc)
+            return None
+        prefix = self._bus.subjects.prefix
+        mine = {self._bus.subjects.stream(t) for t in TrafficClass} - {self.stream}
+        if stream not in mine:
+            return None
+        stored = await self._bus.backend.get_message(stream, sequence)
+        if stored is None:
+            log.warning("message %s#%d exhausted its deliveries but is gone", stream, sequence)
+            return None
+        origin = _origin_of(consumer, prefix)
+        return await self.add_stored(
+            stored, origin=origin, reason=Reason.MAX_DELIVER, attempts=deliveries
+        )
+
+
+def _origin_of(consumer: str, prefix: str) -> str:
+    # Durable names are "{prefix}-{kind}-{agent}" (subjects.Subjects.durable).
+    for kind in ("agent", "broadcast", "group"):
+        head = f"{prefix}-{kind}-"
+        if consumer.startswith(head):
+            return consumer[len(head) :]
+    return "unknown"
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is not None:
+        return value
+    for key, val in headers.items():
+        if key.lower() == name:
+            return val
+    return None
+
+
+def _int(value: str | None) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _dead_letter(stored: StoredMessage) -> DeadLetter:
+    h = {k.lower(): v for k, v in stored.headers.items()}
+    original = {
+        k: v
+        for k, v in stored.headers.items()
+        if not k.lower().startswith((DLQ_HEADER_PREFIX, "nats-"))
+    }
+    when = h.get(f"{DLQ_HEADER_PREFIX}time")
+    try:
+        dead_at = datetime.fromisoformat(when) if when else stored.time
+    except ValueError:
+        dead_at = stored.time
+    return DeadLetter(
+        sequence=stored.sequence,
+        origin=h.get(f"{DLQ_HEADER_PREFIX}origin", stored.subject.rsplit(".", 1)[-1]),
+        reason=h.get(f"{DLQ_HEADER_PREFIX}reason", "unknown"),
+        attempts=_int(h.get(f"{DLQ_HEADER_PREFIX}attempts")) or 0,
+        error_type=h.get(f"{DLQ_HEADER_PREFIX}error-type"),
+        error=h.get(f"{DLQ_HEADER_PREFIX}error"),
+        handler=h.get(f"{DLQ_HEADER_PREFIX}handler"),
+        dead_at=dead_at,
+        subject=h.get(f"{DLQ_HEADER_PREFIX}subject", stored.subject),
+        stream=h.get(f"{DLQ_HEADER_PREFIX}stream"),
+        stream_sequence=_int(h.get(f"{DLQ_HEADER_PREFIX}sequence")),
+        message_id=_header(original, "ce-id"),
+        headers=original,
+        body=stored.body,
+        replay_of=_int(_header(original, REPLAY_HEADER)),
+    )
