@@ -206,7 +206,7 @@ def test_stream_names_follow_the_subject_tokens() -> None:
 def test_stream_subjects() -> None:
     s = Subjects()
     assert {t: s.stream_subjects(t) for t in TrafficClass} == {
-        TrafficClass.INBOX: ("aclbus.agent.*",),
+        TrafficClass.INBOX: ("aclbus.agent.>",),  # inboxes and their priority lanes
         TrafficClass.BROADCAST: ("aclbus.broadcast",),
         TrafficClass.GROUP: ("aclbus.group.*",),
         TrafficClass.TOPIC: ("aclbus.topic.>",),
@@ -231,6 +231,11 @@ def test_each_stream_captures_its_own_traffic_only() -> None:
     assert not any(
         subject_matches(p, s.rpc("bob")) for t in TrafficClass for p in s.stream_subjects(t)
     )
+    lane = s.priority_inbox("bob")
+    assert lane == "aclbus.agent.bob.high"
+    assert [
+        t for t in TrafficClass if any(subject_matches(p, lane) for p in s.stream_subjects(t))
+    ] == [TrafficClass.INBOX]
 
 
 @pytest.mark.parametrize(

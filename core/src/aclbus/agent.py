@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from aclbus.acl import ACLMessage, Performative
@@ -143,16 +143,26 @@ class Agent:
         subjects = self.bus.subjects
         on_delivery = self.bus._delivery_handler(self)
         durable = self.bus.backend.capabilities.durable
+        inbox_spec = SubscriptionSpec(
+            subject=subjects.inbox(self.id),
+            mode=DeliveryMode.AT_LEAST_ONCE,
+            durable=subjects.durable("agent", self.id) if durable else None,
+            queue=subjects.durable("agent", self.id),
+            ack_wait=s.ack_wait,
+            max_deliver=s.max_deliver,
+            concurrency=s.handler_concurrency,
+        )
+        # The priority lane first, so that urgent messages waiting in it are not overtaken by
+        # the first of a backlog of ordinary ones.
+        lane = subjects.durable("prio", self.id)
         specs = [
-            SubscriptionSpec(
-                subject=subjects.inbox(self.id),
-                mode=DeliveryMode.AT_LEAST_ONCE,
-                durable=subjects.durable("agent", self.id) if durable else None,
-                queue=subjects.durable("agent", self.id),
-                ack_wait=s.ack_wait,
-                max_deliver=s.max_deliver,
-                concurrency=s.handler_concurrency,
+            replace(
+                inbox_spec,
+                subject=subjects.priority_inbox(self.id),
+                durable=lane if durable else None,
+                queue=lane,
             ),
+            inbox_spec,
             SubscriptionSpec(
                 subject=subjects.rpc(self.id),
                 mode=DeliveryMode.AT_MOST_ONCE,

@@ -332,16 +332,18 @@ class Bus:
         if not receivers:
             raise ConfigurationError("send() needs a message with receiver_id or receivers")
         self._check_started()
+        threshold = self.settings.priority_threshold
+        inbox = (
+            self.subjects.priority_inbox
+            if threshold is not None and msg.priority >= threshold
+            else self.subjects.inbox
+        )
         if len(receivers) == 1:
-            return [
-                await self._publish_chain(Outgoing(msg, self.subjects.inbox(receivers[0]), mode))
-            ]
+            return [await self._publish_chain(Outgoing(msg, inbox(receivers[0]), mode))]
         # One stream holds every inbox: each copy needs its own dedup key, or the second
         # receiver's copy would be dropped as a duplicate of the first.
         return [
-            await self._publish_chain(
-                Outgoing(msg, self.subjects.inbox(r), mode, msg_id=f"{msg.message_id}:{r}")
-            )
+            await self._publish_chain(Outgoing(msg, inbox(r), mode, msg_id=f"{msg.message_id}:{r}"))
             for r in receivers
         ]
 

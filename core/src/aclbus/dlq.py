@@ -375,7 +375,7 @@ class DeadLetters:
 
 def _origin_of(consumer: str, prefix: str) -> str:
     # Durable names are "{prefix}-{kind}-{agent}" (subjects.Subjects.durable).
-    for kind in ("agent", "broadcast", "group"):
+    for kind in ("agent", "prio", "broadcast", "group"):
         head = f"{prefix}-{kind}-"
         if consumer.startswith(head):
             return consumer[len(head) :]

@@ -157,6 +157,9 @@ class Settings(_Sources):
         broadcast_mode: Delivery mode of broadcasts (``at_least_once`` keeps them for an
             agent that is briefly away).
         handler_concurrency: Messages one agent handles at the same time.
+        priority_threshold: Messages of this priority or higher travel in the receiver's
+            priority lane, consumed beside its inbox, so they overtake a backlog; None: one
+            lane for all.
         plugins: Allow-list of plugin names to load from the ``aclbus`` entry points; None
             loads all installed ones.
         disable_plugins: Plugin names not to load.
@@ -189,6 +192,7 @@ class Settings(_Sources):
     expired: Literal["dead-letter", "drop"] = "dead-letter"
     broadcast_mode: DeliveryMode = DeliveryMode.AT_LEAST_ONCE
     handler_concurrency: int = Field(default=1, ge=1)
+    priority_threshold: int | None = Field(default=7, ge=0, le=9)
     plugins: CommaList | None = None
     disable_plugins: CommaList = Field(default_factory=list)
     streams: StreamLimits = Field(default_factory=StreamLimits)

@@ -139,6 +139,14 @@ class Subjects:
         """The durable inbox of an agent: ``{prefix}.agent.{agent}``."""
         return f"{self.prefix}.agent.{validate_id(agent)}"
 
+    def priority_inbox(self, agent: str) -> str:
+        """The priority lane of an agent's inbox: ``{prefix}.agent.{agent}.high``.
+
+        Messages at or above ``ACLBUS_PRIORITY_THRESHOLD`` go here; the agent consumes the lane
+        beside its inbox, so they do not wait behind a backlog of ordinary ones.
+        """
+        return f"{self.prefix}.agent.{validate_id(agent)}.high"
+
     def rpc(self, agent: str) -> str:
         """The request-reply subject of an agent (not persisted): ``{prefix}.rpc.{agent}``."""
         return f"{self.prefix}.rpc.{validate_id(agent)}"
@@ -172,8 +180,8 @@ class Subjects:
         """The subjects a traffic class's stream captures."""
         if traffic is TrafficClass.BROADCAST:
             return (self.broadcast,)
-        if traffic is TrafficClass.TOPIC:
-            return (f"{self.prefix}.topic.>",)
+        if traffic in (TrafficClass.TOPIC, TrafficClass.INBOX):
+            return (f"{self.prefix}.{traffic.value}.>",)  # inboxes: with their priority lanes
         return (f"{self.prefix}.{traffic.value}.*",)
 
     def durable(self, kind: str, *names: str) -> str:

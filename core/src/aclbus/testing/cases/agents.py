@@ -131,6 +131,26 @@ class PointToPointTestcase(BusTestcase):
         assert len(first) > 0
         assert len(second) > 0
 
+    @pytest.mark.aclbus_requires("durable")
+    async def test_high_priority_overtakes_a_backlog(self, bus: Bus) -> None:
+        """Urgent messages overtake a backlog of ordinary ones.
+
+        1,000 ordinary messages then 10 urgent ones are queued before the agent starts; the
+        urgent ones (in the priority lane) are handled within the first few dozen, in order.
+        """
+        got = _listen(bus, "worker")
+        for i in range(1000):
+            await bus.send(_inform("worker", payload=i, priority=0))
+        for i in range(10):
+            await bus.send(_inform("worker", payload=f"urgent-{i}", priority=9))
+        await bus.agent("worker").start()
+        handled = await got.wait_for(1010, timeout=60)
+        order = [m.payload for m in handled]
+        urgent = [i for i, p in enumerate(order) if isinstance(p, str)]
+        assert len(urgent) == 10
+        assert max(urgent) < 40, urgent
+        assert [order[i] for i in urgent] == [f"urgent-{i}" for i in range(10)]  # in order
+
     async def test_agents_on_two_buses_talk(self) -> None:
         """A bus sends to an agent that lives on another bus connected to the same broker."""
         async with self.make_bus() as here, self.make_bus() as there:
