@@ -229,6 +229,7 @@ def test_faststream_docs_gen_lists_the_quickstart_channels(workdir: Path) -> Non
         "consumer": "aclbus-agent-worker",
         "delivery": "at_least_once",
     }
+    assert channels["aclbus.agent.worker.high"]["x-aclbus"]["consumer"] == "aclbus-prio-worker"
     assert channels["aclbus.rpc.worker"]["bindings"]["nats"] == {
         "subject": "aclbus.rpc.worker",
         "queue": "aclbus-rpc-worker",
@@ -237,6 +238,7 @@ def test_faststream_docs_gen_lists_the_quickstart_channels(workdir: Path) -> Non
     assert channels["aclbus.broadcast"]["address"] == "aclbus.broadcast"
     assert {k: v["action"] for k, v in operations.items()} == {
         "worker.inbox": "receive",
+        "worker.priority": "receive",
         "worker.rpc": "receive",
         "worker.broadcast": "receive",
     }
@@ -398,7 +400,10 @@ async def test_documenting_the_agents_opens_no_second_subscription(
             broadcast_consumers = await js.consumers_info(f"{prefix.upper()}_BROADCAST")
         finally:
             await nc.close()
-        assert [c.name for c in inbox_consumers] == [f"{prefix}-agent-worker"]
+        assert sorted(c.name for c in inbox_consumers) == [
+            f"{prefix}-agent-worker",
+            f"{prefix}-prio-worker",  # the priority lane
+        ]
         assert [c.name for c in broadcast_consumers] == [f"{prefix}-broadcast-worker"]
 
         def subscriptions(subject: str) -> list[tuple[str, str | None]]:
@@ -408,7 +413,7 @@ async def test_documenting_the_agents_opens_no_second_subscription(
         assert subscriptions(f"{prefix}.rpc.worker") == [
             (f"{prefix}.rpc.worker", f"{prefix}-rpc-worker")
         ]
-        assert subscriptions(f"{prefix}.agent.worker") == [(f"{prefix}.agent.*", None)]
+        assert subscriptions(f"{prefix}.agent.worker") == [(f"{prefix}.agent.>", None)]
         assert subscriptions(f"{prefix}.broadcast") == [(f"{prefix}.broadcast", None)]
 
         # And each message is handled once.

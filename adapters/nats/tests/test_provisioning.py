@@ -99,7 +99,7 @@ async def test_one_stream_per_traffic_class_with_the_configured_limits(
     mine = sorted(name for name in names if name.startswith(prefix.upper() + "_"))
     assert mine == sorted(stream(prefix, t) for t in TRAFFIC)
     expected_subjects = {
-        "agent": [f"{prefix}.agent.*"],
+        "agent": [f"{prefix}.agent.>"],  # inboxes and their priority lanes
         "broadcast": [f"{prefix}.broadcast"],
         "group": [f"{prefix}.group.*"],
         "topic": [f"{prefix}.topic.>"],
@@ -196,10 +196,10 @@ async def test_a_change_the_server_refuses_is_a_configuration_error_saying_why(
 async def test_a_stream_that_captures_the_same_subjects_is_refused_at_start(
     make_bus: MakeBus, js: JetStreamContext, prefix: str
 ) -> None:
-    """Another stream on ``{prefix}.agent.*``: a clear error from start(), naming it."""
+    """Another stream on ``{prefix}.agent.>``: a clear error from start(), naming it."""
     squatter = f"SQUATTER_{prefix.upper()}"
     await js.add_stream(
-        name=squatter, subjects=[f"{prefix}.agent.*"], storage=api.StorageType.MEMORY
+        name=squatter, subjects=[f"{prefix}.agent.>"], storage=api.StorageType.MEMORY
     )
     bus = make_bus()
 
@@ -210,7 +210,7 @@ async def test_a_stream_that_captures_the_same_subjects_is_refused_at_start(
     assert stream(prefix, "agent") in message
     assert "subjects overlap" in message
     assert squatter in message
-    assert f"{prefix}.agent.*" in message
+    assert f"{prefix}.agent.>" in message
     assert "ACLBUS_SUBJECT_PREFIX" in message  # what to do about it
     assert not bus.started
     assert not connected(bus)

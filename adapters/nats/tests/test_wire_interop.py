@@ -470,7 +470,11 @@ async def test_what_aclbus_sends_to_inboxes_decodes_by_the_doc(
 
     js = nc.jetstream()
     stored = await plain_read(js, doc_stream(prefix, "agent"), f"{prefix}.agent.>", 2)
-    assert [m.subject for m in stored] == [f"{prefix}.agent.bob", f"{prefix}.agent.carol"]
+    # priority 7: the receivers' priority lanes (wire-format §2)
+    assert [m.subject for m in stored] == [
+        f"{prefix}.agent.bob.high",
+        f"{prefix}.agent.carol.high",
+    ]
     # §7: one copy per receiver in one stream, each with its own dedup key.
     assert [m.headers["Nats-Msg-Id"] for m in stored] == [
         f"{sent.message_id}:bob",

@@ -301,7 +301,9 @@ def _add_agents(schema: ApplicationSchema, bus: Bus) -> None:
         received = handled or [_ANY_MESSAGE_KEY]  # no handler: every message is not-understood
         broadcast_messages += handled
         inbox, rpc = subjects.inbox(agent.id), subjects.rpc(agent.id)
+        lane = subjects.priority_inbox(agent.id)
         consumer = subjects.durable("agent", agent.id)
+        lane_consumer = subjects.durable("prio", agent.id)
         rpc_queue = subjects.durable("rpc", agent.id)
         broadcast_consumer = subjects.durable("broadcast", agent.id)
 
@@ -321,6 +323,21 @@ def _add_agents(schema: ApplicationSchema, bus: Bus) -> None:
             },
         )
         channel(
+            lane,
+            f"The priority lane of agent `{agent.id}`'s inbox: messages of priority "
+            f"{settings.priority_threshold} or more, consumed beside the inbox (durable "
+            f"consumer `{lane_consumer}`, stream `{inbox_stream}`) so they overtake a backlog.",
+            [_ANY_MESSAGE_KEY, *handled],
+            bindings={"nats": {"subject": lane, "queue": lane_consumer}},
+            **{
+                "x-aclbus": {
+                    "stream": inbox_stream,
+                    "consumer": lane_consumer,
+                    "delivery": DeliveryMode.AT_LEAST_ONCE.value,
+                }
+            },
+        )
+        channel(
             rpc,
             f"Requests to agent `{agent.id}`: core NATS request-reply, not stored, served in "
             f"the queue group `{rpc_queue}`. With no agent serving it, a request fails at "
@@ -334,6 +351,12 @@ def _add_agents(schema: ApplicationSchema, bus: Bus) -> None:
             inbox,
             received,
             summary=f"Agent `{agent.id}` handles a message sent to it.",
+        )
+        receive(
+            f"{agent.id}.priority",
+            lane,
+            received,
+            summary=f"Agent `{agent.id}` handles an urgent message sent to it.",
         )
         receive(
             f"{agent.id}.rpc",
