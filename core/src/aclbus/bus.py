@@ -442,7 +442,7 @@ class Bus:
                 else:
                     await self.give_up(received, agent=agent_id, reason=Reason.EXPIRED)
                 return
-            delivery = Delivery(msg, received, agent_id)
+            delivery = Delivery(msg, received, agent_id, agent.route(msg))
             try:
                 await self._consume_chain(delivery)
             except Exception as exc:
@@ -460,14 +460,12 @@ class Bus:
 
     async def _dispatch(self, delivery: Delivery) -> None:
         """The innermost step of the consume chain: route to a handler, send its reply, ack."""
-        agent = self._agents.get(delivery.agent)
-        route = agent.route(delivery.message) if agent is not None else None
+        route = delivery.route
         if route is None:
             self.stats.unhandled += 1
             await self._not_understood(delivery, "no handler for this message")
             await delivery.ack()
             return
-        delivery.state["handler"] = route.func.__qualname__
         result = await call_handler(route, delivery)
         if result is not None:
             await self._send_result(result, delivery.received)
@@ -505,7 +503,7 @@ class Bus:
             agent=delivery.agent,
             reason=Reason.HANDLER_ERROR,
             error=exc,
-            handler=delivery.state.get("handler"),
+            handler=delivery.route.func.__qualname__ if delivery.route else None,
         )
 
     async def give_up(

@@ -17,6 +17,7 @@ from aclbus.acl import ACLMessage
 from aclbus.backend import DeliveryMode, PublishAck, Received
 
 if TYPE_CHECKING:
+    from aclbus.agent import Route
     from aclbus.bus import Bus
 
 T = TypeVar("T")
@@ -70,14 +71,19 @@ class Delivery:
         message: The decoded message.
         received: The backend's delivery (subject, headers, body as sent).
         agent: The id of the agent it was delivered to.
+        route: The handler the message is routed to (found before the middleware runs), or
+            None when no handler takes it (it is then answered ``not-understood``).
     """
 
-    __slots__ = ("agent", "message", "received", "state")
+    __slots__ = ("agent", "message", "received", "route", "state")
 
-    def __init__(self, message: ACLMessage, received: Received, agent: str) -> None:
+    def __init__(
+        self, message: ACLMessage, received: Received, agent: str, route: Route | None = None
+    ) -> None:
         self.message = message
         self.received = received
         self.agent = agent
+        self.route = route
         self.state: dict[str, Any] = {}
         """Scratch space for middleware to pass data to inner middleware and the handler."""
 
