@@ -140,11 +140,15 @@ class KVSpec:
         bucket: The bucket name (an id).
         ttl: Seconds after which an entry expires, or None.
         history: How many revisions of each key are kept.
+        replicas: Copies of the bucket on a cluster (as for streams).
+        storage: ``file`` or ``memory``.
     """
 
     bucket: str
     ttl: float | None = None
     history: int = 1
+    replicas: int = 1
+    storage: Literal["file", "memory"] = "file"
 
 
 @dataclass(frozen=True, slots=True)

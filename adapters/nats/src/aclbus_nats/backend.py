@@ -455,7 +455,13 @@ class NatsBackend(Backend):
         return ""
 
     async def _provision_kv(self, js: JetStreamContext, spec: KVSpec) -> None:
-        config = api.KeyValueConfig(bucket=spec.bucket, history=spec.history, ttl=spec.ttl)
+        config = api.KeyValueConfig(
+            bucket=spec.bucket,
+            history=spec.history,
+            ttl=spec.ttl,
+            replicas=spec.replicas,
+            storage=api.StorageType.FILE if spec.storage == "file" else api.StorageType.MEMORY,
+        )
         try:
             await js.create_key_value(config)
         except js_errors.BadRequestError as exc:

@@ -137,7 +137,16 @@ class ConsumeOnce(Middleware):
         async with self._opening:
             if self.claims is None:
                 backend = self.bus.backend
-                await backend.provision(KVSpec(self.bucket, ttl=self.window))
+                limits = self.bus.settings.streams
+                await backend.provision(
+                    KVSpec(
+                        self.bucket,
+                        ttl=self.window,
+                        # as durable and as available as the streams whose messages it guards
+                        replicas=limits.replicas,
+                        storage="memory" if limits.storage == "memory" else "file",
+                    )
+                )
                 self.claims = Claims(
                     await backend.kv(self.bucket),
                     timeout=self.claim_timeout,
