@@ -213,7 +213,7 @@ class Retry(Middleware):
                 agent=delivery.agent,
                 reason=reason,
                 error=exc,
-                handler=delivery.state.get("handler"),
+                handler=delivery.route.func.__qualname__ if delivery.route else None,
             )
         except Exception as give_up_exc:
             log.error(
