@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from types import TracebackType
+from types import MappingProxyType, TracebackType
 from typing import Any, Self
 
 from aclbus import wire
@@ -303,9 +303,9 @@ class Bus:
         return agent
 
     @property
-    def agents(self) -> dict[str, Agent]:
-        """The agents of this bus, by id."""
-        return dict(self._agents)
+    def agents(self) -> Mapping[str, Agent]:
+        """The agents of this bus, by id (a read-only live view: no copy per call)."""
+        return MappingProxyType(self._agents)
 
     async def remove_agent(self, agent_id: str) -> None:
         """Stop an agent and forget it. Its durable inbox keeps its messages."""
