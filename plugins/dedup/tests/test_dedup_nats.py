@@ -12,6 +12,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any, ClassVar
 
+import nats
 import pytest
 import pytest_asyncio
 
@@ -30,13 +31,9 @@ from aclbus.settings import StreamLimits
 from aclbus.subjects import TrafficClass
 from aclbus.testing import BackendConfig, eventually
 from aclbus_dedup import ConsumeOnce, Record, Status, claim_key
-
-nats = pytest.importorskip("nats")
-pytest.importorskip("aclbus_nats")
-
-from aclbus_nats.backend import NatsBackend  # noqa: E402
-from aclbus_nats.server import EmbeddedServer  # noqa: E402
-from aclbus_nats.settings import NatsSettings  # noqa: E402
+from aclbus_nats.backend import NatsBackend
+from aclbus_nats.server import EmbeddedServer
+from aclbus_nats.settings import NatsSettings
 
 
 class NatsConfig(BackendConfig):
