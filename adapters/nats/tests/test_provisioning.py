@@ -14,7 +14,7 @@ from nats.aio.client import Client
 from nats.js import JetStreamContext, api
 
 from aclbus.acl import ACLMessage
-from aclbus.backend import DeliveryMode, StreamSpec, SubscriptionSpec
+from aclbus.backend import DeliveryMode, KVSpec, StreamSpec, SubscriptionSpec
 from aclbus.bus import Bus
 from aclbus.errors import ConfigurationError
 from aclbus.settings import Settings, StreamLimits
@@ -289,3 +289,26 @@ async def _ignore(msg: ACLMessage) -> None:
 
 def _inform(payload: Any, **fields: Any) -> ACLMessage:
     return ACLMessage(performative="inform", sender_id="alice", payload=payload, **fields)
+
+
+async def test_a_kv_bucket_is_updated_to_a_changed_ttl_and_history(
+    nats_server: EmbeddedServer,
+) -> None:
+    bucket = "kvupd-" + uuid.uuid4().hex[:8]
+    backend = NatsBackend(Settings(backend="nats"), nats=NatsSettings(servers=[nats_server.url]))
+    await backend.connect()
+    nc = await nats.connect(nats_server.url)
+    try:
+        await backend.provision(KVSpec(bucket, ttl=10.0, history=1))
+        await (await backend.kv(bucket)).put("k", b"v1")
+        await backend.provision(KVSpec(bucket, ttl=20.0, history=3))  # changed: updated
+        config = (await nc.jetstream().stream_info(f"KV_{bucket}")).config
+        assert (config.max_age, config.max_msgs_per_subject) == (20.0, 3)
+        entry = await (await backend.kv(bucket)).get("k")
+        assert entry is not None
+        assert entry.value == b"v1"  # the data stays
+        await backend.provision(KVSpec(bucket, ttl=20.0, history=3))  # unchanged: no-op
+    finally:
+        await nc.jetstream().delete_stream(f"KV_{bucket}")
+        await nc.close()
+        await backend.close()

@@ -469,7 +469,31 @@ class NatsBackend(Backend):
                 raise ConfigurationError(
                     f"cannot create KV bucket {spec.bucket!r}: {exc.description}"
                 ) from exc
+            await self._update_kv(js, spec)
         await js.key_value(spec.bucket)
+
+    async def _update_kv(self, js: JetStreamContext, spec: KVSpec) -> None:
+        # A bucket is the stream KV_<bucket>: nats-py has no update for buckets, so the
+        # stream's limits are changed in place (TTL = max_age, history = per-subject limit).
+        name = f"KV_{spec.bucket}"
+        current = (await js.stream_info(name)).config
+        wanted = {
+            "max_age": spec.ttl or 0.0,
+            "max_msgs_per_subject": spec.history,
+            "num_replicas": spec.replicas,
+        }
+        if all(getattr(current, k) == v for k, v in wanted.items()):
+            return
+        for key, value in wanted.items():
+            setattr(current, key, value)
+        try:
+            await js.update_stream(current)
+        except js_errors.APIError as exc:
+            raise ConfigurationError(
+                f"KV bucket {spec.bucket!r} exists with settings that cannot be changed to "
+                f"ttl={spec.ttl}, history={spec.history}, replicas={spec.replicas}: "
+                f"{exc.description} (code {exc.err_code})"
+            ) from exc
 
     # -- publishing ------------------------------------------------------------------------
 
