@@ -7,7 +7,7 @@ into the body bytes and back; it never sees the envelope, which travels in heade
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any, Protocol, runtime_checkable
 
 import orjson
@@ -15,6 +15,7 @@ from pydantic import BaseModel
 
 from aclbus.errors import ACLBusError, ACLDecodeError
 from aclbus.plugin import hookimpl
+from aclbus.plugin.spec import CodecRegister
 
 __all__ = [
     "JSON",
@@ -167,9 +168,6 @@ class CodecRegistry:
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._codecs)
-
-
-CodecRegister = Callable[[Codec], None]
 
 
 def _normalise(content_type: str) -> str:
