@@ -28,7 +28,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any, ClassVar, Literal
 
-from aclbus.errors import ACLBusError
+from aclbus.errors import ACLBusError, ConfigurationError
 
 __all__ = [
     "Backend",
@@ -519,8 +519,6 @@ class Backend(ABC):
         Raises:
             ConfigurationError: The backend is not built on a FastStream broker.
         """
-        from aclbus.errors import ConfigurationError
-
         raise ConfigurationError(
             f"backend {self.name!r} has no FastStream broker: use the nats backend "
             "(ACLBUS_BACKEND=nats) to run agents with `faststream run`"
