@@ -11,7 +11,7 @@ from typing import ClassVar
 
 from aclbus.backend import Backend, Capabilities, Received, SubscriptionSpec
 from aclbus.testing.cases.base import BackendTestcase
-from aclbus.testing.collector import Collector, Deliveries
+from aclbus.testing.collector import Collector, Deliveries, eventually
 
 __all__ = [
     "AckTestcase",
@@ -98,6 +98,7 @@ class AckTestcase(BackendTestcase):
         await backend.subscribe(SubscriptionSpec(subject, ack_wait=1.0), got)
         await backend.publish(subject, {}, b"x")
         [first] = await got.wait_for(1)
+        await eventually(lambda: first.settled == "ack", what="the handler's ack")
         await first.nack()
         await self.advance(2.0)
         assert len(got) == 1
