@@ -2,18 +2,9 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Any, ClassVar
-
-import nats
-import pytest_asyncio
-
-from aclbus.backend import Backend, Capabilities
-from aclbus.settings import Settings, StreamLimits
 from aclbus.testing import (
     AckTestcase,
     AgentResilienceTestcase,
-    BackendConfig,
     BackoffTestcase,
     BroadcastTestcase,
     BusRequestTestcase,
@@ -35,43 +26,7 @@ from aclbus.testing import (
     TermTestcase,
     TTLTestcase,
 )
-from aclbus_nats.backend import NatsBackend
-from aclbus_nats.server import EmbeddedServer
-from aclbus_nats.settings import NatsSettings
-
-
-class NatsConfig(BackendConfig):
-    """A NatsBackend connected to the session's embedded nats-server."""
-
-    name: ClassVar[str] = NatsBackend.name
-    capabilities: ClassVar[Capabilities] = NatsBackend.capabilities
-    _url: str = ""
-
-    @pytest_asyncio.fixture(autouse=True)
-    async def _on_server(self, nats_server: EmbeddedServer) -> AsyncIterator[None]:
-        self._url = nats_server.url
-        yield
-        await _delete_streams(self._url, self.namespace.upper())
-
-    def make_settings(self, **overrides: Any) -> Settings:
-        """Small in-memory streams: each test provisions its own under its namespace."""
-        overrides.setdefault("streams", StreamLimits(max_bytes=8 << 20, storage="memory"))
-        return super().make_settings(**overrides)
-
-    def make_backend(self) -> Backend:
-        return NatsBackend(self.make_settings(), nats=NatsSettings(servers=[self._url]))
-
-
-async def _delete_streams(url: str, namespace: str) -> None:
-    # Streams reserve their max_bytes against the server's limits: leave none behind.
-    nc = await nats.connect(url)
-    try:
-        js = nc.jetstream()
-        for name in await js.streams_info():
-            if namespace in name.config.name:
-                await js.delete_stream(name.config.name)
-    finally:
-        await nc.close()
+from aclbus_nats.testing import NatsConfig
 
 
 class TestPubSub(NatsConfig, PubSubTestcase):

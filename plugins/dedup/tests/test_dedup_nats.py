@@ -9,59 +9,26 @@ from __future__ import annotations
 
 import asyncio
 from collections import Counter
-from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any, ClassVar
+from collections.abc import Mapping, Sequence
+from typing import Any
 
-import nats
 import pytest
-import pytest_asyncio
 
 import aclbus_dedup
 from aclbus import ACLMessage, Bus, Performative, Settings, hookimpl, wire
 from aclbus.backend import (
-    Backend,
-    Capabilities,
     PublishAck,
     Received,
     StoredMessage,
 )
 from aclbus.errors import PublishTimeout
 from aclbus.middleware import ConsumeNext, Delivery, Middleware, MiddlewareFactory
-from aclbus.settings import StreamLimits
 from aclbus.subjects import TrafficClass
-from aclbus.testing import BackendConfig, eventually
+from aclbus.testing import eventually
 from aclbus_dedup import ConsumeOnce, Record, Status, claim_key
 from aclbus_nats.backend import NatsBackend
-from aclbus_nats.server import EmbeddedServer
 from aclbus_nats.settings import NatsSettings
-
-
-class NatsConfig(BackendConfig):
-    """A NatsBackend on the session's nats-server; this test's streams and bucket go after."""
-
-    name: ClassVar[str] = NatsBackend.name
-    capabilities: ClassVar[Capabilities] = NatsBackend.capabilities
-    _url: str = ""
-
-    @pytest_asyncio.fixture(autouse=True)
-    async def _on_server(self, nats_server: EmbeddedServer) -> AsyncIterator[None]:
-        self._url = nats_server.url
-        yield
-        nc = await nats.connect(self._url)
-        try:
-            js = nc.jetstream()
-            for info in await js.streams_info():
-                if self.namespace.upper() in info.config.name.upper():  # KV_<ns>-dedup too
-                    await js.delete_stream(info.config.name)
-        finally:
-            await nc.close()
-
-    def make_settings(self, **overrides: Any) -> Settings:
-        overrides.setdefault("streams", StreamLimits(max_bytes=8 << 20, storage="memory"))
-        return super().make_settings(**overrides)
-
-    def make_backend(self) -> Backend:
-        return NatsBackend(self.make_settings(), nats=NatsSettings(servers=[self._url]))
+from aclbus_nats.testing import NatsConfig
 
 
 def inform(receiver: str = "worker", **fields: Any) -> ACLMessage:

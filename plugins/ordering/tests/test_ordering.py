@@ -11,13 +11,11 @@ import asyncio
 import dataclasses
 import random
 from collections import Counter, defaultdict
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import Callable, Sequence
 from functools import partial
 from typing import Any, ClassVar
 
-import nats
 import pytest
-import pytest_asyncio
 
 import aclbus_ordering
 from aclbus import (
@@ -32,15 +30,12 @@ from aclbus import (
     PublishAck,
     Settings,
 )
-from aclbus.backend import Backend, Capabilities
+from aclbus.backend import Capabilities
 from aclbus.backends.memory import Faults, MemoryBackend
 from aclbus.middleware import MiddlewareFactory, PublishNext
 from aclbus.plugin import hookimpl
-from aclbus.settings import StreamLimits
 from aclbus.testing import BackendConfig, MemoryConfig
-from aclbus_nats.backend import NatsBackend
-from aclbus_nats.server import EmbeddedServer
-from aclbus_nats.settings import NatsSettings
+from aclbus_nats.testing import NatsConfig
 from aclbus_ordering import Gap, Ordering, OrderingPlugin, OrderingSettings
 
 INFORM = Performative.INFORM
@@ -540,35 +535,6 @@ def test_the_installed_entry_point_is_refused_too() -> None:
 
 
 # -- a real nats-server ----------------------------------------------------------------------
-
-
-class NatsConfig(BackendConfig):
-    """A NatsBackend on the session's embedded nats-server (as the adapter's conformance)."""
-
-    name: ClassVar[str] = NatsBackend.name
-    capabilities: ClassVar[Capabilities] = NatsBackend.capabilities
-    _url: str = ""
-
-    @pytest_asyncio.fixture(autouse=True)
-    async def _on_server(self, nats_server: EmbeddedServer) -> AsyncIterator[None]:
-        self._url = nats_server.url
-        yield
-        nc = await nats.connect(self._url)
-        try:
-            js = nc.jetstream()
-            for info in await js.streams_info():
-                name = info.config.name or ""
-                if self.namespace.upper() in name:
-                    await js.delete_stream(name)
-        finally:
-            await nc.close()
-
-    def make_settings(self, **overrides: Any) -> Settings:
-        overrides.setdefault("streams", StreamLimits(max_bytes=8 << 20, storage="memory"))
-        return super().make_settings(**overrides)
-
-    def make_backend(self) -> Backend:
-        return NatsBackend(self.make_settings(), nats=NatsSettings(servers=[self._url]))
 
 
 class TestOnNats(NatsConfig, RestartScenarios):

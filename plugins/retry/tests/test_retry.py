@@ -11,22 +11,16 @@ from __future__ import annotations
 import asyncio
 import itertools
 import random
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any, ClassVar
 
-import nats
 import pytest
-import pytest_asyncio
 
 import aclbus_retry
 from aclbus import ACLMessage, Bus, Delivery, Performative
-from aclbus.backend import Backend, Capabilities
 from aclbus.dlq import DeadLetter, Reason
-from aclbus.settings import Settings, StreamLimits
-from aclbus.testing import BackendConfig, Collector, MemoryConfig, eventually
-from aclbus_nats.backend import NatsBackend
-from aclbus_nats.server import EmbeddedServer
-from aclbus_nats.settings import NatsSettings
+from aclbus.testing import Collector, MemoryConfig, eventually
+from aclbus_nats.testing import NatsConfig as BaseNatsConfig
 from aclbus_retry import NotRetryable, RetryPlugin, RetryPolicy, RetrySettings
 
 pytestmark = pytest.mark.asyncio
@@ -54,43 +48,14 @@ class MemoryTimed(MemoryConfig):
         return self.clock.now()
 
 
-class NatsConfig(BackendConfig):
-    """A NatsBackend on the session's nats-server (the adapter's conformance config)."""
+class NatsConfig(BaseNatsConfig):
+    """The adapter's conformance config, with real-time lateness bounds."""
 
-    name: ClassVar[str] = NatsBackend.name
-    capabilities: ClassVar[Capabilities] = NatsBackend.capabilities
     margin: ClassVar[float] = 0.1
     late: ClassVar[float] = 0.4
-    _url: str = ""
-
-    @pytest_asyncio.fixture(autouse=True)
-    async def _on_server(self, nats_server: EmbeddedServer) -> AsyncIterator[None]:
-        self._url = nats_server.url
-        yield
-        await _delete_streams(self._url, self.namespace.upper())
-
-    def make_settings(self, **overrides: Any) -> Settings:
-        overrides.setdefault("streams", StreamLimits(max_bytes=8 << 20, storage="memory"))
-        return super().make_settings(**overrides)
-
-    def make_backend(self) -> Backend:
-        return NatsBackend(self.make_settings(), nats=NatsSettings(servers=[self._url]))
 
     def now(self) -> float:
         return asyncio.get_running_loop().time()
-
-
-async def _delete_streams(url: str, namespace: str) -> None:
-    # Streams reserve their max_bytes against the server's limits: leave none behind.
-    nc = await nats.connect(url)
-    try:
-        js = nc.jetstream()
-        for info in await js.streams_info():
-            name = info.config.name
-            if name and namespace in name:
-                await js.delete_stream(name)
-    finally:
-        await nc.close()
 
 
 # -- helpers --------------------------------------------------------------------------------

@@ -1,7 +1,6 @@
 """pytest fixtures that run real nats-servers on loopback, for aclbus users' own tests.
 
-Enable them with ``pytest_plugins = ["aclbus_nats.testing"]`` in a top-level ``conftest.py``
-(they are meant to become a ``pytest11`` plugin of ``aclbus-nats``)::
+They load by themselves (``aclbus-nats`` registers this module as a ``pytest11`` plugin)::
 
     async def test_publish(nats_url):
         nc = await nats.connect(nats_url)
@@ -13,17 +12,28 @@ the servers die with the pytest process if it is killed. Each server has a tempo
 ``nats_server`` is shared by the whole session: tests that kill or freeze a server should
 start their own `EmbeddedServer` (or use ``nats_cluster``, and `Cluster.restart` what they
 killed so that the module's next tests get a whole cluster).
+
+`NatsConfig` runs the conformance kit (``aclbus.testing``) on the session's server, and serves
+plugins' own tests the same way: ``class TestX(NatsConfig, XTestcase): pass``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, ClassVar
 
+import nats
 import pytest
+import pytest_asyncio
 
+from aclbus.backend import Backend, Capabilities
+from aclbus.settings import Settings, StreamLimits
+from aclbus.testing import BackendConfig
+from aclbus_nats.backend import NatsBackend
 from aclbus_nats.server import Cluster, EmbeddedServer
+from aclbus_nats.settings import NatsSettings
 
-__all__ = ["nats_cluster", "nats_server", "nats_url"]
+__all__ = ["NatsConfig", "delete_streams", "nats_cluster", "nats_server", "nats_url"]
 
 
 @pytest.fixture(scope="session")
@@ -56,3 +66,43 @@ def nats_cluster() -> Iterator[Cluster]:
     """
     with Cluster(3, name="aclbus-test") as cluster:
         yield cluster
+
+
+class NatsConfig(BackendConfig):
+    """The conformance config of the NATS backend: a `NatsBackend` on `nats_server`.
+
+    Each test's streams are small and in memory, and are deleted after the test (KV buckets
+    of its namespace too), since streams reserve their ``max_bytes`` against the server.
+    """
+
+    name: ClassVar[str] = NatsBackend.name
+    capabilities: ClassVar[Capabilities] = NatsBackend.capabilities
+    _url: str = ""
+
+    @pytest_asyncio.fixture(autouse=True)
+    async def _on_server(self, nats_server: EmbeddedServer) -> AsyncIterator[None]:
+        self._url = nats_server.url
+        yield
+        await delete_streams(self._url, self.namespace)
+
+    def make_settings(self, **overrides: Any) -> Settings:
+        """Small in-memory streams: each test provisions its own under its namespace."""
+        overrides.setdefault("streams", StreamLimits(max_bytes=8 << 20, storage="memory"))
+        return super().make_settings(**overrides)
+
+    def make_backend(self) -> Backend:
+        """A `NatsBackend` connected to the session's server."""
+        return NatsBackend(self.make_settings(), nats=NatsSettings(servers=[self._url]))
+
+
+async def delete_streams(url: str, namespace: str) -> None:
+    """Delete every stream (KV buckets included) whose name holds ``namespace``, any case."""
+    nc = await nats.connect(url)
+    try:
+        js = nc.jetstream()
+        for info in await js.streams_info():
+            name = info.config.name or ""
+            if namespace.upper() in name.upper():
+                await js.delete_stream(name)
+    finally:
+        await nc.close()
