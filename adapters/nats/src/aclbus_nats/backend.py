@@ -15,7 +15,7 @@ import base64
 import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Iterator, Mapping
 from datetime import UTC
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -61,6 +61,7 @@ from aclbus.errors import (
     StreamFull,
 )
 from aclbus.settings import Settings
+from aclbus.subjects import subject_matches
 from aclbus.wire import encoded_size
 from aclbus_nats.kv import NatsKeyValue
 from aclbus_nats.permissions import Interrupted, PermissionWatch
@@ -86,11 +87,25 @@ MIN_TTL_SERVER = (2, 11)
 """Per-message TTL (``Nats-TTL``, ``allow_msg_ttl``) needs nats-server 2.11 or newer."""
 
 _JS_MSG_SIZE_ERRORS = (10054,)  # JSStreamMessageExceedsMaximumErr
-_BUFFER_FULL = (
-    "the connection to NATS is down and its reconnect buffer is full; the message to "
-    "{subject!r} was not sent; publish it again once reconnected (ACLBUS_NATS__RECONNECT_BUFFER "
-    "sets the buffer's size)"
-)
+
+
+@contextlib.contextmanager
+def _unsent(what: str, subject: str) -> Iterator[None]:
+    """Turn nats-py's "not sent" errors into `BackendClosed` naming the subject."""
+    try:
+        yield
+    except nats_errors.OutboundBufferLimitError:
+        raise BackendClosed(
+            f"the connection to NATS is down and its reconnect buffer is full; the {what} to "
+            f"{subject!r} was not sent; send it again once reconnected "
+            "(ACLBUS_NATS__RECONNECT_BUFFER sets the buffer's size)"
+        ) from None
+    except nats_errors.ConnectionClosedError:
+        raise BackendClosed(
+            f"the NATS connection is closed; the {what} to {subject!r} was not sent"
+        ) from None
+
+
 _JS_STORE_ERRORS = (10002, 10023, 10047, 10077)  # account/server/stream storage limits
 NATS_HEADER_ALLOWANCE = 512
 """Bytes a stream's ``max_msg_size`` allows beyond ``ACLBUS_MAX_MESSAGE_BYTES``: room for the
@@ -520,29 +535,27 @@ class NatsBackend(Backend):
         if size > nc.max_payload:
             raise MessageTooLarge(size, nc.max_payload, "message (the server's max_payload)")
         if not persistent:
-            try:
+            with _unsent("publish", subject):
                 await nc.publish(subject, body, reply=reply or "", headers=hdrs)
-            except nats_errors.OutboundBufferLimitError:
-                raise BackendClosed(_BUFFER_FULL.format(subject=subject)) from None
-            except nats_errors.ConnectionClosedError:
-                raise BackendClosed(
-                    f"the NATS connection is closed; the publish to {subject!r} was not sent"
-                ) from None
             return PublishAck()
         timeout = self.nats_settings.publish_timeout
         deadline = time.monotonic() + timeout
         while True:
             try:
-                response = await self._permissions.guard(
-                    "publish",
-                    subject,
-                    nc.request(
-                        subject, body, timeout=max(deadline - time.monotonic(), 0.01), headers=hdrs
-                    ),
-                    # A server that went away never sends the PubAck of what it got just before:
-                    # once reconnected, publish again (the same Nats-Msg-Id is stored once).
-                    interrupt=self._reconnect_signal() if msg_id is not None else None,
-                )
+                with _unsent("publish", subject):
+                    response = await self._permissions.guard(
+                        "publish",
+                        subject,
+                        nc.request(
+                            subject,
+                            body,
+                            timeout=max(deadline - time.monotonic(), 0.01),
+                            headers=hdrs,
+                        ),
+                        # A server that went away never sends the PubAck of what it got just
+                        # before: once reconnected, publish again (same Nats-Msg-Id, stored once).
+                        interrupt=self._reconnect_signal() if msg_id is not None else None,
+                    )
                 break
             except Interrupted:
                 continue
@@ -557,12 +570,6 @@ class NatsBackend(Backend):
                 await asyncio.sleep(_NO_RESPONDERS_PAUSE)
             except (nats_errors.TimeoutError, TimeoutError):
                 raise PublishTimeout(subject, timeout) from None
-            except nats_errors.OutboundBufferLimitError:
-                raise BackendClosed(_BUFFER_FULL.format(subject=subject)) from None
-            except nats_errors.ConnectionClosedError:
-                raise BackendClosed(
-                    f"the NATS connection is closed; the publish to {subject!r} was not sent"
-                ) from None
         ack = orjson.loads(response.data)
         error = ack.get("error")
         if error:
@@ -586,8 +593,6 @@ class NatsBackend(Backend):
         return spec.max_msg_size + NATS_HEADER_ALLOWANCE
 
     def _stream_of(self, subject: str) -> StreamSpec | None:
-        from aclbus.subjects import subject_matches
-
         for spec in self._streams.values():
             if any(subject_matches(p, subject) for p in spec.subjects):
                 return spec
@@ -599,21 +604,16 @@ class NatsBackend(Backend):
         """Core NATS request: NoResponders at once when nobody listens."""
         nc, _ = self._conn()
         try:
-            msg = await self._permissions.guard(
-                "publish",
-                subject,
-                nc.request(subject, body, timeout=timeout, headers=dict(headers)),
-            )
+            with _unsent("request", subject):
+                msg = await self._permissions.guard(
+                    "publish",
+                    subject,
+                    nc.request(subject, body, timeout=timeout, headers=dict(headers)),
+                )
         except nats_errors.NoRespondersError:
             raise NoResponders(subject) from None
         except (nats_errors.TimeoutError, TimeoutError):
             raise RequestTimeout(subject, timeout) from None
-        except nats_errors.OutboundBufferLimitError:
-            raise BackendClosed(_BUFFER_FULL.format(subject=subject)) from None
-        except nats_errors.ConnectionClosedError:
-            raise BackendClosed(
-                f"the NATS connection is closed; the request to {subject!r} was not sent"
-            ) from None
         return Reply(msg.subject, msg.headers or {}, msg.data)
 
     # -- subscribing -----------------------------------------------------------------------
