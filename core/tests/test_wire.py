@@ -53,6 +53,8 @@ def full_message() -> ACLMessage:
         protocol="fipa-request",
         language="json",
         ontology="translation",
+        hops=3,
+        caused_by=("m1", "m2", "m3"),
         acl_version="1.0",
         headers={"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
         extensions={"deadline-policy": "strict"},
@@ -105,6 +107,8 @@ def test_encode_writes_every_field_to_its_header() -> None:
         "acl-routing-key": "customer 17",
         "acl-language": "json",
         "acl-ontology": "translation",
+        "acl-hops": "3",
+        "acl-caused-by": "m1,m2,m3",
         "acl-deadline-policy": "strict",
         "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
     }
@@ -661,3 +665,14 @@ def test_doc_lists_every_header_and_performative() -> None:
     for p in Performative:
         assert f"`{p.value}`" in text, p
     assert "`ACLBUS_AGENT`" in text
+
+
+def test_hops_and_causation_are_checked_on_decode() -> None:
+    assert decode_error(minimal_headers(**{"acl-hops": "256"})).field == "acl-hops"
+    assert decode_error(minimal_headers(**{"acl-hops": "-1"})).field == "acl-hops"
+    assert decode_error(minimal_headers(**{"acl-caused-by": "a,b.c"})).field == "acl-caused-by"
+    too_many = ",".join(f"m{i}" for i in range(17))
+    exc = decode_error(minimal_headers(**{"acl-caused-by": too_many}))
+    assert exc.field == "acl-caused-by" and "17" in str(exc)
+    msg = wire.decode(minimal_headers(**{"acl-hops": "2", "acl-caused-by": "a,b"}), b"null", CODECS)
+    assert (msg.hops, msg.caused_by) == (2, ("a", "b"))

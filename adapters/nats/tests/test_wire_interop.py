@@ -304,8 +304,10 @@ async def test_doc_built_request_gets_a_reply_decodable_by_the_doc(
         "ce-specversion", "ce-id", "ce-source", "ce-type", "ce-time", "content-type",
         "acl-version", "acl-receiver-id", "acl-priority", "acl-correlation-id",
         "acl-in-reply-to", "acl-protocol", "acl-language", "acl-ontology",
+        "acl-hops", "acl-caused-by",
     }  # fmt: skip
     assert reply["ce-id"] != request_id
+    assert (reply["acl-hops"], reply["acl-caused-by"]) == ("1", request_id)
     assert (reply["ce-source"], reply["ce-type"]) == ("bob", "fipa.acl.inform")
     assert (reply["content-type"], reply["acl-version"]) == ("application/json", "1.0")
     assert (reply["acl-receiver-id"], reply["acl-priority"]) == ("alice", "6")

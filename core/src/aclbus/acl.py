@@ -29,6 +29,12 @@ ACL_VERSION: Final = "1.0"
 MIN_TTL_SECONDS: Final = 1.0
 """The shortest TTL: NATS' per-message TTL has a resolution of one second."""
 
+MAX_HOPS: Final = 255
+"""The largest ``hops`` a message can carry (the bus' ``max_hops`` setting stops far earlier)."""
+
+MAX_CAUSATION: Final = 16
+"""How many message ids ``caused_by`` keeps: the most recent ones."""
+
 MAX_RETRY_COUNT: Final = 2**31 - 1
 """The largest ``retry_count``: a signed 32-bit integer, so every client can hold it."""
 
@@ -57,6 +63,8 @@ ENVELOPE_EXTENSION_NAMES: Final = frozenset(
         "routing-key",
         "language",
         "ontology",
+        "hops",
+        "caused-by",
     }
 )
 """The ``acl-*`` headers of this version, without ``acl-``: not usable as ``extensions``."""
@@ -161,6 +169,11 @@ class ACLMessage(BaseModel):
         protocol: The interaction protocol (``fipa-request``, ``fipa-contract-net``).
         language: The language of the content.
         ontology: The ontology that gives the content its meaning.
+        hops: How many agents this message has passed through: a reply or a forward is one
+            more hop than the message that caused it. A bus refuses to send, and dead-letters
+            on receipt, a message with more than ``ACLBUS_MAX_HOPS``, which stops agent loops.
+        caused_by: The ids of the messages that led to this one, oldest first (at most
+            `MAX_CAUSATION`, the most recent): the causation chain.
         acl_version: The envelope version, ``major.minor``.
         headers: Application headers (lower-case names, not ``ce-``, ``acl-``, ``nats-`` or
             ``content-type``).
@@ -191,6 +204,8 @@ class ACLMessage(BaseModel):
     protocol: Id | None = None
     language: HeaderText | None = None
     ontology: HeaderText | None = None
+    hops: int = Field(default=0, ge=0, le=MAX_HOPS)
+    caused_by: tuple[Id, ...] = Field(default=(), max_length=MAX_CAUSATION)
     acl_version: str = ACL_VERSION
     headers: dict[str, HeaderText] = Field(default_factory=dict)
     extensions: dict[str, HeaderText] = Field(default_factory=dict)
@@ -271,7 +286,7 @@ class ACLMessage(BaseModel):
         conversation had no id), ``protocol``, ``language``, ``ontology`` and ``priority``; its
         ``in_reply_to`` is this message's ``reply_with``, or its ``message_id``. It gets a new
         ``message_id`` and ``timestamp``; ``reply_to``, ``reply_with`` and ``reply_by`` are not
-        copied.
+        copied. It is one hop more than this message, which it names last in ``caused_by``.
 
         Args:
             performative: The act of the reply.
@@ -304,6 +319,38 @@ class ACLMessage(BaseModel):
             "language": self.language,
             "ontology": self.ontology,
             "priority": self.priority,
+            **self._next_hop(),
         }
         values.update(fields)
         return ACLMessage(**values)
+
+    def forward(self, receiver_id: str, *, sender_id: str, **fields: Any) -> ACLMessage:
+        """This message passed on to another agent: one hop more, caused by this one.
+
+        The copy keeps the content and the conversation; it gets a new ``message_id`` and
+        ``timestamp``, the forwarding agent as sender and ``receiver_id`` as its one receiver.
+
+        Args:
+            receiver_id: The agent to forward to.
+            sender_id: The forwarding agent.
+            **fields: Any other field to set or override.
+
+        Raises:
+            pydantic.ValidationError: A field of the copy is invalid (``hops`` over
+                `MAX_HOPS` included).
+        """
+        values = self.model_dump(exclude={"message_id", "timestamp", "receivers"})
+        values.update(
+            sender_id=sender_id,
+            receiver_id=receiver_id,
+            reply_to=self.reply_to or self.sender_id,
+            **self._next_hop(),
+        )
+        values.update(fields)
+        return ACLMessage(**values)
+
+    def _next_hop(self) -> dict[str, Any]:
+        return {
+            "hops": self.hops + 1,
+            "caused_by": (*self.caused_by, self.message_id)[-MAX_CAUSATION:],
+        }

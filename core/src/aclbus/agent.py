@@ -6,15 +6,20 @@ message goes to the first handler (in registration order) whose filters match it
 
 from __future__ import annotations
 
+import hashlib
 import inspect
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
+
+import orjson
+from pydantic import BaseModel
 
 from aclbus.acl import ACLMessage, Performative
 from aclbus.backend import DeliveryMode, Subscription, SubscriptionSpec
 from aclbus.errors import ConfigurationError
-from aclbus.subjects import validate_id, validate_topic
+from aclbus.subjects import TrafficClass, subject_matches, validate_id, validate_topic
 
 if TYPE_CHECKING:
     from aclbus.bus import Bus
@@ -22,8 +27,12 @@ if TYPE_CHECKING:
 
 __all__ = ["Agent", "Handler", "Route"]
 
-Handler = Callable[..., Awaitable[ACLMessage | None]]
-"""``async def handler(msg)`` or ``async def handler(msg, delivery)``; may return a reply."""
+Handler = Callable[..., Any]
+"""``async def handler(msg)`` or ``async def handler(msg, delivery)``; may return a reply.
+
+An async generator function (``async def h(msg): yield ...``) streams its items to the
+requester instead (see `aclbus.streaming`).
+"""
 
 H = TypeVar("H", bound=Handler)
 
@@ -32,23 +41,53 @@ H = TypeVar("H", bound=Handler)
 class Route:
     """A handler and the messages it takes.
 
+    Every filter that is set must match. ``message_type`` and ``topic`` may be patterns with
+    the subject wildcards ``*`` (one token) and ``>`` (the rest).
+
     Attributes:
         performatives: The acts it handles; None: every act.
-        message_type: The message type it handles; None: any.
+        message_type: The message type (or pattern) it handles; None: any.
         func: The handler.
         takes_delivery: Whether it is called with ``(msg, delivery)``.
+        protocol: The interaction protocol it handles; None: any.
+        topic: The topic (or pattern) it handles; None: any, topic traffic or not.
+        headers: Application headers that must be present with these values.
+        where: A predicate on the message, tried after the other filters.
+        payload: A pydantic model the payload is validated against before the handler runs;
+            the handler then gets the message with the model instance as its payload.
+        streams: The handler is an async generator: what it yields is streamed to the
+            requester (see `aclbus.streaming`).
     """
 
     performatives: frozenset[Performative] | None
     message_type: str | None
     func: Handler
     takes_delivery: bool
+    protocol: str | None = None
+    topic: str | None = None
+    headers: tuple[tuple[str, str], ...] = ()
+    where: Callable[[ACLMessage], bool] | None = None
+    payload: type[BaseModel] | None = None
+    streams: bool = False
 
     def matches(self, msg: ACLMessage) -> bool:
         """Whether this route handles ``msg``."""
-        return (self.performatives is None or msg.performative in self.performatives) and (
-            self.message_type is None or msg.message_type == self.message_type
-        )
+        if self.performatives is not None and msg.performative not in self.performatives:
+            return False
+        if self.message_type is not None and not (
+            msg.message_type is not None and subject_matches(self.message_type, msg.message_type)
+        ):
+            return False
+        if self.protocol is not None and msg.protocol != self.protocol:
+            return False
+        if self.topic is not None and not (
+            msg.topic is not None and subject_matches(self.topic, msg.topic)
+        ):
+            return False
+        for name, value in self.headers:
+            if msg.headers.get(name) != value:
+                return False
+        return self.where is None or bool(self.where(msg))
 
 
 class Agent:
@@ -63,6 +102,9 @@ class Agent:
         self.id = validate_id(agent_id)
         self.bus = bus
         self._routes: list[Route] = []
+        self._conversations: dict[str, Route] = {}
+        self._groups: dict[str, Subscription | None] = {}
+        self._topics: dict[str, _Topic] = {}
         self._subscriptions: list[Subscription] = []
 
     def __repr__(self) -> str:
@@ -79,31 +121,115 @@ class Agent:
         return bool(self._subscriptions)
 
     def on(
-        self, *performatives: Performative | str, message_type: str | None = None
+        self,
+        *performatives: Performative | str,
+        message_type: str | None = None,
+        protocol: str | None = None,
+        topic: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        where: Callable[[ACLMessage], bool] | None = None,
+        payload: type[BaseModel] | None = None,
     ) -> Callable[[H], H]:
         """Register the decorated coroutine function as a handler.
 
         Args:
             *performatives: Handle only these acts; none: every act.
-            message_type: Handle only messages of this dotted type.
+            message_type: Handle only messages of this dotted type; ``*`` and ``>`` match
+                one token and the rest (``task.*``).
+            protocol: Handle only messages of this interaction protocol (``fipa-request``).
+            topic: Handle only messages published on this topic or topic pattern.
+            headers: Handle only messages carrying these application headers and values.
+            where: Handle only messages for which this predicate is true (it must be cheap
+                and must not raise: it runs for every message the other filters pass).
+            payload: A pydantic model for the payload. It is validated before the handler
+                runs; the handler gets the message with the model instance as payload. An
+                invalid payload is answered ``not-understood`` with the validation errors and
+                dead-lettered (reason ``invalid-payload``); the handler never sees it.
 
         The handler takes the message, and optionally the `Delivery` to settle it itself. What
         it returns (an `ACLMessage`) is sent: to the waiting requester for a request, else to
-        the reply's receivers. Handlers can be added while the agent runs.
+        the reply's receivers. An async generator handler streams what it yields to a
+        requester that called `Bus.request_stream`. Handlers can be added while the agent runs;
+        each message goes to the first matching handler, in registration order.
 
         Raises:
-            TypeError: The handler is not a coroutine function of one or two parameters.
-            ValueError: An unknown performative or a bad message type.
+            TypeError: The handler is not a coroutine (or async generator) function of one or
+                two parameters, or ``payload`` is not a pydantic model class.
+            ValueError: An unknown performative, a bad message type, protocol, topic or header.
         """
         acts = frozenset(Performative(p) for p in performatives) or None
         if message_type is not None:
-            validate_topic(message_type)
+            validate_topic(message_type, pattern=True)
+        if protocol is not None:
+            validate_id(protocol, "protocol")
+        if topic is not None:
+            validate_topic(topic, pattern=True)
+        header_items = _header_filter(headers)
+        if payload is not None and not (
+            isinstance(payload, type) and issubclass(payload, BaseModel)
+        ):
+            raise TypeError(f"payload= must be a pydantic model class, not {payload!r}")
 
         def decorate(func: H) -> H:
-            self._routes.append(Route(acts, message_type, func, _takes_delivery(func)))
+            self._routes.append(
+                Route(
+                    acts,
+                    message_type,
+                    func,
+                    _takes_delivery(func),
+                    protocol=protocol,
+                    topic=topic,
+                    headers=header_items,
+                    where=where,
+                    payload=payload,
+                    streams=inspect.isasyncgenfunction(func),
+                )
+            )
             return func
 
         return decorate
+
+    def on_conversation(self, conversation_id: str, func: Handler) -> None:
+        """Route every message of one conversation to ``func``, before any other handler.
+
+        Interaction protocols use it: the initiator of a conversation takes the answers to it
+        (matched on ``correlation_id``) whatever handlers the agent has. `end_conversation`
+        removes it.
+
+        Args:
+            conversation_id: The conversation (``correlation_id``) to take.
+            func: ``async def func(msg)`` or ``async def func(msg, delivery)``.
+
+        Raises:
+            InvalidIdentifier: ``conversation_id`` is not a valid id.
+            TypeError: ``func`` is not a coroutine function of one or two parameters.
+            ValueError: The conversation already has a handler.
+        """
+        validate_id(conversation_id, "conversation id")
+        if conversation_id in self._conversations:
+            raise ValueError(f"conversation {conversation_id!r} already has a handler")
+        self._conversations[conversation_id] = Route(None, None, func, _takes_delivery(func))
+
+    def end_conversation(self, conversation_id: str) -> None:
+        """Stop routing a conversation to its handler (no error if it had none)."""
+        self._conversations.pop(conversation_id, None)
+
+    # -- streaming ----------------------------------------------------------------------
+
+    def on_stream(
+        self,
+        *performatives: Performative | str,
+        message_type: str | None = None,
+        **filters: Any,
+    ) -> Callable[[H], H]:
+        """Register the decorated function as a handler of streams pushed by `Bus.send_stream`.
+
+        The handler is ``async def handler(msg, chunks) -> ACLMessage | None``: ``chunks`` is
+        an async iterator of the items' payloads. See `aclbus.streaming.on_stream`.
+        """
+        from aclbus.streaming import on_stream
+
+        return on_stream(self, *performatives, message_type=message_type, **filters)
 
     def remove_handler(self, func: Handler) -> None:
         """Stop routing messages to ``func``.
@@ -117,7 +243,11 @@ class Agent:
             raise ValueError(f"{func!r} is not a handler of agent {self.id!r}")
 
     def route(self, msg: ACLMessage) -> Route | None:
-        """The route that handles ``msg``, or None."""
+        """The route that handles ``msg``, or None: its conversation's, else the first match."""
+        if self._conversations and msg.correlation_id is not None:
+            taken = self._conversations.get(msg.correlation_id)
+            if taken is not None:
+                return taken
         for route in self._routes:
             if route.matches(msg):
                 return route
@@ -190,19 +320,256 @@ class Agent:
         try:
             for spec in specs:
                 self._subscriptions.append(await self.bus.backend.subscribe(spec, on_delivery))
+            for group in self._groups:
+                self._groups[group] = await self._subscribe(self._group_spec(group))
+            for topic in self._topics.values():
+                topic.subscription = await self._subscribe(self._topic_spec(topic))
         except BaseException:
             await self.stop()
             raise
 
     async def stop(self) -> None:
-        """Unsubscribe. Unacknowledged inbox messages wait for the agent's next start."""
+        """Unsubscribe. Unacknowledged inbox messages wait for the agent's next start.
+
+        The agent stays a member of its groups and keeps its topic subscriptions: durable
+        ones keep what arrives meanwhile for its next start.
+        """
         subscriptions, self._subscriptions = self._subscriptions, []
+        for group, sub in self._groups.items():
+            if sub is not None:
+                subscriptions.append(sub)
+                self._groups[group] = None
+        for topic in self._topics.values():
+            if topic.subscription is not None:
+                subscriptions.append(topic.subscription)
+                topic.subscription = None
         for sub in subscriptions:
             await sub.unsubscribe()
 
+    async def _subscribe(self, spec: SubscriptionSpec) -> Subscription:
+        return await self.bus.backend.subscribe(spec, self.bus._delivery_handler(self))
+
+    # -- groups ----------------------------------------------------------------------------
+
+    @property
+    def groups(self) -> tuple[str, ...]:
+        """The groups this agent has joined, in joining order."""
+        return tuple(self._groups)
+
+    async def join(self, group: str) -> None:
+        """Join a multicast group: from now on, `Bus.multicast` to it reaches this agent.
+
+        Membership is recorded in the bus' key-value store, where every agent can see it
+        (`Bus.group_members`). Every instance of the agent shares one membership and each group
+        message goes to one of them. An agent that is not started yet joins when it starts.
+        Joining a group twice does nothing.
+
+        Raises:
+            InvalidIdentifier: ``group`` is not a valid id.
+            CapabilityError: The backend has no key-value store.
+            BackendClosed: The bus is not started.
+        """
+        validate_id(group, "group")
+        if group in self._groups:
+            return
+        bucket = await self.bus._groups_bucket()
+        subscription = await self._subscribe(self._group_spec(group)) if self.started else None
+        self._groups[group] = subscription
+        try:
+            await bucket.put(
+                f"{group}.{self.id}",
+                orjson.dumps({"agent": self.id, "joined": datetime.now(UTC).isoformat()}),
+            )
+        except BaseException:
+            self._groups.pop(group, None)
+            if subscription is not None:
+                await subscription.unsubscribe()
+            raise
+
+    async def leave(self, group: str) -> None:
+        """Leave a group: nothing sent to it from now on reaches this agent.
+
+        Its group consumer is deleted, so a later `join` starts from new messages, not from
+        those sent while it was out. Leaving is for every instance of the agent.
+
+        Raises:
+            InvalidIdentifier: ``group`` is not a valid id.
+            ValueError: The agent is not a member of ``group``.
+        """
+        validate_id(group, "group")
+        if group not in self._groups:
+            raise ValueError(f"agent {self.id!r} is not a member of group {group!r}")
+        subscription = self._groups.pop(group)
+        if subscription is not None:
+            await subscription.unsubscribe()
+        bucket = await self.bus._groups_bucket()
+        await bucket.delete(f"{group}.{self.id}")
+        backend = self.bus.backend
+        if backend.capabilities.durable:
+            await backend.delete_consumer(
+                self.bus.subjects.stream(TrafficClass.GROUP),
+                self.bus.subjects.durable("group", group, self.id),
+            )
+
+    def _group_spec(self, group: str) -> SubscriptionSpec:
+        s = self.bus.settings
+        durable = self.bus.subjects.durable("group", group, self.id)
+        return SubscriptionSpec(
+            subject=self.bus.subjects.group(group),
+            mode=DeliveryMode.AT_LEAST_ONCE,
+            durable=durable if self.bus.backend.capabilities.durable else None,
+            queue=durable,
+            deliver="new",
+            ack_wait=s.ack_wait,
+            max_deliver=s.max_deliver,
+            concurrency=s.handler_concurrency,
+        )
+
+    # -- topics ----------------------------------------------------------------------------
+
+    @property
+    def topics(self) -> tuple[str, ...]:
+        """The topic patterns this agent subscribes to, in subscribing order."""
+        return tuple(self._topics)
+
+    async def subscribe(
+        self,
+        pattern: str,
+        handler: Handler | None = None,
+        *,
+        mode: DeliveryMode = DeliveryMode.AT_LEAST_ONCE,
+        performatives: Iterable[Performative | str] = (),
+        message_type: str | None = None,
+        protocol: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        where: Callable[[ACLMessage], bool] | None = None,
+    ) -> None:
+        """Subscribe to a topic pattern at run time (see `Bus.publish`).
+
+        Messages published on a matching topic go to this agent's handlers, or to
+        ``handler`` when one is given, and then only to messages that also pass the content
+        filters (``performatives``, ``message_type``, ``protocol``, ``headers``, ``where``, as in
+        `on`). Topic messages no handler takes are acknowledged and dropped, not answered.
+
+        Args:
+            pattern: A dotted topic; ``*`` matches one token, ``>`` the rest (``orders.*.eu``).
+            handler: A handler only for this subscription; None: the agent's handlers.
+            mode: ``at_least_once`` (default) reads the topic stream with a durable consumer:
+                what is published while the agent is stopped waits for it, and instances of the
+                agent share the messages. ``at_most_once``: only what arrives while it runs.
+            performatives: Content filter, with the other filters, for ``handler``.
+            message_type: Content filter (pattern allowed) for ``handler``.
+            protocol: Content filter for ``handler``.
+            headers: Content filter for ``handler``: application headers and values.
+            where: Content filter for ``handler``: a predicate.
+
+        Raises:
+            InvalidIdentifier: A bad pattern.
+            ValueError: The agent already subscribes to ``pattern``; a filter given without a
+                handler.
+        """
+        self.bus.subjects.topic(pattern, pattern=True)
+        if pattern in self._topics:
+            raise ValueError(f"agent {self.id!r} already subscribes to {pattern!r}")
+        filters = bool(performatives) or any(
+            f is not None for f in (message_type, protocol, headers, where)
+        )
+        if handler is None and filters:
+            raise ValueError("content filters of subscribe() apply to its handler: pass one")
+        if handler is not None:
+            self.on(
+                *performatives,
+                message_type=message_type,
+                protocol=protocol,
+                topic=pattern,
+                headers=headers,
+                where=where,
+            )(handler)
+            # The subscription's own handler comes before the agent's general ones.
+            self._routes.insert(0, self._routes.pop())
+        topic = _Topic(pattern, mode, handler)
+        self._topics[pattern] = topic
+        if self.started:
+            try:
+                topic.subscription = await self._subscribe(self._topic_spec(topic))
+            except BaseException:
+                await self._drop_topic(pattern)
+                raise
+
+    async def unsubscribe(self, pattern: str) -> None:
+        """End a topic subscription made with `subscribe` (its durable consumer too).
+
+        Raises:
+            ValueError: The agent does not subscribe to ``pattern``.
+        """
+        if pattern not in self._topics:
+            raise ValueError(f"agent {self.id!r} does not subscribe to {pattern!r}")
+        topic = await self._drop_topic(pattern)
+        backend = self.bus.backend
+        if topic.mode is DeliveryMode.AT_LEAST_ONCE and backend.capabilities.durable:
+            await backend.delete_consumer(
+                self.bus.subjects.stream(TrafficClass.TOPIC), self._topic_durable(pattern)
+            )
+
+    async def _drop_topic(self, pattern: str) -> _Topic:
+        topic = self._topics.pop(pattern)
+        if topic.handler is not None:
+            self._routes = [
+                r for r in self._routes if not (r.func is topic.handler and r.topic == pattern)
+            ]
+        if topic.subscription is not None:
+            await topic.subscription.unsubscribe()
+            topic.subscription = None
+        return topic
+
+    def _topic_durable(self, pattern: str) -> str:
+        digest = hashlib.sha256(pattern.encode()).hexdigest()[:16]
+        return self.bus.subjects.durable("topic", self.id, digest)
+
+    def _topic_spec(self, topic: _Topic) -> SubscriptionSpec:
+        s = self.bus.settings
+        subject = self.bus.subjects.topic(topic.pattern, pattern=True)
+        if topic.mode is DeliveryMode.AT_MOST_ONCE:
+            return SubscriptionSpec(
+                subject=subject,
+                mode=DeliveryMode.AT_MOST_ONCE,
+                queue=self._topic_durable(topic.pattern),
+                concurrency=s.handler_concurrency,
+            )
+        durable = self._topic_durable(topic.pattern)
+        return SubscriptionSpec(
+            subject=subject,
+            mode=DeliveryMode.AT_LEAST_ONCE,
+            durable=durable if self.bus.backend.capabilities.durable else None,
+            queue=durable,
+            deliver="new",
+            ack_wait=s.ack_wait,
+            max_deliver=s.max_deliver,
+            concurrency=s.handler_concurrency,
+        )
+
+
+@dataclass(slots=True)
+class _Topic:
+    pattern: str
+    mode: DeliveryMode
+    handler: Handler | None
+    subscription: Subscription | None = None
+
+
+def _header_filter(headers: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
+    if not headers:
+        return ()
+    for name, value in headers.items():
+        if not isinstance(name, str) or not isinstance(value, str) or not name or not value:
+            raise ValueError(f"header filter {name!r}: {value!r} must be two non-empty strings")
+        if name != name.lower():
+            raise ValueError(f"header filter {name!r}: header names are lower-case")
+    return tuple(sorted(headers.items()))
+
 
 def _takes_delivery(func: Handler) -> bool:
-    if not inspect.iscoroutinefunction(func):
+    if not (inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func)):
         raise TypeError(f"handler {func!r} must be an async function (async def)")
     params = [
         p
@@ -219,6 +586,9 @@ def _takes_delivery(func: Handler) -> bool:
 
 async def call_handler(route: Route, delivery: Delivery) -> ACLMessage | None:
     """Call a route's handler with the arguments it asked for."""
+    result: ACLMessage | None
     if route.takes_delivery:
-        return await route.func(delivery.message, delivery)
-    return await route.func(delivery.message)
+        result = await route.func(delivery.message, delivery)
+    else:
+        result = await route.func(delivery.message)
+    return result

@@ -513,6 +513,14 @@ class Backend(ABC):
         """Remove every stored message of ``stream`` (matching ``subject``); return how many."""
         raise NotImplementedError(f"backend {self.name!r} stores no messages")
 
+    async def delete_consumer(self, stream: str, consumer: str) -> bool:
+        """Delete a durable consumer and its position; False if there was none.
+
+        A member that leaves a group deletes its consumer, so that a later join starts from
+        new messages instead of those sent while it was away.
+        """
+        raise NotImplementedError(f"backend {self.name!r} has no durable consumers")
+
     def make_app(self, bus: Any) -> Any:
         """A FastStream application that runs ``bus`` (see `Bus.app`).
 

@@ -10,10 +10,19 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass
+from collections.abc import (
+    AsyncIterable,
+    Awaitable,
+    Callable,
+    Iterable,
+    Mapping,
+    Sequence,
+)
+from dataclasses import asdict, dataclass, field
 from types import MappingProxyType, TracebackType
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Literal, Self
+
+from pydantic import BaseModel, ValidationError
 
 from aclbus import wire
 from aclbus.acl import ACLMessage, Performative
@@ -21,6 +30,8 @@ from aclbus.agent import Agent, call_handler
 from aclbus.backend import (
     Backend,
     DeliveryMode,
+    KeyValue,
+    KVSpec,
     PublishAck,
     Received,
     StreamSpec,
@@ -33,6 +44,8 @@ from aclbus.errors import (
     BackendClosed,
     CapabilityError,
     ConfigurationError,
+    HopLimitExceeded,
+    InvalidPayload,
     MessageTooLarge,
     UnknownBackend,
     UnsupportedVersion,
@@ -48,9 +61,14 @@ from aclbus.middleware import (
 )
 from aclbus.plugin.manager import PluginManager
 from aclbus.settings import Settings
-from aclbus.subjects import Subjects, TrafficClass, validate_id
+from aclbus.subjects import Subjects, TrafficClass, validate_id, validate_topic
 
-__all__ = ["Bus", "BusStats"]
+if TYPE_CHECKING:
+    from aclbus.directory import Directory
+    from aclbus.shared import SharedMap
+    from aclbus.streaming import ReplyStream
+
+__all__ = ["Bus", "BusStats", "Gathered"]
 
 log = logging.getLogger("aclbus")
 
@@ -87,6 +105,27 @@ class BusStats:
     def as_dict(self) -> dict[str, int]:
         """The counters as a plain dict."""
         return asdict(self)
+
+
+@dataclass(slots=True)
+class Gathered:
+    """What `Bus.gather` collected.
+
+    Attributes:
+        asked: The agents asked, in order.
+        replies: The replies, by the agent that sent them, in arrival order.
+        errors: The agents whose request failed (`NoResponders`, `RequestTimeout`, ...); a
+            ``failure`` reply is a reply.
+    """
+
+    asked: tuple[str, ...] = ()
+    replies: dict[str, ACLMessage] = field(default_factory=dict)
+    errors: dict[str, BaseException] = field(default_factory=dict)
+
+    @property
+    def missing(self) -> tuple[str, ...]:
+        """The agents asked that neither replied nor failed by the deadline."""
+        return tuple(a for a in self.asked if a not in self.replies and a not in self.errors)
 
 
 class Bus:
@@ -139,6 +178,9 @@ class Bus:
         self.middlewares: list[Middleware] = []
         self._agents: dict[str, Agent] = {}
         self._app: Any = None
+        self._directory: Directory | None = None
+        self._groups_kv: KeyValue | None = None
+        self._pending: set[asyncio.Future[ACLMessage]] = set()
         self._advisories: Subscription | None = None
         self._started = False
         self._request_slots = asyncio.Semaphore(self.settings.max_requests_in_flight)
@@ -241,13 +283,18 @@ class Bus:
             return
         try:
             await self._lifecycle("aclbus_bus_stopping")
+            if self._directory is not None:
+                await self._directory.close()  # a clean stop deregisters at once
         finally:
+            for future in list(self._pending):
+                future.cancel()
             for agent in list(self._agents.values()):
                 await agent.stop()
             if self._advisories is not None:
                 await self._advisories.unsubscribe()
                 self._advisories = None
             self._started = False
+            self._groups_kv = None
             await self.backend.close()
 
     async def _on_advisory(self, received: Received) -> None:
@@ -376,6 +423,208 @@ class Bus:
         async with self._request_slots:
             return await self._request_chain(out)
 
+    async def publish(
+        self,
+        msg: ACLMessage,
+        *,
+        topic: str | None = None,
+        mode: DeliveryMode = DeliveryMode.AT_LEAST_ONCE,
+    ) -> PublishAck:
+        """Publish ``msg`` on a topic: every agent subscribed to a matching pattern gets it.
+
+        Args:
+            msg: The message; its ``topic`` is the topic unless ``topic`` is given.
+            topic: The dotted topic (``orders.eu.created``); it is written into the message.
+            mode: ``at_least_once`` stores it in the topic stream (subscribers with a durable
+                subscription get it after a restart); ``at_most_once`` only reaches the
+                subscribers connected now.
+
+        Raises:
+            ConfigurationError: No topic given and the message has none.
+            InvalidIdentifier: The topic is not a dotted id (wildcards are for subscribers).
+        """
+        self._check_started()
+        if topic is not None and topic != msg.topic:
+            msg = msg.model_copy(update={"topic": validate_topic(topic)})
+        if msg.topic is None:
+            raise ConfigurationError("publish() needs a topic: publish(msg, topic='a.b')")
+        return await self._publish_chain(Outgoing(msg, self.subjects.topic(msg.topic), mode))
+
+    async def multicast(self, group: str, msg: ACLMessage) -> PublishAck:
+        """Send ``msg`` to every current member of ``group``, once each (see `Agent.join`).
+
+        An agent with several instances gets it once, at one of them. Members that join
+        later do not get it; members that left do not either.
+
+        Raises:
+            InvalidIdentifier: ``group`` is not a valid id.
+        """
+        self._check_started()
+        return await self._publish_chain(
+            Outgoing(msg, self.subjects.group(group), DeliveryMode.AT_LEAST_ONCE)
+        )
+
+    async def group_members(self, group: str) -> list[str]:
+        """The ids of the agents that are members of ``group`` now, sorted.
+
+        Raises:
+            CapabilityError: The backend has no key-value store.
+        """
+        validate_id(group, "group")
+        kv = await self._groups_bucket()
+        prefix = f"{group}."
+        return sorted(k[len(prefix) :] for k in await kv.keys() if k.startswith(prefix))
+
+    async def _groups_bucket(self) -> KeyValue:
+        """The KV bucket of group membership (keys ``{group}.{agent}``), made on first use."""
+        self._check_started()
+        if not self.backend.capabilities.kv:
+            raise CapabilityError("groups", self.backend.name, ["kv"])
+        if self._groups_kv is None:
+            bucket = self.subjects.bucket("groups")
+            await self.backend.provision(
+                KVSpec(
+                    bucket=bucket,
+                    replicas=self.settings.streams.replicas,
+                    storage=self._kv_storage(),
+                )
+            )
+            self._groups_kv = await self.backend.kv(bucket)
+        return self._groups_kv
+
+    def _kv_storage(self) -> Literal["file", "memory"]:
+        return "memory" if self.settings.streams.storage == "memory" else "file"
+
+    async def request_future(
+        self,
+        msg: ACLMessage,
+        *,
+        timeout: float | None = None,
+        callback: Callable[[asyncio.Future[ACLMessage]], object] | None = None,
+    ) -> asyncio.Future[ACLMessage]:
+        """Send a request and return at once a future of its reply.
+
+        This waits only for a slot among ``settings.max_requests_in_flight`` (back-pressure:
+        a caller that fires requests faster than they are answered is slowed down instead
+        of piling up tasks), then sends the request in the background.
+
+        Args:
+            msg: The request, as for `request`.
+            timeout: Seconds to wait for the reply (default ``settings.request_timeout``).
+            callback: Called with the done future (its result or its exception: `NoResponders`,
+                `RequestTimeout`, ...), as ``future.add_done_callback`` does.
+
+        Returns:
+            A future that resolves to the reply, or to the error `request` would raise.
+            Stopping the bus cancels the futures still pending.
+        """
+        if msg.receiver_id is None:
+            raise ConfigurationError("request() needs a message with a receiver_id")
+        self._check_started()
+        out = Outgoing(
+            msg,
+            self.subjects.rpc(msg.receiver_id),
+            DeliveryMode.AT_MOST_ONCE,
+            timeout=timeout if timeout is not None else self.settings.request_timeout,
+        )
+        await self._request_slots.acquire()
+        try:
+            task = asyncio.create_task(
+                self._request_once(out), name=f"aclbus-request:{msg.message_id}"
+            )
+        except BaseException:
+            self._request_slots.release()
+            raise
+        self._pending.add(task)
+
+        def done(finished: asyncio.Future[ACLMessage]) -> None:
+            self._pending.discard(finished)
+            self._request_slots.release()
+
+        task.add_done_callback(done)
+        if callback is not None:
+            task.add_done_callback(callback)
+        return task
+
+    async def _request_once(self, out: Outgoing) -> ACLMessage:
+        return await self._request_chain(out)
+
+    async def gather(
+        self,
+        msg: ACLMessage,
+        *,
+        receivers: Iterable[str] | None = None,
+        group: str | None = None,
+        count: int | None = None,
+        timeout: float | None = None,
+    ) -> Gathered:
+        """Scatter-gather: ask several agents at once, collect their replies.
+
+        The request goes to each receiver's request subject (a copy per receiver, one
+        conversation); the call returns when ``count`` replies are in, or at the deadline,
+        whichever comes first, with what came.
+
+        Args:
+            msg: The request; ``receiver_id`` is set per receiver.
+            receivers: The agents to ask.
+            group: Ask the current members of this group instead (see `group_members`).
+            count: Return after this many replies; None: wait for every receiver.
+            timeout: Seconds until the deadline (default ``settings.request_timeout``).
+
+        Raises:
+            ConfigurationError: Neither or both of ``receivers`` and ``group``; ``count`` < 1.
+        """
+        if (receivers is None) == (group is None):
+            raise ConfigurationError("gather() needs receivers=[...] or group=..., not both")
+        if count is not None and count < 1:
+            raise ConfigurationError(f"gather(count=...) must be at least 1, got {count}")
+        self._check_started()
+        targets = (
+            await self.group_members(group)
+            if group is not None
+            else [validate_id(r, "receiver") for r in dict.fromkeys(receivers or ())]
+        )
+        wait = timeout if timeout is not None else self.settings.request_timeout
+        result = Gathered(asked=tuple(targets))
+        if not targets:
+            return result
+        conversation = msg.correlation_id or msg.message_id
+        futures: dict[asyncio.Future[ACLMessage], str] = {}
+        for target in targets:
+            copy = msg.model_copy(
+                update={
+                    "receiver_id": target,
+                    "receivers": (),
+                    "correlation_id": conversation,
+                    "message_id": f"{msg.message_id[:100]}-{len(futures)}",
+                }
+            )
+            futures[await self.request_future(copy, timeout=wait)] = target
+        needed = len(targets) if count is None else min(count, len(targets))
+        pending = set(futures)
+        deadline = asyncio.get_running_loop().time() + wait
+        try:
+            while pending and len(result.replies) < needed:
+                left = deadline - asyncio.get_running_loop().time()
+                if left <= 0:
+                    break
+                done, pending = await asyncio.wait(
+                    pending, timeout=left, return_when=asyncio.FIRST_COMPLETED
+                )
+                for future in done:
+                    target = futures[future]
+                    error = future.exception()
+                    if error is not None:
+                        result.errors[target] = error
+                    elif len(result.replies) < needed:
+                        result.replies[target] = future.result()
+                    else:
+                        pending.add(future)  # one too many at once: counted as missing
+        finally:
+            for future in pending:
+                future.cancel()
+        return result
+
     def _check_started(self) -> None:
         if not self._started:
             raise BackendClosed(
@@ -394,7 +643,13 @@ class Bus:
             raise MessageTooLarge(size, limit)
         return headers, body
 
+    def _check_hops(self, msg: ACLMessage) -> None:
+        limit = self.settings.max_hops
+        if limit is not None and msg.hops > limit:
+            raise HopLimitExceeded(msg.message_id, msg.hops, limit, msg.caused_by)
+
     async def _publish_terminal(self, out: Outgoing) -> PublishAck:
+        self._check_hops(out.message)
         headers, body = self._encode(out)
         msg = out.message
         persistent = out.mode is DeliveryMode.AT_LEAST_ONCE
@@ -410,6 +665,7 @@ class Bus:
         return ack
 
     async def _request_terminal(self, out: Outgoing) -> ACLMessage:
+        self._check_hops(out.message)
         headers, body = self._encode(out)
         self.stats.requests += 1
         reply = await self.backend.request(
@@ -442,8 +698,15 @@ class Bus:
                 else:
                     await self.give_up(received, agent=agent_id, reason=Reason.EXPIRED)
                 return
-            delivery = Delivery(msg, received, agent_id, agent.route(msg))
+            limit = self.settings.max_hops
+            if limit is not None and msg.hops > limit:
+                error = HopLimitExceeded(msg.message_id, msg.hops, limit, msg.caused_by)
+                log.warning("agent %s: %s", agent_id, error)
+                await self.give_up(received, agent=agent_id, reason=Reason.HOP_LIMIT, error=error)
+                return
+            delivery = Delivery(msg, received, agent_id)
             try:
+                delivery.route = agent.route(msg)  # a handler's `where=` predicate may raise
                 await self._consume_chain(delivery)
             except Exception as exc:
                 self.stats.failed += 1
@@ -466,6 +729,21 @@ class Bus:
             await self._not_understood(delivery, "no handler for this message")
             await delivery.ack()
             return
+        if route.payload is not None:
+            try:
+                typed = route.payload.model_validate(delivery.message.payload)
+            except ValidationError as exc:
+                await self._invalid_payload(delivery, route.payload, exc)
+                return
+            delivery.message = delivery.message.model_copy(update={"payload": typed})
+        if route.streams:
+            from aclbus.streaming import serve
+
+            await serve(self, route, delivery)
+            self.stats.handled += 1
+            if delivery.received.settled is None:
+                await delivery.ack()
+            return
         result = await call_handler(route, delivery)
         if result is not None:
             await self._send_result(result, delivery.received)
@@ -483,14 +761,50 @@ class Bus:
         else:
             raise ConfigurationError("a handler's reply names no receiver and nobody awaits it")
 
+    async def _invalid_payload(
+        self, delivery: Delivery, model: type[BaseModel], exc: ValidationError
+    ) -> None:
+        """A payload that fails its handler's model: tell the sender, dead-letter it."""
+        errors: list[dict[str, object]] = [
+            {"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in exc.errors()
+        ]
+        error = InvalidPayload(model.__name__, errors)
+        self.stats.failed += 1
+        log.warning(
+            "agent %s: refused message %s: %s", delivery.agent, delivery.message.message_id, error
+        )
+        msg = delivery.message
+        if msg.performative is not Performative.NOT_UNDERSTOOD:
+            reply = msg.reply(
+                Performative.NOT_UNDERSTOOD,
+                payload={"reason": str(error), "model": model.__name__, "errors": errors[:20]},
+                sender_id=delivery.agent,
+            )
+            try:
+                await self._send_result(reply, delivery.received)
+            except Exception as send_error:
+                log.warning(
+                    "agent %s: could not answer not-understood: %s", delivery.agent, send_error
+                )
+        await self.give_up(
+            delivery.received,
+            agent=delivery.agent,
+            reason=Reason.INVALID_PAYLOAD,
+            error=error,
+            handler=delivery.route.func.__qualname__ if delivery.route else None,
+        )
+
     async def _fail(self, delivery: Delivery, exc: Exception) -> None:
         """A handler raised: answer a waiting requester with ``failure``, then terminate."""
         if delivery.received.reply:
             msg = delivery.message
             failure = msg.reply(
                 Performative.FAILURE,
-                payload={"error": type(exc).__name__, "message": str(exc)[:500]},
+                payload={"error": type(exc).__name__, "message": redact(str(exc))[:500]},
                 sender_id=msg.receiver_id or delivery.agent,
+                # nobody answers a failure: it must get through even when the request was at
+                # the hop limit (the error may be that very limit)
+                hops=msg.hops,
             )
             try:
                 await self._publish_chain(
@@ -501,7 +815,7 @@ class Bus:
         await self.give_up(
             delivery.received,
             agent=delivery.agent,
-            reason=Reason.HANDLER_ERROR,
+            reason=Reason.HOP_LIMIT if isinstance(exc, HopLimitExceeded) else Reason.HANDLER_ERROR,
             error=exc,
             handler=delivery.route.func.__qualname__ if delivery.route else None,
         )
@@ -561,9 +875,8 @@ class Bus:
 
     async def _not_understood(self, delivery: Delivery, reason: str) -> None:
         msg = delivery.message
-        if (
-            msg.performative is Performative.NOT_UNDERSTOOD
-            or delivery.subject == self.subjects.broadcast
+        if msg.performative is Performative.NOT_UNDERSTOOD or self._is_one_to_many(
+            delivery.subject
         ):
             return  # never answer a not-understood, nor a broadcast nobody here handles
         reply = msg.reply(
@@ -572,6 +885,13 @@ class Bus:
             sender_id=delivery.agent,
         )
         await self._send_result(reply, delivery.received)
+
+    def _is_one_to_many(self, subject: str) -> bool:
+        """Broadcast, group and topic traffic: an agent may well ignore some of it."""
+        p = self.subjects.prefix
+        return subject == self.subjects.broadcast or subject.startswith(
+            (f"{p}.group.", f"{p}.topic.")
+        )
 
     async def _answer_not_understood(self, received: Received, agent_id: str, reason: str) -> None:
         sender = _header(received, "ce-source")
@@ -592,6 +912,59 @@ class Bus:
             await self._send_result(reply, received)
         except Exception as exc:
             log.warning("agent %s: could not answer not-understood: %s", agent_id, exc)
+
+    # -- streaming --------------------------------------------------------------------------
+
+    def request_stream(
+        self, msg: ACLMessage, *, timeout: float | None = None, window: int | None = None
+    ) -> ReplyStream:
+        """Send a request whose handler streams its reply; iterate over the parts as they come.
+
+        Leaving the loop early (``break``, an exception, cancellation) cancels the stream, and
+        the producer's generator is closed. It is also an async context manager that closes
+        the stream on exit. See `aclbus.streaming`.
+        """
+        from aclbus.streaming import request_stream
+
+        return request_stream(self, msg, timeout=timeout, window=window)
+
+    async def send_stream(
+        self,
+        msg: ACLMessage,
+        items: AsyncIterable[Any] | Iterable[Any],
+        *,
+        window: int | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """Open a stream to ``msg.receiver_id`` and send ``items`` through it, with back-pressure.
+
+        The receiver handles it with `Agent.on_stream`. See `aclbus.streaming`.
+        """
+        from aclbus.streaming import send_stream
+
+        return await send_stream(self, msg, items, window=window, timeout=timeout)
+
+    # -- shared state and directory ------------------------------------------------------
+
+    def shared_map(self, name: str, *, model: type[BaseModel] | None = None) -> SharedMap[Any]:
+        """A KV-backed map that every agent on the broker shares, by name.
+
+        Args:
+            name: The map's name (an id): buckets are per name.
+            model: A pydantic model the values are validated against on read and write.
+        """
+        from aclbus.shared import SharedMap
+
+        return SharedMap(self, name, model=model)
+
+    @property
+    def directory(self) -> Directory:
+        """The directory of agents' descriptions, with presence (made on first use)."""
+        if self._directory is None:
+            from aclbus.directory import Directory
+
+            self._directory = Directory(self)
+        return self._directory
 
     # -- introspection ---------------------------------------------------------------------
 

@@ -57,6 +57,10 @@ class Reason:
     """Its TTL ran out before a handler saw it."""
     MALFORMED = "malformed"
     """It is not a valid ACL message."""
+    INVALID_PAYLOAD = "invalid-payload"
+    """Its payload does not validate against the model its handler declared."""
+    HOP_LIMIT = "hop-limit"
+    """It has passed through more agents than ``ACLBUS_MAX_HOPS`` (an agent loop)."""
 
 
 _SECRETS = (

@@ -12,7 +12,9 @@ __all__ = [
     "BackendClosed",
     "CapabilityError",
     "ConfigurationError",
+    "HopLimitExceeded",
     "InvalidIdentifier",
+    "InvalidPayload",
     "MessageTooLarge",
     "NoResponders",
     "NoStream",
@@ -24,6 +26,10 @@ __all__ = [
     "UnknownBackend",
     "UnsupportedVersion",
 ]
+
+
+def _seq(value: object) -> tuple[object, ...]:
+    return tuple(value) if isinstance(value, (list, tuple)) else ()
 
 
 def _show(value: object, limit: int = 80) -> str:
@@ -192,3 +198,33 @@ class CapabilityError(ConfigurationError):
 
 class PluginError(ACLBusError):
     """A plugin that cannot be loaded or that broke a hook's contract."""
+
+
+class HopLimitExceeded(ACLBusError):
+    """A message passed through more agents than ``ACLBUS_MAX_HOPS``: an agent loop, likely."""
+
+    def __init__(self, message_id: str, hops: int, limit: int, caused_by: tuple[str, ...]) -> None:
+        self.message_id = message_id
+        self.hops = hops
+        self.limit = limit
+        self.caused_by = caused_by
+        chain = " -> ".join((*caused_by[-4:], message_id))
+        super().__init__(
+            f"message {message_id!r} has made {hops} hops, over the limit of {limit} "
+            f"(causation: {'... -> ' if len(caused_by) > 4 else ''}{chain}); agents are "
+            "probably answering each other in a loop. Raise ACLBUS_MAX_HOPS if the chain is meant"
+        )
+
+
+class InvalidPayload(ACLBusError, ValueError):
+    """A payload that does not validate against the model its handler declared."""
+
+    def __init__(self, model: str, errors: list[dict[str, object]]) -> None:
+        self.model = model
+        self.errors = errors
+        shown = "; ".join(
+            f"{'.'.join(str(p) for p in _seq(e.get('loc'))) or '(payload)'}: {e.get('msg')}"
+            for e in errors[:5]
+        )
+        more = f" (and {len(errors) - 5} more)" if len(errors) > 5 else ""
+        super().__init__(f"payload is not a valid {model}: {shown}{more}")

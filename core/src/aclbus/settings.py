@@ -12,7 +12,14 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, Field, SecretStr, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    field_validator,
+    model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     NoDecode,
@@ -26,6 +33,7 @@ from aclbus.subjects import validate_id
 
 __all__ = [
     "CommaList",
+    "DirectorySettings",
     "MemorySettings",
     "SectionSettings",
     "Settings",
@@ -138,6 +146,31 @@ class MemorySettings(BaseModel):
     seed: int = 0
 
 
+class DirectorySettings(BaseModel):
+    """Settings of the agent directory and its presence heartbeats (`aclbus.directory`).
+
+    Attributes:
+        heartbeat_interval: Seconds between an agent's presence heartbeats, unless
+            `Directory.register` says otherwise; an agent is unavailable once its last beat is
+            older than three intervals.
+        presence_ttl: Seconds the presence bucket keeps an entry that is not beaten again
+            (the bucket's TTL): entries of agents that died go away. At least twice the
+            heartbeat interval, so a live agent's entry never expires between two beats.
+    """
+
+    heartbeat_interval: float = Field(default=5.0, gt=0)
+    presence_ttl: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _check_ttl(self) -> DirectorySettings:
+        if self.presence_ttl < 2 * self.heartbeat_interval:
+            raise ValueError(
+                f"directory.presence_ttl ({self.presence_ttl:g} s) must be at least twice "
+                f"directory.heartbeat_interval ({self.heartbeat_interval:g} s)"
+            )
+        return self
+
+
 class Settings(_Sources):
     """Everything the bus needs to know, with a sane default for each.
 
@@ -160,11 +193,16 @@ class Settings(_Sources):
         priority_threshold: Messages of this priority or higher travel in the receiver's
             priority lane, consumed beside its inbox, so they overtake a backlog; None: one
             lane for all.
+        max_hops: Hops a message may make (each reply or forward is one more); a bus refuses
+            to send a message over it (`HopLimitExceeded`) and dead-letters one it receives
+            (reason ``hop-limit``), which stops agents that answer each other in a loop. None:
+            no limit.
         plugins: Allow-list of plugin names to load from the ``aclbus`` entry points; None
             loads all installed ones.
         disable_plugins: Plugin names not to load.
         streams: Limits of the streams aclbus provisions.
         memory: Settings of the memory backend.
+        directory: Settings of the agent directory and presence.
         credentials: A secret placeholder that adapters may read (never logged).
         data_dir: Where backends keep local state (the embedded nats-server's store, under
             ``nats/``); None: a temporary directory per run. `user_data_dir` is the usual
@@ -193,10 +231,12 @@ class Settings(_Sources):
     broadcast_mode: DeliveryMode = DeliveryMode.AT_LEAST_ONCE
     handler_concurrency: int = Field(default=1, ge=1)
     priority_threshold: int | None = Field(default=7, ge=0, le=9)
+    max_hops: int | None = Field(default=32, ge=1, le=255)
     plugins: CommaList | None = None
     disable_plugins: CommaList = Field(default_factory=list)
     streams: StreamLimits = Field(default_factory=StreamLimits)
     memory: MemorySettings = Field(default_factory=MemorySettings)
+    directory: DirectorySettings = Field(default_factory=DirectorySettings)
     credentials: SecretStr | None = None
     data_dir: Path | None = None
 

@@ -184,6 +184,16 @@ class Subjects:
             return (f"{self.prefix}.{traffic.value}.>",)  # inboxes: with their priority lanes
         return (f"{self.prefix}.{traffic.value}.*",)
 
+    def bucket(self, kind: str, *names: str) -> str:
+        """A KV bucket name: ``{prefix}-{kind}-{name}-…``, like ``aclbus-directory``."""
+        return "-".join((self.prefix, kind, *(validate_id(n, "bucket name") for n in names)))
+
+    def flow(self, flow_id: str, part: str) -> str:
+        """A subject of one flow of chunks (`aclbus.streaming`): ``{prefix}.flow.{id}.{part}``."""
+        return (
+            f"{self.prefix}.flow.{validate_id(flow_id, 'flow id')}.{validate_id(part, 'flow part')}"
+        )
+
     def durable(self, kind: str, *names: str) -> str:
         """A durable consumer name: ``{prefix}-{kind}-{name}-…`` (no dots, as JetStream needs)."""
         return "-".join((self.prefix, kind, *(validate_id(n, "consumer name") for n in names)))

@@ -20,6 +20,8 @@ from aclbus.acl import (
     _HEADER_TEXT,
     _VERSION,
     ACL_VERSION,
+    MAX_CAUSATION,
+    MAX_HOPS,
     MAX_RETRY_COUNT,
     MIN_TTL_SECONDS,
     ACLMessage,
@@ -115,6 +117,10 @@ def encode(
         headers["acl-ttl"] = repr(float(msg.ttl))
     if msg.reply_by is not None:
         headers["acl-reply-by"] = _fmt_time(msg.reply_by)
+    if msg.hops:
+        headers["acl-hops"] = str(msg.hops)
+    if msg.caused_by:
+        headers["acl-caused-by"] = ",".join(msg.caused_by)
     for name in _TEXT_FIELDS:
         value = getattr(msg, name)
         if value is not None:
@@ -252,6 +258,10 @@ def _decode(
         fields["ttl"] = _ttl(h)
     if "acl-reply-by" in h:
         fields["reply_by"] = _time(h, "acl-reply-by")
+    if "acl-hops" in h:
+        fields["hops"] = _int(h, "acl-hops", 0, MAX_HOPS)
+    if "acl-caused-by" in h:
+        fields["caused_by"] = _causation(h.pop("acl-caused-by"))
 
     extensions: dict[str, str] = {}
     app_headers: dict[str, str] = {}
@@ -344,6 +354,18 @@ def _int(h: dict[str, str], header: str, low: int, high: int) -> int:
     ):
         raise ACLDecodeError(header, f"must be an integer from {low} to {high}, got {raw[:32]!r}")
     return int(raw)
+
+
+def _causation(raw: str) -> tuple[str, ...]:
+    ids = raw.split(",")
+    if len(ids) > MAX_CAUSATION:
+        raise ACLDecodeError(
+            "acl-caused-by", f"holds {len(ids)} message ids, over the limit of {MAX_CAUSATION}"
+        )
+    try:
+        return tuple(validate_id(i, "message id") for i in ids)
+    except InvalidIdentifier as exc:
+        raise ACLDecodeError("acl-caused-by", str(exc)) from None
 
 
 def _ttl(h: dict[str, str]) -> float:

@@ -812,6 +812,27 @@ class NatsBackend(Backend):
 
         return await self._stored_call(stream, purge())
 
+    async def delete_consumer(self, stream: str, consumer: str) -> bool:
+        """Delete consumer ``consumer`` of ``stream``; False if there was none.
+
+        Raises:
+            ConfigurationError: No such stream.
+            RequestTimeout: JetStream did not answer in time.
+            BackendClosed: Not connected.
+        """
+        _, js = self._conn()
+        await self._check_stream_name(stream)
+
+        async def delete() -> bool:
+            try:
+                return bool(await js.delete_consumer(stream, consumer))
+            except js_errors.NotFoundError as exc:
+                if exc.err_code == _JS_NO_STREAM:
+                    raise
+                return False
+
+        return await self._stored_call(stream, delete())
+
     async def _check_stream_name(self, stream: str) -> None:
         """Raise the unknown-stream error for a name no stream can have.
 

@@ -520,3 +520,19 @@ class MemoryBackend(Backend):
         if subject is not None:
             check_filter(subject)
         return owner.purge(subject, self._server.clock.now())
+
+    async def delete_consumer(self, stream: str, consumer: str) -> bool:
+        """Delete consumer ``consumer`` of ``stream``; its subscriptions get nothing more.
+
+        Raises:
+            ConfigurationError: No such stream.
+            BackendClosed: Not connected.
+        """
+        self._check()
+        found = self._server.stream(stream).consumers.get(consumer)
+        if found is None:
+            return False
+        for subscription in list(found.subscriptions):
+            found.detach(subscription)
+        found.delete()
+        return True

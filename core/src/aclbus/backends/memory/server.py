@@ -9,6 +9,7 @@ talk to each other, and a durable consumer outlives the backend that created it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import uuid
 from collections.abc import Callable, Mapping
@@ -29,7 +30,7 @@ from aclbus.backends.memory.kv import Bucket
 from aclbus.backends.memory.matching import check_filter, covers, overlaps
 from aclbus.backends.memory.pubsub import CoreRouter
 from aclbus.backends.memory.stream import Stream, StreamInfo
-from aclbus.errors import BackendClosed, ConfigurationError, NoStream
+from aclbus.errors import ACLBusError, BackendClosed, ConfigurationError, NoStream
 from aclbus.subjects import validate_id
 
 __all__ = ["MemoryServer"]
@@ -216,6 +217,12 @@ class MemoryServer:
                 if waiter is not None and not waiter.done():
                     waiter.set_result(Reply(subject, headers, body))
             self.router.route(subject, headers, body, reply)
+            stream = self.stream_for(subject)
+            if stream is not None:
+                # As JetStream does: a stream stores every message on its subjects, those
+                # published without asking for an ack included (and nobody hears of a refusal).
+                with contextlib.suppress(ACLBusError):
+                    stream.store(subject, headers, body, size, msg_id=None, ttl=None)
             return _NOT_STORED
         stream = self.stream_for(subject)
         if stream is None:

@@ -1,0 +1,46 @@
+"""The conformance kit's communication patterns on a real nats-server."""
+
+from __future__ import annotations
+
+from aclbus.testing.cases.groups import GroupsTestcase
+from aclbus.testing.cases.hops import HopProtectionTestcase
+from aclbus.testing.cases.scatter import (
+    RequestFutureTestcase,
+    ScatterGatherTestcase,
+    ServiceInstancesTestcase,
+)
+from aclbus.testing.cases.typed import TypedPayloadTestcase
+from aclbus.testing.cases.topics import ContentFilterTestcase, TopicsTestcase
+from aclbus_nats.testing import NatsConfig
+
+
+class TestGroups(NatsConfig, GroupsTestcase):
+    pass
+
+
+class TestTopics(NatsConfig, TopicsTestcase):
+    pass
+
+
+class TestContentFilters(NatsConfig, ContentFilterTestcase):
+    pass
+
+
+class TestTypedPayload(NatsConfig, TypedPayloadTestcase):
+    pass
+
+
+class TestHopProtection(NatsConfig, HopProtectionTestcase):
+    pass
+
+
+class TestRequestFuture(NatsConfig, RequestFutureTestcase):
+    pass
+
+
+class TestScatterGather(NatsConfig, ScatterGatherTestcase):
+    pass
+
+
+class TestServiceInstances(NatsConfig, ServiceInstancesTestcase):
+    pass

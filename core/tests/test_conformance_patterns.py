@@ -1,0 +1,46 @@
+"""The conformance kit's communication patterns on the in-memory engine."""
+
+from __future__ import annotations
+
+from aclbus.testing import MemoryConfig
+from aclbus.testing.cases.groups import GroupsTestcase
+from aclbus.testing.cases.hops import HopProtectionTestcase
+from aclbus.testing.cases.scatter import (
+    RequestFutureTestcase,
+    ScatterGatherTestcase,
+    ServiceInstancesTestcase,
+)
+from aclbus.testing.cases.typed import TypedPayloadTestcase
+from aclbus.testing.cases.topics import ContentFilterTestcase, TopicsTestcase
+
+
+class TestGroups(MemoryConfig, GroupsTestcase):
+    pass
+
+
+class TestTopics(MemoryConfig, TopicsTestcase):
+    pass
+
+
+class TestContentFilters(MemoryConfig, ContentFilterTestcase):
+    pass
+
+
+class TestTypedPayload(MemoryConfig, TypedPayloadTestcase):
+    pass
+
+
+class TestHopProtection(MemoryConfig, HopProtectionTestcase):
+    pass
+
+
+class TestRequestFuture(MemoryConfig, RequestFutureTestcase):
+    pass
+
+
+class TestScatterGather(MemoryConfig, ScatterGatherTestcase):
+    pass
+
+
+class TestServiceInstances(MemoryConfig, ServiceInstancesTestcase):
+    pass
