@@ -1,4 +1,4 @@
-"""The ``aclbus`` command line: demo, plugins, doctor, dlq."""
+"""The ``aclbus`` command line: demo, plugins, doctor, dlq, bench."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import dataclasses
 import json
 import sys
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import TypeVar
 
 import click
@@ -98,6 +99,134 @@ def doctor() -> None:
     except ACLBusError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(json.dumps(facts, indent=2, default=str))
+
+
+@main.command()
+@click.argument("scenarios", nargs=-1, metavar="[SCENARIO]...")
+@click.option(
+    "--messages",
+    default=10_000,
+    show_default=True,
+    type=click.IntRange(1, 10_000_000),
+    help="Messages (or requests) per counted run.",
+)
+@click.option(
+    "--size",
+    default=128,
+    show_default=True,
+    type=click.IntRange(20, 1_000_000),
+    help="Payload bytes per message.",
+)
+@click.option(
+    "--rate",
+    "rates",
+    multiple=True,
+    type=click.FloatRange(1, 1_000_000),
+    help="msg/s of latency-at-rate; repeat for several  [default: 5000, 20000]",
+)
+@click.option(
+    "--duration",
+    default=2.0,
+    show_default=True,
+    type=click.FloatRange(0.1, 600),
+    help="Seconds each paced run publishes for.",
+)
+@click.option(
+    "--repeats",
+    default=5,
+    show_default=True,
+    type=click.IntRange(1, 100),
+    help="Runs per figure and column (the median is reported).",
+)
+@click.option(
+    "--in-flight",
+    default=64,
+    show_default=True,
+    type=click.IntRange(1, 10_000),
+    help="Publishes or requests awaiting their answer at once.",
+)
+@click.option(
+    "--timeout",
+    default=60.0,
+    show_default=True,
+    type=click.FloatRange(1, 3600),
+    help="Seconds one run may take.",
+)
+@click.option("--no-memory", is_flag=True, help="Leave out the memory backend's column.")
+@click.option(
+    "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write JSON."
+)
+@click.option(
+    "--plot",
+    "plot_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="Write a PNG of the latency CDFs (needs aclbus[bench]).",
+)
+def bench(
+    scenarios: tuple[str, ...],
+    messages: int,
+    size: int,
+    rates: tuple[float, ...],
+    duration: float,
+    repeats: int,
+    in_flight: int,
+    timeout: float,
+    no_memory: bool,
+    json_path: Path | None,
+    plot_path: Path | None,
+) -> None:
+    """Measure aclbus side by side with raw nats-py and FastStream, on the same server.
+
+    SCENARIO: core-throughput, durable-throughput, request-reply, latency-at-rate (default:
+    all). With no server configured, the embedded one is started for the run.
+    """
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+
+    from aclbus.bench import (
+        BenchOptions,
+        check_plotting,
+        render_table,
+        run_bench,
+        write_json,
+        write_plot,
+    )
+
+    options = BenchOptions(
+        scenarios=scenarios,
+        messages=messages,
+        size=size,
+        rates=rates or (5_000.0, 20_000.0),
+        duration=duration,
+        repeats=repeats,
+        in_flight=in_flight,
+        timeout=timeout,
+        memory=not no_memory,
+    )
+    err = Console(stderr=True)
+    try:
+        options = options.checked()
+        if plot_path is not None:
+            check_plotting()
+        with Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), console=err
+        ) as bar:
+            task = bar.add_task("starting", total=None)
+
+            def progress(done: int, total: int, label: str) -> None:
+                bar.update(task, completed=done, total=total, description=label)
+
+            figures, environment = asyncio.run(run_bench(options, progress=progress))
+        # The table has a column per contestant: give it room even in a narrow terminal.
+        out = Console()
+        render_table(figures, environment, Console(width=max(out.width, 140)))
+        if json_path is not None:
+            write_json(json_path, figures, environment)
+            err.print(f"wrote {json_path}")
+        if plot_path is not None:
+            write_plot(figures, plot_path)
+            err.print(f"wrote {plot_path}")
+    except ACLBusError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 def _with_bus(work: Callable[[Bus], Awaitable[T]]) -> T:

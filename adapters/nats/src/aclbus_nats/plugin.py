@@ -1,11 +1,11 @@
-"""The adapter's plugin: registers the ``nats`` backend, as any third-party adapter would."""
+"""The adapter's plugin: the ``nats`` backend and its bench columns, as any adapter would."""
 
 from __future__ import annotations
 
 from aclbus.plugin import hookimpl
-from aclbus.plugin.spec import BackendRegister
+from aclbus.plugin.spec import BackendRegister, BenchmarkRegister
 
-__all__ = ["aclbus_register_backends"]
+__all__ = ["aclbus_register_backends", "aclbus_register_benchmarks"]
 
 
 @hookimpl
@@ -14,3 +14,12 @@ def aclbus_register_backends(register: BackendRegister) -> None:
     from aclbus_nats.backend import NatsBackend  # FastStream loads only when NATS is used
 
     register("nats", NatsBackend)
+
+
+@hookimpl
+def aclbus_register_benchmarks(register: BenchmarkRegister) -> None:
+    """Register the ``raw`` (nats-py) and ``faststream`` columns of ``aclbus bench``."""
+    from aclbus_nats.bench import FastStreamColumn, RawNatsColumn
+
+    register("raw", RawNatsColumn.for_bus)
+    register("faststream", FastStreamColumn.for_bus)

@@ -25,6 +25,7 @@ from aclbus.errors import PluginError
 from aclbus.plugin import PROJECT, spec
 
 if TYPE_CHECKING:
+    from aclbus.bench.columns import ColumnFactory
     from aclbus.middleware import MiddlewareFactory
     from aclbus.settings import Settings
 
@@ -143,6 +144,29 @@ class PluginManager:
             return register
 
         self._call_each("aclbus_register_backends", collect)
+        return {name: factory for name, (_, factory) in found.items()}
+
+    def benchmark_columns(self) -> dict[str, ColumnFactory]:
+        """The ``aclbus bench`` column factories registered by the plugins, by name."""
+        found: dict[str, tuple[str, ColumnFactory]] = {}
+
+        def collect(owner: str) -> Callable[[str, ColumnFactory], None]:
+            def register(name: str, factory: ColumnFactory) -> None:
+                if not isinstance(name, str) or not name or not callable(factory):
+                    raise PluginError(
+                        f"plugin {owner!r} registered benchmark column {name!r} as "
+                        f"{factory!r}: give a name and a callable"
+                    )
+                if name in found and found[name][1] is not factory:
+                    raise PluginError(
+                        f"benchmark column {name!r} is registered by both {found[name][0]!r} "
+                        f"and {owner!r}"
+                    )
+                found[name] = (owner, factory)
+
+            return register
+
+        self._call_each("aclbus_register_benchmarks", collect)
         return {name: factory for name, (_, factory) in found.items()}
 
     def codecs(self) -> CodecRegistry:

@@ -16,6 +16,7 @@ from aclbus.plugin import PROJECT
 
 if TYPE_CHECKING:
     from aclbus.backend import BackendFactory, Capabilities
+    from aclbus.bench.columns import ColumnFactory
     from aclbus.bus import Bus
     from aclbus.codec import Codec
     from aclbus.middleware import MiddlewareFactory
@@ -23,11 +24,13 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BackendRegister",
+    "BenchmarkRegister",
     "CodecRegister",
     "aclbus_bus_started",
     "aclbus_bus_stopping",
     "aclbus_middlewares",
     "aclbus_register_backends",
+    "aclbus_register_benchmarks",
     "aclbus_register_codecs",
     "aclbus_required_capabilities",
 ]
@@ -36,6 +39,9 @@ _spec = pluggy.HookspecMarker(PROJECT)
 
 BackendRegister = Callable[[str, "BackendFactory"], None]
 """``register(name, factory)``: offer a backend under ``name`` (what ``ACLBUS_BACKEND`` names)."""
+
+BenchmarkRegister = Callable[[str, "ColumnFactory"], None]
+"""``register(name, factory)``: offer an ``aclbus bench`` column (``"raw"``, ``"faststream"``)."""
 
 CodecRegister = Callable[["Codec"], None]
 """``register(codec)``: offer a body codec for its ``content_type``."""
@@ -60,6 +66,20 @@ def aclbus_register_codecs(register: CodecRegister) -> None:
 
     Args:
         register: Call ``register(MsgpackCodec())``; the codec's ``content_type`` is its key.
+
+    .. versionadded:: 0.1
+    """
+
+
+@_spec
+def aclbus_register_benchmarks(register: BenchmarkRegister) -> None:
+    """Register ``aclbus bench`` columns: other ways of moving messages to compare with.
+
+    Args:
+        register: Call ``register("raw", make_raw_column)``. The factory is called with the
+            bench's started `Bus` (which tells where the server is) and returns an
+            `aclbus.bench.Column`, or None where it does not apply (a NATS column on a bus
+            that runs on memory). Two plugins registering one name is an error naming both.
 
     .. versionadded:: 0.1
     """

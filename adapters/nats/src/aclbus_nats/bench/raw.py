@@ -1,0 +1,163 @@
+"""The ``raw`` column: nats-py used directly, the limit aclbus is measured against.
+
+Core pub/sub and request-reply on plain connections; JetStream with ``publish_async`` (a
+window of PubAcks in flight) and a push consumer acking each message explicitly.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import itertools
+
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import api
+
+from aclbus.bench import Arrivals, Column, Params, Sample, publish_many, publish_paced
+from aclbus.bench.columns import (
+    CORE_THROUGHPUT,
+    DURABLE_THROUGHPUT,
+    LATENCY_AT_RATE,
+    REQUEST_LATENCY,
+)
+from aclbus.bench.drivers import clock, read_stamp, stamp
+from aclbus.bus import Bus
+from aclbus_nats.bench.target import BenchTarget
+
+__all__ = ["RawNatsColumn"]
+
+
+class RawNatsColumn(Column):
+    """nats-py with no layer on top: a publishing and a receiving connection.
+
+    Args:
+        target: Where to run.
+    """
+
+    def __init__(self, target: BenchTarget) -> None:
+        super().__init__("raw")
+        self.target = target
+        self._pub: Client | None = None
+        self._sub: Client | None = None
+        self._ids = itertools.count(1)
+
+    @classmethod
+    def for_bus(cls, bus: Bus) -> RawNatsColumn | None:
+        """The column on ``bus``' server; None when the bus does not run on NATS."""
+        target = BenchTarget.of(bus, "raw")
+        return cls(target) if target is not None else None
+
+    async def open(self) -> None:
+        """Connect twice and make the column's stream."""
+        self._pub = await self.target.connect()
+        self._sub = await self.target.connect()
+        await self.target.create_stream(self._pub)
+
+    async def close(self) -> None:
+        """Remove the stream, close the connections."""
+        if self._pub is not None:
+            await self.target.delete_stream(self._pub)
+        for nc in (self._pub, self._sub):
+            if nc is not None:
+                with contextlib.suppress(Exception):
+                    await nc.close()
+        self._pub = self._sub = None
+
+    def _conns(self) -> tuple[Client, Client]:
+        assert self._pub is not None, "open() the column first"
+        assert self._sub is not None, "open() the column first"
+        return self._pub, self._sub
+
+    async def run(self, step: str, params: Params) -> Sample:
+        """Run one step with nats-py (see `Column.run`)."""
+        subject = f"{self.target.prefix}.s{next(self._ids)}"
+        if step == CORE_THROUGHPUT:
+            return await self._core(subject, params)
+        if step in (DURABLE_THROUGHPUT, LATENCY_AT_RATE):
+            return await self._durable(step, subject, params)
+        return await self._request(step, subject, params)
+
+    async def _core(self, subject: str, params: Params) -> Sample:
+        pub, sub = self._conns()
+        arrivals = Arrivals(params.messages, self.name, CORE_THROUGHPUT)
+
+        async def count(msg: Msg) -> None:
+            arrivals.arrived()
+
+        subscription = await sub.subscribe(subject, cb=count, pending_msgs_limit=-1)
+        await sub.flush()
+        payload = stamp(params.size)
+        try:
+            arrivals.start()
+            for _ in range(params.messages):
+                await pub.publish(subject, payload)
+            await pub.flush()
+            return await arrivals.wait(params.timeout)
+        finally:
+            await subscription.unsubscribe()
+
+    async def _durable(self, step: str, subject: str, params: Params) -> Sample:
+        pub, sub = self._conns()
+        paced = step == LATENCY_AT_RATE
+        total = max(1, int(params.rate * params.duration)) if paced else params.messages
+        arrivals = Arrivals(total, self.name, step)
+
+        async def consume(msg: Msg) -> None:
+            await msg.ack()
+            arrivals.arrived(read_stamp(msg.data) if paced else None)
+
+        js_pub, js_sub = pub.jetstream(), sub.jetstream()
+        subscription = await js_sub.subscribe(
+            subject,
+            cb=consume,
+            manual_ack=True,
+            stream=self.target.stream,
+            config=api.ConsumerConfig(
+                ack_policy=api.AckPolicy.EXPLICIT, deliver_policy=api.DeliverPolicy.NEW
+            ),
+            pending_msgs_limit=-1,
+        )
+        await sub.flush()
+        payload = stamp(params.size)
+
+        async def send(i: int) -> None:
+            await js_pub.publish_async(subject, payload)
+
+        async def send_due(i: int, due: float) -> None:
+            await js_pub.publish_async(subject, stamp(params.size, due))
+
+        try:
+            arrivals.start()
+            if paced:
+                await publish_paced(send_due, params.rate, params.duration, params.in_flight)
+            else:
+                # publish_async needs no window of ours: it bounds its own pending PubAcks.
+                await publish_many(send, params.messages, 1)
+            await js_pub.publish_async_completed()
+            return await arrivals.wait(params.timeout)
+        finally:
+            await subscription.unsubscribe()
+
+    async def _request(self, step: str, subject: str, params: Params) -> Sample:
+        pub, sub = self._conns()
+        arrivals = Arrivals(params.messages, self.name, step)
+
+        async def echo(msg: Msg) -> None:
+            await sub.publish(msg.reply, msg.data)
+
+        subscription = await sub.subscribe(subject, cb=echo)
+        await sub.flush()
+        payload = stamp(params.size)
+        sequential = step == REQUEST_LATENCY
+
+        async def ask(i: int) -> None:
+            sent = clock()
+            await pub.request(subject, payload, timeout=params.timeout)
+            arrivals.arrived(sent if sequential else None)
+
+        try:
+            arrivals.start()
+            await publish_many(ask, params.messages, 1 if sequential else params.in_flight)
+            return await arrivals.wait(params.timeout)
+        finally:
+            await subscription.unsubscribe()
