@@ -8,10 +8,14 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON ?= python3
 
-.PHONY: demo test lint type pytest sync clean
+.PHONY: demo bench test lint type pytest sync clean
 
 demo: sync
 	$(UV) run --no-sync aclbus demo
+
+# docs/performance.md's figures: every scenario, raw nats-py / FastStream / aclbus / memory.
+bench: sync
+	$(UV) run --no-sync aclbus bench --json bench.json --plot bench.png
 
 test: sync lint type pytest
 

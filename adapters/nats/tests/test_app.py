@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import selectors
 import signal
 import subprocess
@@ -18,11 +19,13 @@ import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import unquote
 
 import nats
 import pytest
 import pytest_asyncio
 from faststream import FastStream
+from pydantic import BaseModel, Field, create_model
 
 from aclbus import ACLMessage, Bus, ConfigurationError, Performative, Settings
 from aclbus.codec import CodecRegistry, JsonCodec
@@ -494,12 +497,167 @@ def test_the_headers_schema_names_exactly_the_headers_the_encoder_writes() -> No
         protocol="fipa-request",
         language="json",
         ontology="o",
+        hops=2,
+        caused_by=("m0", "m1"),
         payload={"x": 1},
     )
     headers, _ = encode(everything, CodecRegistry([JsonCodec()]))
     properties = ACL_HEADERS_SCHEMA["properties"]
     assert set(headers) == set(properties)
     assert set(ACL_HEADERS_SCHEMA["required"]) <= set(headers)
+
+
+# -- typed payloads, groups and topics in the document --------------------------------------
+
+
+class Address(BaseModel):
+    """Where to deliver."""
+
+    city: str
+    zip_code: str = Field(pattern=r"^[0-9]{5}$")
+
+
+class Order(BaseModel):
+    """An order to ship."""
+
+    item: str = Field(min_length=1)
+    quantity: int = Field(ge=1)
+    ship_to: Address | None = None
+
+
+def resolve(doc: dict[str, Any], ref: str) -> Any:
+    """Follow a local ``$ref`` (a URI fragment holding a JSON pointer) in ``doc``."""
+    assert ref.startswith("#/"), ref
+    node: Any = doc
+    for part in ref[2:].split("/"):
+        key = unquote(part).replace("~1", "/").replace("~0", "~")
+        assert key in node, f"{ref}: no {key!r} among {sorted(node)[:20]}"
+        node = node[key]
+    return node
+
+
+def refs(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref" and isinstance(value, str):
+                yield value
+            else:
+                yield from refs(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from refs(item)
+
+
+async def test_a_typed_handlers_model_is_its_messages_payload_schema(nats_url: str) -> None:
+    bus = nats_bus(new_prefix(), [nats_url])
+    shop = bus.agent("shop")
+
+    @shop.on(Performative.REQUEST, message_type="order.*", payload=Order)
+    async def take(msg: ACLMessage) -> None:
+        """Take an order."""
+
+    @shop.on(Performative.INFORM)
+    async def note(msg: ACLMessage) -> None:
+        """Note anything."""
+
+    doc = document(bus.app)
+    messages = doc["components"]["messages"]
+    take_message = messages["shop.take"]
+    assert take_message["payload"] == {"$ref": "#/components/schemas/Order"}
+    assert messages["shop.note"]["payload"] == {"$ref": "#/components/schemas/AnyJSON"}
+    assert "not-understood" in take_message["description"]
+    assert "description" not in messages["shop.note"]
+    order = resolve(doc, take_message["payload"]["$ref"])
+    assert order["required"] == ["item", "quantity"]
+    assert order["properties"]["quantity"]["minimum"] == 1
+    ship_to = order["properties"]["ship_to"]["anyOf"][0]
+    assert ship_to == {"$ref": "#/components/schemas/Address"}
+    assert resolve(doc, ship_to["$ref"])["properties"]["zip_code"]["pattern"] == r"^[0-9]{5}$"
+    # A message type pattern is a pattern on the header, not a constant.
+    constraint = take_message["headers"]["allOf"][1]["properties"]["acl-message-type"]
+    assert constraint == {"type": "string", "pattern": r"^order\.[A-Za-z0-9_-]{1,128}$"}
+    assert re.fullmatch(constraint["pattern"].strip("^$"), "order.created")
+    assert not re.fullmatch(constraint["pattern"].strip("^$"), "order.created.eu")
+    for ref in refs(doc):
+        resolve(doc, ref)
+
+
+async def test_a_payload_model_named_like_another_schema_gets_a_prefix(nats_url: str) -> None:
+    bus = nats_bus(new_prefix(), [nats_url])
+    agent = bus.agent("odd")
+    clash = create_model("AnyJSON", number=(int, ...))
+
+    @agent.on(Performative.REQUEST, payload=clash)
+    async def count(msg: ACLMessage) -> None:
+        pass
+
+    doc = document(bus.app)
+    assert doc["components"]["schemas"]["AnyJSON"]["title"] == "AnyJSON"
+    assert "number" not in doc["components"]["schemas"]["AnyJSON"].get("properties", {})
+    payload = doc["components"]["messages"]["odd.count"]["payload"]
+    assert payload == {"$ref": "#/components/schemas/payload.AnyJSON"}
+    assert resolve(doc, payload["$ref"])["required"] == ["number"]
+
+
+async def test_groups_and_topic_subscriptions_are_channels(nats_url: str, prefix: str) -> None:
+    bus = nats_bus(prefix, [nats_url])
+    desk, clerk = bus.agent("desk"), bus.agent("clerk")
+
+    @desk.on(Performative.REQUEST, payload=Order)
+    async def take(msg: ACLMessage) -> None:
+        """Take an order."""
+
+    @desk.on(Performative.INFORM, topic="orders.eu.*")
+    async def eu(msg: ACLMessage) -> None:
+        """An EU order event."""
+
+    async def big(msg: ACLMessage) -> None:
+        """A big order anywhere."""
+
+    await desk.subscribe("orders.>", big, message_type="order.created")  # before the start
+    app: FastStream = bus.app
+    async with bus:
+        await desk.join("sales")
+        await clerk.join("sales")
+        await clerk.subscribe("invoices.*")
+        doc = document(app)
+        await desk.leave("sales")
+        after_leave = document(app)
+
+    channels, operations = doc["channels"], doc["operations"]
+    sales = channels[f"{prefix}.group.sales"]
+    assert sales["address"] == f"{prefix}.group.sales"
+    assert sales["x-aclbus"] == {"stream": f"{prefix.upper()}_GROUP", "delivery": "at_least_once"}
+    # the members' handlers that take group traffic: not the topic-only ones
+    assert sorted(sales["messages"]) == ["ACLMessage", "desk.take"]
+    assert operations["desk.group.sales"]["x-aclbus"]["consumer"] == f"{prefix}-group-sales-desk"
+    assert operations["clerk.group.sales"]["channel"] == {
+        "$ref": f"#/channels/{prefix}.group.sales"
+    }
+    assert "desk.group.sales" not in after_leave["operations"]
+    assert "clerk.group.sales" in after_leave["operations"]
+
+    orders = channels[f"{prefix}.topic.orders.>"]
+    assert orders["address"] == f"{prefix}.topic.orders.>"
+    assert orders["x-aclbus"] == {"stream": f"{prefix.upper()}_TOPIC", "pattern": "orders.>"}
+    operation = operations["desk.topic.orders.>"]
+    assert operation["channel"] == {"$ref": f"#/channels/{prefix}.topic.orders.%3E"}
+    # the subscription's own handler, the agent's overlapping topic handler, its general one
+    assert [resolve(doc, m["$ref"])["$ref"] for m in operation["messages"]] == [
+        "#/components/messages/desk.big",
+        "#/components/messages/desk.take",
+        "#/components/messages/desk.eu",
+    ]
+    big_headers = doc["components"]["messages"]["desk.big"]["headers"]["allOf"][1]
+    assert big_headers["properties"]["acl-topic"]["pattern"].startswith(r"^orders\.")
+    assert big_headers["required"] == ["acl-message-type", "acl-topic"]
+    # the inbox takes no topic-only handler
+    assert sorted(channels[f"{prefix}.agent.desk"]["messages"]) == ["ACLMessage", "desk.take"]
+    assert [m["$ref"] for m in operations["clerk.topic.invoices.*"]["messages"]] == [
+        f"#/channels/{prefix}.topic.invoices.*/messages/ACLMessage"
+    ]
+    for ref in refs(doc):
+        resolve(doc, ref)
 
 
 def test_make_app_refuses_another_backend(nats_url: str) -> None:

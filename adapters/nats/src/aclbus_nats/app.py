@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import copy
 import inspect
+import re
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Final
 
@@ -41,9 +42,11 @@ from faststream.specification.asyncapi.v3_0_0.schema import (
     Message,
     Operation,
 )
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
 
 from aclbus import __version__
-from aclbus.acl import ACL_VERSION, Performative
+from aclbus.acl import ACL_VERSION, MAX_CAUSATION, Performative
 from aclbus.backend import DeliveryMode
 from aclbus.errors import ConfigurationError
 from aclbus.subjects import MAX_ID_LENGTH, TrafficClass
@@ -52,7 +55,7 @@ from aclbus.wire import CE_SPECVERSION, CE_TYPE_PREFIX
 if TYPE_CHECKING:
     from faststream.specification.base import Specification
 
-    from aclbus.agent import Agent
+    from aclbus.agent import Agent, Route
     from aclbus.bus import Bus
     from aclbus_nats.backend import NatsBackend
 
@@ -123,6 +126,15 @@ ACL_HEADERS_SCHEMA: Final[dict[str, Any]] = {
             "description": "ttl: seconds after ce-time, at least 1; never expires when absent",
         },
         "acl-reply-by": {**_TIME, "description": "reply_by: the latest useful reply"},
+        "acl-hops": _integer(
+            "hops: agents the message has passed through, 0 to 255; 0 when absent. A bus "
+            "refuses to send, and dead-letters on receipt, one over ACLBUS_MAX_HOPS"
+        ),
+        "acl-caused-by": {
+            "type": "string",
+            "pattern": f"^{_ID}(,{_ID}){{0,{MAX_CAUSATION - 1}}}$",
+            "description": "caused_by: ids of the messages that led to this one, oldest first",
+        },
         "acl-correlation-id": _id("correlation_id: the conversation"),
         "acl-reply-to": _id("reply_to: where replies go, when not the sender"),
         "acl-reply-with": _id("reply_with: to be quoted in the reply's acl-in-reply-to"),
@@ -162,9 +174,9 @@ def make_app(backend: NatsBackend, bus: Bus) -> FastStream:
     was stopped by hand before.
 
     The AsyncAPI document (``faststream docs gen module:app``) lists each agent's inbox,
-    request subject and broadcast subscription with the ACL headers and payload (see
-    `BusAsyncAPI`). Title, version and description come from the bus and can be changed on
-    ``app.schema`` (``app.schema.title = "Billing agents"``).
+    request subject, broadcast, group and topic subscriptions with the ACL headers and the
+    handlers' payload schemas (see `BusAsyncAPI`). Title, version and description come from
+    the bus and can be changed on ``app.schema`` (``app.schema.title = "Billing agents"``).
 
     Args:
         backend: The bus' backend; its broker becomes the app's broker.
@@ -214,10 +226,14 @@ class BusAsyncAPI(AsyncAPI):
     """FastStream's AsyncAPI 3.0 document, with the channels of the bus' agents added.
 
     Each agent has a durable inbox (``{prefix}.agent.{id}``, stream ``{PREFIX}_AGENT``), a
-    request subject (``{prefix}.rpc.{id}``, answered on the requester's reply subject) and
-    a subscription to broadcasts (``{prefix}.broadcast``). Each handler is a message of its
-    agent's operations: its performatives and message type constrain ``ce-type`` and
-    ``acl-message-type``; its payload is any JSON.
+    request subject (``{prefix}.rpc.{id}``, answered on the requester's reply subject), a
+    subscription to broadcasts (``{prefix}.broadcast``), one to each group it has joined
+    (``{prefix}.group.{group}``: joining needs a running bus, so groups show in a document
+    made while it runs) and one to each topic pattern it subscribes to
+    (``{prefix}.topic.{pattern}``). Each handler is a message of its agent's operations: its
+    performatives, message type and topic constrain ``ce-type``, ``acl-message-type`` and
+    ``acl-topic``; its payload is the JSON schema of its ``payload=`` model (in
+    ``components/schemas``, by the model's name), else any JSON.
 
     The agents are read at every `to_specification` call, so the document follows the bus.
 
@@ -247,8 +263,11 @@ class BusAsyncAPI(AsyncAPI):
 
 
 def _ref(*parts: str) -> dict[str, str]:
-    # Keys are ids, handler names and fixed words: nothing a JSON pointer must escape but these.
-    return {"$ref": "#/" + "/".join(p.replace("~", "~0").replace("/", "~1") for p in parts)}
+    # Keys are ids, handler names, topic patterns and fixed words. In a JSON pointer `~` and
+    # `/` are escaped; in the URI fragment a $ref is, `>` (a topic wildcard) is not allowed
+    # as such and is percent-encoded (RFC 6901, section 6).
+    escaped = (p.replace("~", "~0").replace("/", "~1").replace(">", "%3E") for p in parts)
+    return {"$ref": "#/" + "/".join(escaped)}
 
 
 def _add_agents(schema: ApplicationSchema, bus: Bus) -> None:
@@ -266,6 +285,7 @@ def _add_agents(schema: ApplicationSchema, bus: Bus) -> None:
             headers=_ref("components", "schemas", _HEADERS_KEY),
         )
     )
+    payloads = _add_payload_schemas(bus.agents.values(), schemas)
     servers = [_ref("servers", name) for name in schema.servers or {}] or None
 
     def channel(key: str, description: str, message_keys: Iterable[str], **more: Any) -> None:
@@ -294,10 +314,18 @@ def _add_agents(schema: ApplicationSchema, bus: Bus) -> None:
     persistent_broadcast = settings.broadcast_mode is DeliveryMode.AT_LEAST_ONCE
     inbox_stream = subjects.stream(TrafficClass.INBOX)
     broadcast_stream = subjects.stream(TrafficClass.BROADCAST)
+    group_stream = subjects.stream(TrafficClass.GROUP)
+    topic_stream = subjects.stream(TrafficClass.TOPIC)
     broadcast_messages = [_ANY_MESSAGE_KEY]
+    # Groups and topic patterns are shared by their members: one channel each, with the
+    # messages of every agent on it.
+    group_messages: dict[str, list[str]] = {}
+    topic_messages: dict[str, list[str]] = {}
 
     for agent in bus.agents.values():
-        handled = _add_handler_messages(agent, messages)
+        routes = _add_handler_messages(agent, messages, payloads)
+        # A handler with a topic filter takes topic traffic only: it is listed there.
+        handled = [key for key, route in routes.items() if route.topic is None]
         received = handled or [_ANY_MESSAGE_KEY]  # no handler: every message is not-understood
         broadcast_messages += handled
         inbox, rpc = subjects.inbox(agent.id), subjects.rpc(agent.id)
@@ -381,6 +409,31 @@ def _add_agents(schema: ApplicationSchema, bus: Bus) -> None:
                 )
             },
         )
+        for group in agent.groups:
+            group_consumer = subjects.durable("group", group, agent.id)
+            group_messages.setdefault(group, [_ANY_MESSAGE_KEY]).extend(handled)
+            receive(
+                f"{agent.id}.group.{group}",
+                subjects.group(group),
+                received,
+                summary=f"Agent `{agent.id}` handles a message multicast to group `{group}`.",
+                **{"x-aclbus": {"consumer": group_consumer, "queue": group_consumer}},
+            )
+        for pattern in agent.topics:
+            # The handlers that can take messages of this pattern: a subscription's own
+            # handler, or the agent's handlers with no topic filter or an overlapping one.
+            taking = [
+                key
+                for key, route in routes.items()
+                if route.topic is None or _patterns_overlap(route.topic, pattern)
+            ]
+            topic_messages.setdefault(pattern, [_ANY_MESSAGE_KEY]).extend(taking)
+            receive(
+                f"{agent.id}.topic.{pattern}",
+                subjects.topic(pattern, pattern=True),
+                taking or [_ANY_MESSAGE_KEY],
+                summary=f"Agent `{agent.id}` handles messages published on `{pattern}`.",
+            )
 
     channel(
         broadcast,
@@ -402,6 +455,36 @@ def _add_agents(schema: ApplicationSchema, bus: Bus) -> None:
             )
         },
     )
+    for group, keys in group_messages.items():
+        address = subjects.group(group)
+        channel(
+            address,
+            f"Multicast group `{group}`: each member gets a copy (members are listed in the "
+            f"KV bucket `{subjects.bucket('groups')}`, keys `{group}.<agent>`). JetStream "
+            f"stream `{group_stream}`, a durable consumer per member "
+            f"(`{subjects.prefix}-group-{group}-<agent>`) that starts with the messages "
+            "published after the member joined; leaving deletes it.",
+            list(dict.fromkeys(keys)),
+            bindings={"nats": {"subject": address}},
+            **{
+                "x-aclbus": {
+                    "stream": group_stream,
+                    "delivery": DeliveryMode.AT_LEAST_ONCE.value,
+                }
+            },
+        )
+    for pattern, keys in topic_messages.items():
+        address = subjects.topic(pattern, pattern=True)
+        channel(
+            address,
+            f"Topic pattern `{pattern}` (`*` matches one token, `>` the rest): messages "
+            f"published on a matching topic. A persistent publish is stored in the JetStream "
+            f"stream `{topic_stream}`; an at-least-once subscriber reads it with a durable "
+            "consumer of its own, an at-most-once one gets what arrives while it runs.",
+            list(dict.fromkeys(keys)),
+            bindings={"nats": {"subject": address}},
+            **{"x-aclbus": {"stream": topic_stream, "pattern": pattern}},
+        )
     channel(
         reply,
         "The reply subject a requester sends with its request (a NATS `_INBOX.` subject, so "
@@ -411,14 +494,53 @@ def _add_agents(schema: ApplicationSchema, bus: Bus) -> None:
     )
 
 
-def _add_handler_messages(agent: Agent, messages: dict[str, Message]) -> list[str]:
-    """Add a message per handler of ``agent`` to ``messages``; return their keys in order.
+def _patterns_overlap(a: str, b: str) -> bool:
+    """Whether some topic matches both patterns (``*``: one token, ``>``: one or more)."""
+    left, right = a.split("."), b.split(".")
+    for x, y in zip(left, right, strict=False):
+        if x == ">" or y == ">":
+            return True  # both have a token here; '>' takes it and any that follow
+        if x != y and "*" not in (x, y):
+            return False
+    return len(left) == len(right)
 
-    A handler's performatives and message type become constraints on ``ce-type`` and
-    ``acl-message-type``; its docstring's first line, the message's summary.
+
+def _add_payload_schemas(
+    agents: Iterable[Agent], schemas: dict[str, Any]
+) -> dict[type[BaseModel], dict[str, str]]:
+    """Add the JSON schemas of the handlers' payload models to ``schemas``; return their refs.
+
+    Models (and the models they use) are named by their class names; pydantic makes the
+    names unique when two models share one. Should one clash with a schema already in the
+    document, every payload schema is named ``payload.<Model>`` instead.
     """
-    keys: list[str] = []
-    # Agent keeps its routes private; read-only here (an `Agent.routes` view would be better).
+    models = list(
+        dict.fromkeys(route.payload for agent in agents for route in agent.routes if route.payload)
+    )
+    if not models:
+        return {}
+    for prefix in ("", "payload."):
+        refs, top = models_json_schema(
+            [(model, "validation") for model in models],
+            ref_template=f"#/components/schemas/{prefix}{{model}}",
+        )
+        defs = {f"{prefix}{name}": value for name, value in top.get("$defs", {}).items()}
+        if not any(schemas.get(name, value) != value for name, value in defs.items()):
+            break
+    schemas.update(defs)
+    return {model: dict(refs[(model, "validation")]) for model in models}
+
+
+def _add_handler_messages(
+    agent: Agent, messages: dict[str, Message], payloads: dict[type[BaseModel], dict[str, str]]
+) -> dict[str, Route]:
+    """Add a message per handler of ``agent`` to ``messages``; return them by key, in order.
+
+    A handler's performatives and message type (or pattern) become constraints on ``ce-type``
+    and ``acl-message-type``; its docstring's first line, the message's summary; its payload
+    model, the message's payload schema (else any JSON).
+    """
+    keys: dict[str, Route] = {}
     for route in agent.routes:
         name = getattr(route.func, "__name__", "handler")
         key, n = f"{agent.id}.{name}", 2
@@ -433,36 +555,66 @@ def _add_handler_messages(agent: Agent, messages: dict[str, Message]) -> list[st
                 "enum": [CE_TYPE_PREFIX + act for act in acts],
             }
         if route.message_type is not None:
-            properties["acl-message-type"] = {"type": "string", "const": route.message_type}
+            properties["acl-message-type"] = _type_constraint(route.message_type)
             required.append("acl-message-type")
+        if route.topic is not None:
+            properties["acl-topic"] = _type_constraint(route.topic)
+            required.append("acl-topic")
         constraints: dict[str, Any] = {"type": "object", "properties": properties}
         if required:
             constraints["required"] = required
         doc = inspect.getdoc(route.func)
+        model = route.payload
         messages[key] = Message.model_validate(
             _message(
                 title=f"{', '.join(acts) or 'any act'} {route.message_type or '(any type)'}",
                 name=getattr(route.func, "__qualname__", name),
                 summary=doc.splitlines()[0] if doc else None,
+                description=(
+                    f"The payload is validated against `{model.__name__}` before the handler "
+                    "runs; an invalid one is answered `not-understood` with the validation "
+                    "errors and dead-lettered (reason `invalid-payload`)."
+                    if model is not None
+                    else None
+                ),
                 headers={"allOf": [_ref("components", "schemas", _HEADERS_KEY), constraints]},
+                payload=payloads[model] if model is not None else None,
             )
         )
-        keys.append(key)
+        keys[key] = route
     return keys
 
 
+def _type_constraint(dotted: str) -> dict[str, Any]:
+    """The JSON schema of a header holding ``dotted``, or any name ``dotted`` matches."""
+    if "*" not in dotted.split(".") and not dotted.endswith(">"):
+        return {"type": "string", "const": dotted}
+    tokens = [
+        _ID if token == "*" else rf"{_ID}(\.{_ID})*" if token == ">" else re.escape(token)
+        for token in dotted.split(".")
+    ]
+    return {"type": "string", "pattern": "^" + r"\.".join(tokens) + "$"}
+
+
 def _message(
-    *, title: str, headers: dict[str, Any], summary: str | None = None, name: str | None = None
+    *,
+    title: str,
+    headers: dict[str, Any],
+    summary: str | None = None,
+    name: str | None = None,
+    description: str | None = None,
+    payload: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     return {
         "title": title,
         "name": name,
         "summary": summary,
+        "description": description,
         "contentType": "application/json",
         "correlationId": {
             "location": "$message.header#/acl-correlation-id",
             "description": "the conversation (FIPA conversation-id)",
         },
         "headers": headers,
-        "payload": _ref("components", "schemas", _PAYLOAD_KEY),
+        "payload": payload or _ref("components", "schemas", _PAYLOAD_KEY),
     }
