@@ -474,3 +474,34 @@ def test_uuid7_stays_monotonic_when_the_clock_stands_still_or_goes_back(
     assert [i.int for i in ids] == sorted(i.int for i in ids)
     assert len({i.int for i in ids}) == len(ids)
     assert all(i.version == 7 for i in ids)
+
+
+def test_the_fast_reply_equals_a_validated_one() -> None:
+    """`reply` skips re-validating the original's fields: the result must not differ."""
+    original = ACLMessage(
+        performative="request",
+        sender_id="alice",
+        receiver_id="bob",
+        reply_to="desk",
+        correlation_id="conv-1",
+        reply_with="q1",
+        protocol="fipa-request",
+        language="json",
+        ontology="travel",
+        priority=8,
+        hops=2,
+        caused_by=("m0",),
+        headers={"x-a": "1"},
+        extensions={"future": "yes"},
+    )
+    fast = original.reply("inform", {"ok": True})
+    slow = ACLMessage(**{**fast.model_dump(), "performative": "inform"})
+    assert fast == slow
+    assert fast.model_fields_set == slow.model_fields_set | fast.model_fields_set
+    assert (fast.receiver_id, fast.sender_id, fast.hops) == ("desk", "bob", 3)
+    assert fast.caused_by == ("m0", original.message_id)
+    assert original.reply("agree", sender_id="carol").sender_id == "carol"
+    with pytest.raises(ValidationError):
+        original.reply("shout")
+    with pytest.raises(ValidationError):
+        original.reply("inform", sender_id="bad id")
