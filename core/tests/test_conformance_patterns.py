@@ -10,8 +10,8 @@ from aclbus.testing.cases.scatter import (
     ScatterGatherTestcase,
     ServiceInstancesTestcase,
 )
-from aclbus.testing.cases.typed import TypedPayloadTestcase
 from aclbus.testing.cases.topics import ContentFilterTestcase, TopicsTestcase
+from aclbus.testing.cases.typed import TypedPayloadTestcase
 
 
 class TestGroups(MemoryConfig, GroupsTestcase):

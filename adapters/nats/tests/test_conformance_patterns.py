@@ -9,8 +9,8 @@ from aclbus.testing.cases.scatter import (
     ScatterGatherTestcase,
     ServiceInstancesTestcase,
 )
-from aclbus.testing.cases.typed import TypedPayloadTestcase
 from aclbus.testing.cases.topics import ContentFilterTestcase, TopicsTestcase
+from aclbus.testing.cases.typed import TypedPayloadTestcase
 from aclbus_nats.testing import NatsConfig
 
 

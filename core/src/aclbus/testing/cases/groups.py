@@ -132,7 +132,7 @@ class GroupsTestcase(BusTestcase):
         assert len(sender) == 0
 
     async def test_bad_group_names_and_leaving_a_group_not_joined(self, bus: Bus) -> None:
-        """Invalid ids are refused with `InvalidIdentifier`; leaving a stranger group is an error."""
+        """Invalid ids raise `InvalidIdentifier`; leaving a group not joined is an error."""
         agent = bus.agent("a")
         with pytest.raises(InvalidIdentifier, match="group"):
             await agent.join("bad.group")

@@ -8,7 +8,6 @@ import pytest
 
 from aclbus.acl import ACLMessage, Performative
 from aclbus.backend import Capabilities
-from aclbus.bus import Bus
 from aclbus.dlq import Reason
 from aclbus.errors import HopLimitExceeded
 from aclbus.testing.cases.base import BusTestcase
@@ -23,8 +22,10 @@ class HopProtectionTestcase(BusTestcase):
     requires: ClassVar[Capabilities] = Capabilities(persistent=True, ack=True)
 
     async def test_two_agents_in_a_reply_loop_are_stopped(self) -> None:
-        """Ping and pong reply to each other; the bus stops the loop at the limit, with a
-        dead letter that names the reason and the causation chain."""
+        """Ping and pong reply to each other: the bus stops the loop at the limit.
+
+        The dead letter names the reason and the causation chain.
+        """
         async with self.make_bus(max_hops=5) as bus:
             seen: Collector[ACLMessage] = Collector()
             for name in ("ping", "pong"):

@@ -129,7 +129,8 @@ class ScatterGatherTestcase(BusTestcase):
         assert sorted(result.replies) == ["a", "b", "c"]
         assert all(r.payload["echo"] == "q" for r in result.replies.values())
         assert {r.correlation_id for r in result.replies.values()} == {asked.message_id}
-        assert result.errors == {} and result.missing == ()
+        assert result.errors == {}
+        assert result.missing == ()
 
     async def test_gather_stops_at_count(self, bus: Bus) -> None:
         """``count=2`` returns as soon as the two fast agents answered."""
@@ -165,7 +166,8 @@ class ScatterGatherTestcase(BusTestcase):
         result = await bus.gather(_ask("m1"), group="panel", timeout=5)
         assert sorted(result.replies) == ["m1", "m2"]
         empty = await bus.gather(_ask("m1"), group="nobody-here", timeout=1)
-        assert empty.asked == () and empty.replies == {}
+        assert empty.asked == ()
+        assert empty.replies == {}
 
     async def test_bad_arguments(self, bus: Bus) -> None:
         """Neither or both of receivers/group, or a count below 1, are refused."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import pytest
 
@@ -89,8 +89,10 @@ class TopicsTestcase(BusTestcase):
         assert msg.payload == 1
 
     async def test_subscription_made_before_start_and_general_handlers(self, bus: Bus) -> None:
-        """Without its own handler, a subscription feeds the agent's handlers; it starts with
-        the agent."""
+        """Without its own handler, a subscription feeds the agent's handlers.
+
+        Made before the agent starts, it starts with the agent.
+        """
         got: Collector[ACLMessage] = Collector()
         agent = bus.agent("late")
 
@@ -173,7 +175,7 @@ class ContentFilterTestcase(BusTestcase):
         agent.on(Performative.CFP)(record("cfp"))
         agent.on()(record("rest"))
         await agent.start()
-        messages = [
+        messages: list[tuple[str, dict[str, Any]]] = [
             ("task", dict(message_type="task.translate")),
             ("rest", dict(message_type="task.translate.extra")),
             ("query", dict(protocol="fipa-query")),
@@ -190,7 +192,7 @@ class ContentFilterTestcase(BusTestcase):
                     sender_id="kit",
                     receiver_id="router",
                     payload=payload,
-                    **fields,  # type: ignore[arg-type]
+                    **fields,
                 )
             )
         await bus.send(
@@ -244,6 +246,6 @@ class ContentFilterTestcase(BusTestcase):
             agent.on(headers={"Region": "eu"})(handler)
         with pytest.raises(TypeError, match="pydantic model"):
             agent.on(payload=dict)(handler)  # type: ignore[arg-type]
-        with pytest.raises(ValueError):
+        with pytest.raises(ValueError, match="shout"):
             agent.on("shout")(handler)
         assert agent.routes == ()

@@ -71,8 +71,10 @@ class TypedPayloadTestcase(BusTestcase):
     async def test_an_invalid_message_is_dead_lettered_and_the_agent_goes_on(
         self, bus: Bus
     ) -> None:
-        """A durable message with a bad payload: not-understood to its sender, a dead letter
-        with reason ``invalid-payload``, and the next good message is handled."""
+        """A durable message with a bad payload is refused; the next one is handled.
+
+        Its sender is answered not-understood; the dead letter has reason ``invalid-payload``.
+        """
         got = await self._typed_agent(bus)
         answers: Collector[ACLMessage] = Collector()
 
