@@ -6,7 +6,13 @@ Backend-level (the `Backend` contract): `PubSubTestcase`, `PersistentPubSubTestc
 `BackoffTestcase`, `DedupTestcase`, `OrderingTestcase`, `DurableTestcase`, `TTLTestcase`,
 `KeyValueTestcase`, `StoredMessagesTestcase`. Bus-level (a `Bus` on the backend):
 `PointToPointTestcase`, `BroadcastTestcase`, `BusRequestTestcase`, `AgentResilienceTestcase`,
-`MiddlewareOrderTestcase`.
+`MiddlewareOrderTestcase`, and the communication patterns: `GroupsTestcase`, `TopicsTestcase`,
+`ContentFilterTestcase`, `TypedPayloadTestcase`, `HopProtectionTestcase`,
+`RequestFutureTestcase`, `ScatterGatherTestcase`, `ServiceInstancesTestcase`,
+`StreamingTestcase`, `StreamFaultsTestcase`, `SharedMapTestcase`, `DirectoryTestcase`,
+`PresenceTestcase`, and the FIPA protocols: `RequestProtocolTestcase`, `QueryProtocolTestcase`,
+`ContractNetTestcase`, `SubscribeProtocolTestcase`, `CancelTestcase`,
+`ProtocolRobustnessTestcase`.
 """
 
 from __future__ import annotations
@@ -22,17 +28,37 @@ from aclbus.testing.cases.delivery import (
     NackDelayTestcase,
     TermTestcase,
 )
+from aclbus.testing.cases.directory import DirectoryTestcase, PresenceTestcase
 from aclbus.testing.cases.durable import DurableTestcase
 from aclbus.testing.cases.expiry import TTLTestcase
+from aclbus.testing.cases.groups import GroupsTestcase
+from aclbus.testing.cases.hops import HopProtectionTestcase
 from aclbus.testing.cases.kv import KeyValueTestcase
 from aclbus.testing.cases.middleware import MiddlewareOrderTestcase
 from aclbus.testing.cases.ordering import OrderingTestcase
+from aclbus.testing.cases.protocols import (
+    CancelTestcase,
+    ContractNetTestcase,
+    ProtocolRobustnessTestcase,
+    QueryProtocolTestcase,
+    RequestProtocolTestcase,
+    SubscribeProtocolTestcase,
+)
 from aclbus.testing.cases.pubsub import PersistentPubSubTestcase, PubSubTestcase
 from aclbus.testing.cases.queue import CompetingConsumersTestcase
 from aclbus.testing.cases.request import RequestReplyTestcase
 from aclbus.testing.cases.resilience import AgentResilienceTestcase
+from aclbus.testing.cases.scatter import (
+    RequestFutureTestcase,
+    ScatterGatherTestcase,
+    ServiceInstancesTestcase,
+)
+from aclbus.testing.cases.shared_state import SharedMapTestcase
 from aclbus.testing.cases.stored import StoredMessagesTestcase
+from aclbus.testing.cases.streaming import StreamFaultsTestcase, StreamingTestcase
 from aclbus.testing.cases.subscription import SubscriptionTestcase
+from aclbus.testing.cases.topics import ContentFilterTestcase, TopicsTestcase
+from aclbus.testing.cases.typed import TypedPayloadTestcase
 
 __all__ = [
     "AckTestcase",
@@ -42,9 +68,15 @@ __all__ = [
     "BroadcastTestcase",
     "BusRequestTestcase",
     "BusTestcase",
+    "CancelTestcase",
     "CompetingConsumersTestcase",
+    "ContentFilterTestcase",
+    "ContractNetTestcase",
     "DedupTestcase",
+    "DirectoryTestcase",
     "DurableTestcase",
+    "GroupsTestcase",
+    "HopProtectionTestcase",
     "InProgressTestcase",
     "KeyValueTestcase",
     "MaxDeliverTestcase",
@@ -53,12 +85,25 @@ __all__ = [
     "OrderingTestcase",
     "PersistentPubSubTestcase",
     "PointToPointTestcase",
+    "PresenceTestcase",
+    "ProtocolRobustnessTestcase",
     "PubSubTestcase",
+    "QueryProtocolTestcase",
+    "RequestFutureTestcase",
+    "RequestProtocolTestcase",
     "RequestReplyTestcase",
+    "ScatterGatherTestcase",
+    "ServiceInstancesTestcase",
+    "SharedMapTestcase",
     "StoredMessagesTestcase",
+    "StreamFaultsTestcase",
+    "StreamingTestcase",
+    "SubscribeProtocolTestcase",
     "SubscriptionTestcase",
     "TTLTestcase",
     "TermTestcase",
+    "TopicsTestcase",
+    "TypedPayloadTestcase",
 ]
 
 BACKEND_TESTCASES: tuple[type[BackendTestcase], ...] = (
@@ -88,5 +133,18 @@ BUS_TESTCASES: tuple[type[BusTestcase], ...] = (
     BusRequestTestcase,
     AgentResilienceTestcase,
     MiddlewareOrderTestcase,
+    ContentFilterTestcase,
+    DirectoryTestcase,
+    GroupsTestcase,
+    HopProtectionTestcase,
+    PresenceTestcase,
+    RequestFutureTestcase,
+    ScatterGatherTestcase,
+    ServiceInstancesTestcase,
+    SharedMapTestcase,
+    StreamFaultsTestcase,
+    StreamingTestcase,
+    TopicsTestcase,
+    TypedPayloadTestcase,
 )
 """Every testcase that runs a `Bus` on the backend."""
