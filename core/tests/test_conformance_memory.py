@@ -186,3 +186,19 @@ def test_plugin_skips_what_the_backend_lacks(tmp_path: Path) -> None:
     assert outcomes == {
         f"{cls}.{t}": "passed" for cls in ("TestPubSub", "TestMarker") for t in pubsub
     }
+
+
+def test_every_testcase_of_the_kit_is_mixed_with_each_shipped_config() -> None:
+    """A testcase added to the kit but mixed nowhere would be a test that never runs."""
+    from aclbus.testing import BACKEND_TESTCASES, BUS_TESTCASES
+
+    root = Path(__file__).resolve().parents[2]
+    for config, folder in (
+        ("MemoryConfig", root / "core" / "tests"),
+        ("NatsConfig", root / "adapters" / "nats" / "tests"),
+    ):
+        text = "\n".join(p.read_text() for p in folder.glob("test_conformance*.py"))
+        for testcase in (*BACKEND_TESTCASES, *BUS_TESTCASES):
+            assert f"({config}, {testcase.__name__})" in text, (
+                f"{testcase.__name__} is not mixed with {config} in {folder}"
+            )

@@ -4,6 +4,14 @@ import aclbus
 
 # The public API is a promise: changing this list is a decision, not an accident.
 PUBLIC = [
+    "StreamReport",
+    "StreamError",
+    "SharedMap",
+    "ReplyStream",
+    "InvalidPayload",
+    "HopLimitExceeded",
+    "Gathered",
+    "AgentDescription",
     "ACL_VERSION",
     "ACLBusError",
     "ACLDecodeError",

@@ -1,7 +1,9 @@
 """aclbus: Agent Communication Language messaging for distributed AI agents.
 
-Agents talk point-to-point, by broadcast and by request-reply in a FIPA ACL envelope, over
-NATS JetStream, Kafka or the in-memory engine, chosen by configuration::
+Agents talk point-to-point, by broadcast, in groups, on topics, by request-reply,
+scatter-gather and streams, and in the FIPA interaction protocols (`aclbus.protocols`), in a
+FIPA ACL envelope, over NATS JetStream, Kafka or the in-memory engine, chosen by
+configuration::
 
     from aclbus import ACLMessage, Bus, Performative, Settings
 
@@ -27,15 +29,18 @@ from aclbus.backend import (
     Subscription,
     SubscriptionSpec,
 )
-from aclbus.bus import Bus, BusStats
+from aclbus.bus import Bus, BusStats, Gathered
 from aclbus.codec import Codec, JsonCodec
+from aclbus.directory import AgentDescription
 from aclbus.errors import (
     ACLBusError,
     ACLDecodeError,
     BackendClosed,
     CapabilityError,
     ConfigurationError,
+    HopLimitExceeded,
     InvalidIdentifier,
+    InvalidPayload,
     MessageTooLarge,
     NoResponders,
     NoStream,
@@ -50,6 +55,8 @@ from aclbus.errors import (
 from aclbus.middleware import Delivery, Middleware, Outgoing
 from aclbus.plugin import hookimpl
 from aclbus.settings import Settings
+from aclbus.shared import SharedMap
+from aclbus.streaming import ReplyStream, StreamError, StreamReport
 
 __all__ = [
     "ACL_VERSION",
@@ -94,6 +101,14 @@ __all__ = [
     "UnsupportedVersion",
     "__version__",
     "hookimpl",
+    "AgentDescription",
+    "Gathered",
+    "HopLimitExceeded",
+    "InvalidPayload",
+    "ReplyStream",
+    "SharedMap",
+    "StreamError",
+    "StreamReport",
 ]
 
 __version__ = "0.1.0"
