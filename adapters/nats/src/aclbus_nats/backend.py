@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import itertools
 import logging
 import time
 from collections.abc import Awaitable, Iterator, Mapping
@@ -65,7 +66,7 @@ from aclbus.subjects import subject_matches
 from aclbus.wire import encoded_size
 from aclbus_nats.kv import NatsKeyValue
 from aclbus_nats.permissions import Interrupted, PermissionWatch
-from aclbus_nats.received import CoreReceived, JetStreamReceived
+from aclbus_nats.received import CoreReceived, JetStreamReceived, parse_header_lines
 from aclbus_nats.reconnect import jittered_reconnect
 from aclbus_nats.settings import NatsSettings
 
@@ -121,8 +122,115 @@ _INVALID_STREAM_CHARS = frozenset(">*. /\\\t\r\n")
 """Characters no stream name may hold (nats-py refuses them before asking the server)."""
 
 
+_REPLY_WINDOW = 4096
+"""PubAcks and replies one connection waits for at once; further callers wait for room (the
+bounded window of pipelined publishes; nats-py's ``publish_async`` allows 4000)."""
+_STATUS = "Status"
+_NO_RESPONDERS_STATUS = "503"
+
+
 class _NoMessage(Exception):
     """JetStream has no message at the sequence asked for (or none after it)."""
+
+
+def _expire(future: asyncio.Future[Msg]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
+
+
+class _ReplyInbox:
+    """One wildcard inbox subscription for every PubAck and reply the backend waits for.
+
+    nats-py's ``request`` shares one inbox too, but waits with ``wait_for`` (a task and a
+    timer per call), and the permission guard wrapped each call in another task. Here a call
+    is one future in a dict and one timer: its reply resolves it, and the rare events (a
+    permission violation, a reconnection) scan the dict, so no call registers for them.
+
+    Args:
+        nc: The connection.
+        window: How many calls may wait for their reply at once.
+    """
+
+    def __init__(self, nc: Client, window: int) -> None:
+        self._nc = nc
+        self._prefix = nc.new_inbox() + "."
+        self._cut = len(self._prefix)
+        self._tokens = itertools.count(1)
+        # token -> (future, subject, retried after a reconnection)
+        self._pending: dict[str, tuple[asyncio.Future[Msg], str, bool]] = {}
+        self._room = asyncio.Semaphore(window)
+
+    async def start(self) -> None:
+        """Subscribe to the inbox (nats-py subscribes again after each reconnection)."""
+        await self._nc.subscribe(self._prefix + "*", cb=self._on_reply)
+
+    async def _on_reply(self, msg: Msg) -> None:
+        waiting = self._pending.get(msg.subject[self._cut :])
+        if waiting is not None and not waiting[0].done():
+            waiting[0].set_result(msg)
+
+    async def ask(
+        self,
+        subject: str,
+        body: bytes,
+        headers: dict[str, str] | None,
+        timeout: float,
+        *,
+        retry: bool = False,
+    ) -> Msg:
+        """Publish to ``subject`` with a reply subject of this inbox; the one reply.
+
+        Args:
+            subject: Where to publish.
+            body: The body.
+            headers: The headers (not copied, not changed).
+            timeout: Seconds to wait for room and for the reply.
+            retry: Fail with `Interrupted` at a reconnection, to be sent again.
+
+        Raises:
+            TimeoutError: No reply in time.
+            Interrupted: ``retry`` and the connection was re-established meanwhile.
+            PermissionDenied: The server refused the publish.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        if self._room.locked():
+            await asyncio.wait_for(self._room.acquire(), timeout)
+        else:
+            await self._room.acquire()  # returns at once: no task, no timer
+        token = str(next(self._tokens))
+        future: asyncio.Future[Msg] = loop.create_future()
+        self._pending[token] = (future, subject, retry)
+        timer = loop.call_at(deadline, _expire, future)
+        try:
+            await self._nc.publish(subject, body, reply=self._prefix + token, headers=headers)
+            return await future
+        finally:
+            timer.cancel()
+            del self._pending[token]
+            self._room.release()
+
+    def deny(self, op: str, subject: str) -> None:
+        """Fail the calls that published to ``subject`` (lower case) with `PermissionDenied`."""
+        if op != "publish":
+            return
+        for future, target, _ in list(self._pending.values()):
+            if not future.done() and target.lower() == subject:
+                future.set_exception(PermissionDenied("publish", target))
+
+    def interrupt(self) -> None:
+        """Fail the calls to send again after a reconnection with `Interrupted`."""
+        for future, target, retry in list(self._pending.values()):
+            if retry and not future.done():
+                future.set_exception(Interrupted(f"publish on {target!r}"))
+
+    def close(self) -> None:
+        """Fail every call still waiting: no reply can come any more."""
+        for future, target, _ in list(self._pending.values()):
+            if not future.done():
+                future.set_exception(
+                    BackendClosed(f"the NATS connection closed before {target!r} answered")
+                )
 
 
 class NatsBackend(Backend):
@@ -183,7 +291,8 @@ class NatsBackend(Backend):
         self._permissions = PermissionWatch()
         self._closing = False
         self._last_error: Exception | None = None
-        self._reconnected: asyncio.Future[None] | None = None
+        self._inbox: _ReplyInbox | None = None
+        self._permissions.listen(self._on_violation)
         # The embedded server's ports are picked now, so the broker knows its URL from the
         # start (FastStream reads its servers when the broker is made).
         self.broker = NatsBroker(
@@ -273,17 +382,17 @@ class NatsBackend(Backend):
         if not self._closing:  # our own close drains and disconnects: nothing to warn about
             log.warning("nats: disconnected")
 
+    def _on_violation(self, op: str, subject: str) -> None:
+        if self._inbox is not None:
+            self._inbox.deny(op, subject)
+
     async def _on_reconnected(self) -> None:
         url = self._nc.connected_url.netloc if self._nc and self._nc.connected_url else "?"
         log.warning("nats: reconnected to %s", url)
-        if self._reconnected is not None and not self._reconnected.done():
-            self._reconnected.set_result(None)
-
-    def _reconnect_signal(self) -> asyncio.Future[None]:
-        """A future that completes at the next reconnection."""
-        if self._reconnected is None or self._reconnected.done():
-            self._reconnected = asyncio.get_running_loop().create_future()
-        return self._reconnected
+        if self._inbox is not None:
+            # A server that went away never sends the PubAck of what it got just before:
+            # publishes with a Nats-Msg-Id are sent again (and stored once).
+            self._inbox.interrupt()
 
     @property
     def connected(self) -> bool:
@@ -315,8 +424,13 @@ class NatsBackend(Backend):
             raise BackendClosed(
                 f"cannot connect to NATS at {servers}: {type(exc).__name__}: {exc}"
             ) from exc
+        if callable(getattr(self._nc, "_parse_header_lines", None)):
+            # Same result as nats-py's own parser, in half the time (see parse_header_lines).
+            self._nc._parse_header_lines = parse_header_lines  # type: ignore[method-assign]
         self._js = self._nc.jetstream(timeout=self.nats_settings.publish_timeout)
         self._server_version = _version(self._nc)
+        self._inbox = _ReplyInbox(self._nc, _REPLY_WINDOW)
+        await self._inbox.start()
         try:
             await self._js.account_info()
         except Exception as exc:
@@ -348,6 +462,9 @@ class NatsBackend(Backend):
                 log.debug("nats: closing: %s", exc)
                 with contextlib.suppress(Exception):
                     await self._nc.close()
+        if self._inbox is not None:
+            self._inbox.close()
+            self._inbox = None
         self._nc = None
         self._js = None
         await self._stop_embedded()
@@ -357,6 +474,11 @@ class NatsBackend(Backend):
         if self._nc is None or self._js is None:
             raise BackendClosed("the NATS backend is not connected")
         return self._nc, self._js
+
+    def _replies(self) -> tuple[Client, _ReplyInbox]:
+        if self._nc is None or self._inbox is None:
+            raise BackendClosed("the NATS backend is not connected")
+        return self._nc, self._inbox
 
     def make_app(self, bus: Any) -> Any:
         """A FastStream app on this backend's broker that runs ``bus`` (see `Bus.app`)."""
@@ -523,14 +645,24 @@ class NatsBackend(Backend):
         ttl: float | None = None,
         reply: str | None = None,
     ) -> PublishAck:
-        """Publish on core NATS (``at_most_once``) or to JetStream, waiting for its PubAck."""
-        nc, _ = self._conn()
-        hdrs = dict(headers)
+        """Publish on core NATS (``at_most_once``) or to JetStream, waiting for its PubAck.
+
+        JetStream publishes are pipelined: each waits for its own PubAck on the connection's
+        shared reply inbox while others are sent, up to a window of pending PubAcks.
+        """
+        nc, inbox = self._replies()
         persistent = mode is not DeliveryMode.AT_MOST_ONCE
-        if persistent and msg_id is not None:
-            hdrs["Nats-Msg-Id"] = msg_id
+        nats_ttl = None
         if persistent and ttl is not None and self._server_version[:2] >= MIN_TTL_SERVER:
-            hdrs["Nats-TTL"] = f"{max(1, int(ttl + 0.999))}s"
+            nats_ttl = f"{max(1, int(ttl + 0.999))}s"
+        if (persistent and msg_id is not None) or nats_ttl or not isinstance(headers, dict):
+            hdrs = dict(headers)  # the caller's headers stay as they were
+            if persistent and msg_id is not None:
+                hdrs["Nats-Msg-Id"] = msg_id
+            if nats_ttl:
+                hdrs["Nats-TTL"] = nats_ttl
+        else:
+            hdrs = headers  # only read, by nats-py's publish
         size = encoded_size(hdrs, body)  # what the server counts: Nats-* headers included
         if size > nc.max_payload:
             raise MessageTooLarge(size, nc.max_payload, "message (the server's max_payload)")
@@ -543,33 +675,27 @@ class NatsBackend(Backend):
         while True:
             try:
                 with _unsent("publish", subject):
-                    response = await self._permissions.guard(
-                        "publish",
+                    response = await inbox.ask(
                         subject,
-                        nc.request(
-                            subject,
-                            body,
-                            timeout=max(deadline - time.monotonic(), 0.01),
-                            headers=hdrs,
-                        ),
-                        # A server that went away never sends the PubAck of what it got just
-                        # before: once reconnected, publish again (same Nats-Msg-Id, stored once).
-                        interrupt=self._reconnect_signal() if msg_id is not None else None,
+                        body,
+                        hdrs,
+                        max(deadline - time.monotonic(), 0.01),
+                        retry=msg_id is not None,
                     )
-                break
             except Interrupted:
-                continue
-            except nats_errors.NoRespondersError:
-                # Nobody stored it: no stream captures the subject, or JetStream is not ready
-                # (a server that restarts, a stream leader being elected). A subject of a stream
-                # this backend provisioned is tried again until the publish timeout.
-                if self._stream_of(subject) is None:
-                    raise NoStream(subject) from None
-                if time.monotonic() + _NO_RESPONDERS_PAUSE >= deadline:
-                    raise PublishTimeout(subject, timeout) from None
-                await asyncio.sleep(_NO_RESPONDERS_PAUSE)
-            except (nats_errors.TimeoutError, TimeoutError):
+                continue  # sent again: the same Nats-Msg-Id is stored once
+            except TimeoutError:
                 raise PublishTimeout(subject, timeout) from None
+            if not _no_responders(response):
+                break
+            # Nobody stored it: no stream captures the subject, or JetStream is not ready
+            # (a server that restarts, a stream leader being elected). A subject of a stream
+            # this backend provisioned is tried again until the publish timeout.
+            if self._stream_of(subject) is None:
+                raise NoStream(subject)
+            if time.monotonic() + _NO_RESPONDERS_PAUSE >= deadline:
+                raise PublishTimeout(subject, timeout)
+            await asyncio.sleep(_NO_RESPONDERS_PAUSE)
         ack = orjson.loads(response.data)
         error = ack.get("error")
         if error:
@@ -602,18 +728,15 @@ class NatsBackend(Backend):
         self, subject: str, headers: Mapping[str, str], body: bytes, *, timeout: float
     ) -> Reply:
         """Core NATS request: NoResponders at once when nobody listens."""
-        nc, _ = self._conn()
+        _, inbox = self._replies()
+        hdrs = headers if isinstance(headers, dict) else dict(headers)
         try:
             with _unsent("request", subject):
-                msg = await self._permissions.guard(
-                    "publish",
-                    subject,
-                    nc.request(subject, body, timeout=timeout, headers=dict(headers)),
-                )
-        except nats_errors.NoRespondersError:
-            raise NoResponders(subject) from None
-        except (nats_errors.TimeoutError, TimeoutError):
+                msg = await inbox.ask(subject, body, hdrs, timeout)
+        except TimeoutError:
             raise RequestTimeout(subject, timeout) from None
+        if _no_responders(msg):
+            raise NoResponders(subject)
         return Reply(msg.subject, msg.headers or {}, msg.data)
 
     # -- subscribing -----------------------------------------------------------------------
@@ -1064,6 +1187,15 @@ def _stored_headers(block: str | bytes | None) -> dict[str, str]:
         if key and not any(c.isspace() for c in key):
             headers[key] = value.strip().decode("utf-8", "replace")
     return headers
+
+
+def _no_responders(msg: Msg) -> bool:
+    """The server's "no responders" status: nobody subscribes to the request's subject."""
+    return (
+        not msg.data
+        and msg.headers is not None
+        and (msg.headers.get(_STATUS) == _NO_RESPONDERS_STATUS)
+    )
 
 
 def _version(nc: Client) -> tuple[int, int, int]:

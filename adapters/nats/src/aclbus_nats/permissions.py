@@ -5,6 +5,10 @@ nats-py only hands to ``error_cb``; the publish itself would just time out, and 
 subscription would stay silently empty. The backend reports every ``error_cb`` error here; a
 violation fails the operation waiting on that subject at once with `PermissionDenied`.
 
+The hot path (publishes and requests) registers nothing per call: the backend keeps its
+pending PubAcks and replies anyway, and a listener (`PermissionWatch.listen`) fails the ones on
+the refused subject. `PermissionWatch.guard` is for the rarer JetStream API calls.
+
 nats-py lower-cases the server's error text, subject included, so subjects are matched without
 regard to case: a violation on ``a.agent.Bob`` also fails an operation waiting on ``a.agent.bob``
 (both are refused by the server anyway, or one of them is retried).
@@ -14,16 +18,21 @@ from __future__ import annotations
 
 import asyncio
 import re
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from aclbus.errors import PermissionDenied
 
-__all__ = ["Interrupted", "PermissionWatch"]
+__all__ = ["Interrupted", "PermissionWatch", "ViolationListener"]
 
 T = TypeVar("T")
 
 _VIOLATION = re.compile(r'permissions violation for (publish|subscription) to "([^"]+)"', re.I)
+
+
+ViolationListener = Callable[[str, str], None]
+"""Called with ``(operation, subject)`` for each violation: ``"publish"`` or ``"subscribe"``,
+and the subject as nats-py reports it (lower-cased)."""
 
 
 class Interrupted(Exception):
@@ -36,6 +45,11 @@ class PermissionWatch:
     def __init__(self) -> None:
         self._waiting: dict[tuple[str, str], set[asyncio.Future[None]]] = {}
         self._denied_subscriptions: set[str] = set()
+        self._listeners: list[ViolationListener] = []
+
+    def listen(self, listener: ViolationListener) -> None:
+        """Call ``listener(operation, subject)`` for every violation observed from now on."""
+        self._listeners.append(listener)
 
     def observe(self, exc: BaseException) -> bool:
         """Take an error from ``error_cb``; True if it was a permission violation."""
@@ -50,6 +64,8 @@ class PermissionWatch:
             for future in self._waiting.pop(key):
                 if not future.done():
                     future.set_exception(PermissionDenied(op, match.group(2)))
+        for listener in self._listeners:
+            listener(op, subject)
         return True
 
     async def guard(

@@ -1,0 +1,87 @@
+"""The NATS adapter's hot path: header parsing and pipelined PubAcks on one reply inbox."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+import pytest_asyncio
+from hypothesis import given
+from hypothesis import strategies as st
+from nats.aio.client import Client
+
+from aclbus.backend import DeliveryMode, StreamSpec
+from aclbus.errors import NoResponders, NoStream, RequestTimeout
+from aclbus.settings import Settings
+from aclbus_nats.backend import NatsBackend
+from aclbus_nats.received import parse_header_lines
+from aclbus_nats.settings import NatsSettings
+
+# Bytes that matter to a header parser: separators, whitespace of every kind str.isspace
+# knows in ASCII, non-ASCII and invalid UTF-8.
+_PIECES = [b"a", b"Z", b"-", b"1", b":", b": ", b" ", b"\t", b"\r", b"\n", b"\r\n"]
+_PIECES += [b"\x0b", b"\x0c", b"\x1c", b"\x1f", b"\x00", b"\x7f", b"\xc3\xa9", b"\xff", b"\x85"]
+
+
+@given(st.lists(st.sampled_from(_PIECES), max_size=40).map(b"".join))
+def test_header_parser_reads_what_nats_py_reads(raw: bytes) -> None:
+    assert parse_header_lines(raw) == Client._parse_header_lines(raw)
+
+
+def test_header_parser_reads_an_aclbus_header_block() -> None:
+    raw = b"ce-id: 42\r\nacl-receiver-id:  bob \r\nBad Name: x\r\nce-id: 43\r\n\r\n"
+    assert parse_header_lines(raw) == {"ce-id": "43", "acl-receiver-id": "bob"}
+
+
+@pytest_asyncio.fixture
+async def backend(nats_url: str) -> AsyncIterator[NatsBackend]:
+    settings = Settings(backend="nats", subject_prefix="hot")
+    running = NatsBackend(settings, nats=NatsSettings(servers=[nats_url], publish_timeout=2.0))
+    await running.connect()
+    await running.provision(StreamSpec(name="HOT", subjects=("hot.>",), storage="memory"))
+    try:
+        yield running
+    finally:
+        await running.close()
+
+
+async def test_concurrent_publishes_each_get_their_own_puback(backend: NatsBackend) -> None:
+    acks = await asyncio.gather(
+        *(
+            backend.publish(f"hot.s.{i % 3}", {"n": str(i)}, b"x", msg_id=f"m{i}")
+            for i in range(300)
+        )
+    )
+    assert len({ack.sequence for ack in acks}) == 300  # 300 PubAcks, none matched twice
+    assert all(ack.stream == "HOT" and not ack.duplicate for ack in acks)
+    again = await backend.publish("hot.s.0", {}, b"x", msg_id="m0")
+    assert again.duplicate
+
+
+async def test_headers_passed_in_are_left_as_they_were(backend: NatsBackend) -> None:
+    headers = {"a": "1"}
+    await backend.publish("hot.h", headers, b"x", msg_id="h1", ttl=5.0)
+    await backend.publish("hot.h", headers, b"x", mode=DeliveryMode.AT_MOST_ONCE)
+    assert headers == {"a": "1"}
+
+
+async def test_no_stream_and_no_responders_fail_at_once(backend: NatsBackend) -> None:
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(NoStream):
+        await backend.publish("nostream.x", {}, b"x")
+    with pytest.raises(NoResponders):
+        await backend.request("nobody.listens", {}, b"?", timeout=5.0)
+    assert loop.time() - started < 4.0  # neither waited for its timeout
+
+
+async def test_request_without_a_reply_times_out(backend: NatsBackend) -> None:
+    nc = backend._nc
+    assert nc is not None
+    silent = await nc.subscribe("quiet.listener")  # listens, never answers
+    try:
+        with pytest.raises(RequestTimeout, match=r"quiet\.listener"):
+            await backend.request("quiet.listener", {}, b"?", timeout=0.2)
+    finally:
+        await silent.unsubscribe()
