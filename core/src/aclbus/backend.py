@@ -407,6 +407,14 @@ class KeyValue(ABC):
     def watch(self, pattern: str = ">") -> AsyncIterator[KVEntry]:
         """Yield every change to keys matching ``pattern`` from now on, until closed."""
 
+    async def started_watch(self, pattern: str = ">") -> AsyncIterator[KVEntry]:
+        """`watch`, returned once the watcher is in place: no later change can be missed.
+
+        A backend whose watcher starts at once (memory) need not override it; one whose
+        watcher starts with a round trip to the server (NATS) waits for it here.
+        """
+        return self.watch(pattern)
+
 
 class Backend(ABC):
     """A broker adapter. Subclasses set ``name`` and ``capabilities`` and implement the rest.

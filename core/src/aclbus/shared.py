@@ -418,7 +418,7 @@ class SharedWatch(Generic[V]):
         """Start watching (done by ``async with`` and by the first iteration); idempotent."""
         if self._source is None and not self._closed:
             store = await self._shared._store()
-            self._source = store.watch(self.pattern)
+            self._source = await store.started_watch(self.pattern)
         return self
 
     async def aclose(self) -> None:

@@ -78,6 +78,12 @@ class NatsKeyValue(KeyValue):
         starting = asyncio.ensure_future(self._kv.watch(pattern))
         return self._changes(starting)
 
+    async def started_watch(self, pattern: str = ">") -> AsyncIterator[KVEntry]:
+        """`watch`, returned once the server-side watcher (an ordered consumer) exists."""
+        started = asyncio.get_running_loop().create_future()
+        started.set_result(await self._kv.watch(pattern))
+        return self._changes(started)
+
     async def _changes(self, starting: asyncio.Future[NatsKV.KeyWatcher]) -> AsyncIterator[KVEntry]:
         watcher = await starting
         try:

@@ -355,7 +355,10 @@ class DirectoryWatch:
             return self
         self._started = True
         descriptions, presence = await self._directory._stores()
-        self._sources = [descriptions.watch(">"), presence.watch(">")]
+        self._sources = [
+            await descriptions.started_watch(">"),
+            await presence.started_watch(">"),
+        ]
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self._pump(self._sources[0], self._on_description)),

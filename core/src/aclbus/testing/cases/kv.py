@@ -11,7 +11,7 @@ import pytest_asyncio
 
 from aclbus.backend import Backend, Capabilities, KeyValue, KVConflict, KVEntry, KVSpec
 from aclbus.testing.cases.base import BackendTestcase
-from aclbus.testing.collector import Collector
+from aclbus.testing.collector import DEFAULT_TIMEOUT, Collector
 
 __all__ = ["KeyValueTestcase"]
 
@@ -149,6 +149,19 @@ class KeyValueTestcase(BackendTestcase):
         ]
         assert [(e.value, e.revision) for e in entries[:2]] == [(b"1", rev_a), (b"2", rev_b)]
         assert entries[2].revision > rev_b
+
+    async def test_a_started_watch_sees_the_next_write(self, kv: KeyValue) -> None:
+        """Once `started_watch` returns, a write made at once is seen (no start-up race)."""
+        await kv.put("before", b"0")
+        changes = await kv.started_watch(">")
+        try:
+            await kv.put("after", b"1")
+            entry = await asyncio.wait_for(anext(changes), DEFAULT_TIMEOUT)
+        finally:
+            closer = getattr(changes, "aclose", None)
+            if closer is not None:
+                await closer()
+        assert (entry.key, entry.value, entry.operation) == ("after", b"1", "put")
 
     async def test_watch_filters_by_pattern(self, kv: KeyValue) -> None:
         """A watch on ``agents.*`` sees only the keys matching it."""
