@@ -15,7 +15,7 @@ from aclbus.backend import DeliveryMode, StreamSpec
 from aclbus.errors import NoResponders, NoStream, RequestTimeout
 from aclbus.settings import Settings
 from aclbus_nats.backend import NatsBackend
-from aclbus_nats.received import parse_header_lines
+from aclbus_nats.headers import header_block, parse_header_lines
 from aclbus_nats.settings import NatsSettings
 
 # Bytes that matter to a header parser: separators, whitespace of every kind str.isspace
@@ -32,6 +32,57 @@ def test_header_parser_reads_what_nats_py_reads(raw: bytes) -> None:
 def test_header_parser_reads_an_aclbus_header_block() -> None:
     raw = b"ce-id: 42\r\nacl-receiver-id:  bob \r\nBad Name: x\r\nce-id: 43\r\n\r\n"
     assert parse_header_lines(raw) == {"ce-id": "43", "acl-receiver-id": "bob"}
+
+
+_TEXT = st.text(alphabet=st.sampled_from(list("aZ09-_.:; \t\r\n\x00\x7fé!~")), max_size=12)
+
+
+class _Recorder:
+    """Stands in for the connection's socket writer: what nats-py would send."""
+
+    def __init__(self) -> None:
+        self.sent: list[bytes] = []
+
+    async def __call__(self, cmd: bytes, priority: bool = False) -> None:
+        self.sent.append(cmd)
+
+
+async def _nats_py_writes(headers: dict[str, str]) -> bytes | Exception:
+    nc = Client()
+    recorder = _Recorder()
+    nc._send_command = recorder  # type: ignore[method-assign]
+    try:
+        await Client._send_publish(nc, "s", "", b"body", 4, headers)
+    except Exception as exc:
+        return exc
+    return recorder.sent[0]
+
+
+_NAME = st.text(alphabet=st.sampled_from(list("aZ09-_.!~")), min_size=1, max_size=12)
+_VALUE = st.text(alphabet=st.sampled_from(list("aZ09-_.:; !~")), max_size=12)
+
+
+@given(st.one_of(st.dictionaries(_TEXT, _TEXT, max_size=6), st.dictionaries(_NAME, _VALUE)))
+async def test_header_block_is_what_nats_py_writes(headers: dict[str, str]) -> None:
+    """Where the fast writer takes a block, it is byte for byte nats-py's; else it declines."""
+    block = header_block(headers)
+    expected = await _nats_py_writes(headers)
+    if block is None:
+        return  # nats-py writes it (or refuses it) itself
+    assert not isinstance(expected, Exception)
+    head = f"HPUB s  {len(block)} {len(block) + 4}\r\n".encode()
+    assert expected == head + block + b"body\r\n"
+
+
+async def test_an_aclbus_header_block_takes_the_fast_way() -> None:
+    headers = {"ce-id": "019c-1", "ce-type": "fipa.acl.inform", "Nats-Msg-Id": "019c-1"}
+    block = header_block(headers)
+    assert block == (
+        b"NATS/1.0\r\nce-id: 019c-1\r\nce-type: fipa.acl.inform\r\nNats-Msg-Id: 019c-1\r\n\r\n"
+    )
+    assert header_block({"bad name": "x"}) is None
+    assert header_block({"a": " padded"}) is None
+    assert header_block({}) is None
 
 
 @pytest_asyncio.fixture

@@ -204,7 +204,7 @@ def _decode(
             raise ACLDecodeError(_field(key), "given twice with different values")
     if max_bytes is not None:
         # As encoded_size counts, without the nats-* headers the broker adds (see decode).
-        counted = h if not any(k.startswith("nats-") for k in h) else _without_nats(h)
+        counted = _without_nats(h) if "nats-" in "\x00".join(h) else h
         size = encoded_size(counted, body)
         if size > max_bytes:
             raise ACLDecodeError(

@@ -64,9 +64,10 @@ from aclbus.errors import (
 from aclbus.settings import Settings
 from aclbus.subjects import subject_matches
 from aclbus.wire import encoded_size
+from aclbus_nats.headers import install as install_header_codec
 from aclbus_nats.kv import NatsKeyValue
 from aclbus_nats.permissions import Interrupted, PermissionWatch
-from aclbus_nats.received import CoreReceived, JetStreamReceived, parse_header_lines
+from aclbus_nats.received import CoreReceived, JetStreamReceived
 from aclbus_nats.reconnect import jittered_reconnect
 from aclbus_nats.settings import NatsSettings
 
@@ -424,9 +425,7 @@ class NatsBackend(Backend):
             raise BackendClosed(
                 f"cannot connect to NATS at {servers}: {type(exc).__name__}: {exc}"
             ) from exc
-        if callable(getattr(self._nc, "_parse_header_lines", None)):
-            # Same result as nats-py's own parser, in half the time (see parse_header_lines).
-            self._nc._parse_header_lines = parse_header_lines  # type: ignore[method-assign]
+        install_header_codec(self._nc)  # nats-py's header reading and writing, for less
         self._js = self._nc.jetstream(timeout=self.nats_settings.publish_timeout)
         self._server_version = _version(self._nc)
         self._inbox = _ReplyInbox(self._nc, _REPLY_WINDOW)
