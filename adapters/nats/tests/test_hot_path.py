@@ -10,6 +10,7 @@ import pytest_asyncio
 from hypothesis import given
 from hypothesis import strategies as st
 from nats.aio.client import Client
+from nats.js.api import Header
 
 from aclbus.backend import DeliveryMode, StreamSpec
 from aclbus.errors import NoResponders, NoStream, RequestTimeout
@@ -79,6 +80,11 @@ async def test_an_aclbus_header_block_takes_the_fast_way() -> None:
     block = header_block(headers)
     assert block == (
         b"NATS/1.0\r\nce-id: 019c-1\r\nce-type: fipa.acl.inform\r\nNats-Msg-Id: 019c-1\r\n\r\n"
+    )
+    # nats-py's own JetStream headers are str enums: their text is written, not their name
+    expected = Header.EXPECTED_LAST_SUBJECT_SEQUENCE.value
+    assert header_block({Header.EXPECTED_LAST_SUBJECT_SEQUENCE: "0"}) == (
+        f"NATS/1.0\r\n{expected}: 0\r\n\r\n".encode()
     )
     assert header_block({"bad name": "x"}) is None
     assert header_block({"a": " padded"}) is None

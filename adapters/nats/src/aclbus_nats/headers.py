@@ -87,8 +87,10 @@ def header_block(headers: dict[str, Any]) -> bytes | None:
         return None
     if _NAMES.fullmatch(names) is None or _VALUES.fullmatch(values) is None:
         return None
-    lines = "".join([f"{k}: {v}\r\n" for k, v in headers.items()])
-    return f"NATS/1.0\r\n{lines}\r\n".encode("ascii")
+    # join, not an f-string: nats-py passes str enums as names (api.Header), whose format()
+    # would be their member name rather than their text
+    lines = "\r\n".join(map(": ".join, headers.items()))
+    return ("NATS/1.0\r\n" + lines + "\r\n\r\n").encode("ascii")
 
 
 SendPublish = Callable[[str, str, bytes, int, Any], Awaitable[None]]
