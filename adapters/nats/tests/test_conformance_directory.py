@@ -11,9 +11,11 @@ class TestSharedMap(NatsConfig, SharedMapTestcase):
     pass
 
 
+# Real time on a shared machine: an agent counts as gone after 3 missed beats, so the beat must
+# be long enough that a busy event loop (the whole suite runs in one process) never misses 3.
 class TestDirectory(NatsConfig, DirectoryTestcase):
-    pass
+    heartbeat = 1.0
 
 
 class TestPresence(NatsConfig, PresenceTestcase):
-    pass
+    heartbeat = 0.5

@@ -6,6 +6,7 @@ message goes to the first handler (in registration order) whose filters match it
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import inspect
 from collections.abc import Callable, Iterable, Mapping
@@ -103,6 +104,9 @@ class Agent:
         self.bus = bus
         self._routes: list[Route] = []
         self._conversations: dict[str, Route] = {}
+        # start, stop, join, leave, subscribe and unsubscribe change the subscriptions: one
+        # at a time, or two racing starts would make the same durable consumer twice
+        self._lifecycle = asyncio.Lock()
         self._groups: dict[str, Subscription | None] = {}
         self._topics: dict[str, _Topic] = {}
         self._subscriptions: list[Subscription] = []
@@ -114,6 +118,17 @@ class Agent:
     def routes(self) -> tuple[Route, ...]:
         """The handlers in the order they are tried."""
         return tuple(self._routes)
+
+    @property
+    def subscriptions(self) -> tuple[Subscription, ...]:
+        """The live subscriptions, empty while stopped.
+
+        The inbox, its priority lane, requests and broadcasts, then one per group joined and
+        one per topic pattern.
+        """
+        groups = (sub for sub in self._groups.values() if sub is not None)
+        topics = (t.subscription for t in self._topics.values() if t.subscription is not None)
+        return (*self._subscriptions, *groups, *topics)
 
     @property
     def started(self) -> bool:
@@ -260,9 +275,15 @@ class Agent:
     async def start(self) -> None:
         """Subscribe to the inbox, the request subject and broadcasts. Idempotent.
 
+        Concurrent calls are safe: the first starts the agent, the others wait for it.
+
         Raises:
             ConfigurationError: The bus is not started.
         """
+        async with self._lifecycle:
+            await self._start()
+
+    async def _start(self) -> None:
         if self.started:
             return
         if not self.bus.started:
@@ -325,7 +346,7 @@ class Agent:
             for topic in self._topics.values():
                 topic.subscription = await self._subscribe(self._topic_spec(topic))
         except BaseException:
-            await self.stop()
+            await self._stop()
             raise
 
     async def stop(self) -> None:
@@ -334,6 +355,10 @@ class Agent:
         The agent stays a member of its groups and keeps its topic subscriptions: durable
         ones keep what arrives meanwhile for its next start.
         """
+        async with self._lifecycle:
+            await self._stop()
+
+    async def _stop(self) -> None:
         subscriptions, self._subscriptions = self._subscriptions, []
         for group, sub in self._groups.items():
             if sub is not None:
@@ -370,21 +395,22 @@ class Agent:
             BackendClosed: The bus is not started.
         """
         validate_id(group, "group")
-        if group in self._groups:
-            return
         bucket = await self.bus._groups_bucket()
-        subscription = await self._subscribe(self._group_spec(group)) if self.started else None
-        self._groups[group] = subscription
-        try:
-            await bucket.put(
-                f"{group}.{self.id}",
-                orjson.dumps({"agent": self.id, "joined": datetime.now(UTC).isoformat()}),
-            )
-        except BaseException:
-            self._groups.pop(group, None)
-            if subscription is not None:
-                await subscription.unsubscribe()
-            raise
+        async with self._lifecycle:
+            if group in self._groups:
+                return
+            subscription = await self._subscribe(self._group_spec(group)) if self.started else None
+            self._groups[group] = subscription
+            try:
+                await bucket.put(
+                    f"{group}.{self.id}",
+                    orjson.dumps({"agent": self.id, "joined": datetime.now(UTC).isoformat()}),
+                )
+            except BaseException:
+                self._groups.pop(group, None)
+                if subscription is not None:
+                    await subscription.unsubscribe()
+                raise
 
     async def leave(self, group: str) -> None:
         """Leave a group: nothing sent to it from now on reaches this agent.
@@ -397,11 +423,12 @@ class Agent:
             ValueError: The agent is not a member of ``group``.
         """
         validate_id(group, "group")
-        if group not in self._groups:
-            raise ValueError(f"agent {self.id!r} is not a member of group {group!r}")
-        subscription = self._groups.pop(group)
-        if subscription is not None:
-            await subscription.unsubscribe()
+        async with self._lifecycle:
+            if group not in self._groups:
+                raise ValueError(f"agent {self.id!r} is not a member of group {group!r}")
+            subscription = self._groups.pop(group)
+            if subscription is not None:
+                await subscription.unsubscribe()
         bucket = await self.bus._groups_bucket()
         await bucket.delete(f"{group}.{self.id}")
         backend = self.bus.backend
@@ -488,13 +515,14 @@ class Agent:
             # The subscription's own handler comes before the agent's general ones.
             self._routes.insert(0, self._routes.pop())
         topic = _Topic(pattern, mode, handler)
-        self._topics[pattern] = topic
-        if self.started:
-            try:
-                topic.subscription = await self._subscribe(self._topic_spec(topic))
-            except BaseException:
-                await self._drop_topic(pattern)
-                raise
+        async with self._lifecycle:
+            self._topics[pattern] = topic
+            if self.started:
+                try:
+                    topic.subscription = await self._subscribe(self._topic_spec(topic))
+                except BaseException:
+                    await self._drop_topic(pattern)
+                    raise
 
     async def unsubscribe(self, pattern: str) -> None:
         """End a topic subscription made with `subscribe` (its durable consumer too).
@@ -502,9 +530,10 @@ class Agent:
         Raises:
             ValueError: The agent does not subscribe to ``pattern``.
         """
-        if pattern not in self._topics:
-            raise ValueError(f"agent {self.id!r} does not subscribe to {pattern!r}")
-        topic = await self._drop_topic(pattern)
+        async with self._lifecycle:
+            if pattern not in self._topics:
+                raise ValueError(f"agent {self.id!r} does not subscribe to {pattern!r}")
+            topic = await self._drop_topic(pattern)
         backend = self.bus.backend
         if topic.mode is DeliveryMode.AT_LEAST_ONCE and backend.capabilities.durable:
             await backend.delete_consumer(

@@ -191,6 +191,21 @@ class ServiceInstancesTestcase(BusTestcase):
 
     requires: ClassVar[Capabilities] = Capabilities(persistent=True, ack=True, queue_groups=True)
 
+    async def test_concurrent_starts_of_one_agent_are_safe(self, bus: Bus) -> None:
+        """Two tasks starting one agent at once (protocol helpers do) start it once."""
+        handled: Collector[tuple[int, object]] = Collector()
+        agent = bus.agent("worker")
+        agent.on(Performative.REQUEST)(_recorder(handled, 0))
+        await asyncio.gather(agent.start(), agent.start(), agent.join("crew"))
+        assert agent.started
+        # inbox, priority lane, requests, broadcasts, the group: each once
+        assert len(agent.subscriptions) == 5
+        await bus.send(_ask("worker", 1))
+        await bus.multicast("crew", _ask("worker", 2))
+        await handled.wait_for(2)
+        await self.advance(0.5)
+        assert sorted(p for _, p in handled.items) == [1, 2]  # type: ignore[type-var]
+
     async def test_instances_share_the_work_and_may_leave_and_join(self, bus: Bus) -> None:
         """Each message is handled once by some instance, while instances stop and start."""
         handled: Collector[tuple[int, object]] = Collector()
