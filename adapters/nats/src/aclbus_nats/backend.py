@@ -134,6 +134,20 @@ class _NoMessage(Exception):
     """JetStream has no message at the sequence asked for (or none after it)."""
 
 
+async def _hand_back(received: Received) -> None:
+    """Give a delivery that no handler will see back to JetStream, for another consumer now.
+
+    (A core message cannot be handed back: it is dropped, as ``at_most_once`` allows.)
+    """
+    if received.mode is DeliveryMode.AT_LEAST_ONCE and received.settled is None:
+        with contextlib.suppress(Exception):
+            await received.nack()
+
+
+_DRAIN_TIMEOUT = 5.0
+"""Seconds an unsubscribe waits for nats-py to hand back what it had queued."""
+
+
 def _expire(future: asyncio.Future[Msg]) -> None:
     if not future.done():
         future.set_exception(TimeoutError())
@@ -1066,7 +1080,8 @@ class NatsSubscription(Subscription):
 
     async def _dispatch(self, received: Received) -> None:
         if not self._active:
-            return  # unsubscribed: JetStream redelivers it after ack_wait
+            await _hand_back(received)
+            return
         if self._queue is not None:
             await self._queue.put(received)
         else:
@@ -1106,13 +1121,34 @@ class NatsSubscription(Subscription):
         for task in workers:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
+        while self._queue is not None and not self._queue.empty():
+            await _hand_back(self._queue.get_nowait())
         if self.nats_sub is not None:
-            with contextlib.suppress(Exception):
-                await self.nats_sub.unsubscribe()
+            await self._stop_nats_sub()
             if self.spec.mode is DeliveryMode.AT_LEAST_ONCE and not (
                 self.spec.durable or self.spec.queue
             ):
                 await self._delete_ephemeral()
+
+    async def _stop_nats_sub(self) -> None:
+        """End the nats-py subscription, handing back what was already sent to it.
+
+        A drain (unsubscribe, a round trip, then the messages still queued in nats-py) lets
+        `_dispatch` hand each of those back at once: an instance that leaves does not hold
+        messages that the others would otherwise get only after ``ack_wait``. A handler that
+        unsubscribes its own subscription cannot wait for that queue (it is in it), so it just
+        unsubscribes.
+        """
+        sub = self.nats_sub
+        me = asyncio.current_task()
+        try:
+            if me is not None and me in self._callers:
+                await sub.unsubscribe()
+            else:
+                await asyncio.wait_for(sub.drain(), _DRAIN_TIMEOUT)
+        except Exception:  # a closed connection, a timeout: nothing more to hand back
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
 
     async def _finish_handlers(self) -> None:
         """Wait for the running handlers to return, for at most ``ack_wait`` seconds.
