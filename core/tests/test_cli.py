@@ -53,5 +53,12 @@ def test_unknown_backend_is_a_clean_error(monkeypatch: pytest.MonkeyPatch) -> No
 def test_demo_runs_and_reports_every_pattern() -> None:
     result = CliRunner().invoke(main, ["demo", "--agents", "2", "--messages", "5"])
     assert result.exit_code == 0, result.output
-    for pattern in ("broadcast", "request-reply", "p2p work", "retry"):
+    for pattern in (
+        "broadcast",
+        "request-reply",
+        "p2p work",
+        "retry",
+        "scatter-gather (group)",
+        "contract-net",
+    ):
         assert pattern in result.output

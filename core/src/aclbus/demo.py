@@ -5,7 +5,8 @@ all on one broker — on the nats backend with nothing configured, the embedded 
 scenario: the coordinator broadcasts an announcement; asks each worker questions by
 request-reply; puts work items in the shared ``pool`` inbox, which the workers split between
 them (competing consumers, acked); one work item fails on its first delivery and is handled
-when the broker redelivers it.
+when the broker redelivers it. Then the workers join a group, which the coordinator asks all at
+once (scatter-gather), and they bid for a job in a FIPA Contract Net, which the cheapest wins.
 """
 
 from __future__ import annotations
@@ -24,12 +25,16 @@ from rich.table import Table
 from aclbus.acl import ACLMessage, Performative
 from aclbus.bus import Bus
 from aclbus.middleware import Delivery
+from aclbus.protocols import ContractNet, ContractNetParticipant
 from aclbus.settings import Settings
 
 __all__ = ["DemoResult", "PatternStats", "run_demo"]
 
 POOL = "pool"
 """The agent id every worker also serves: one shared inbox, split between the workers."""
+
+CREW = "crew"
+"""The group every worker joins."""
 
 
 @dataclass
@@ -90,6 +95,16 @@ class _Scenario:
         async def on_question(msg: ACLMessage) -> ACLMessage:
             return msg.reply(Performative.INFORM, payload={"answer": msg.payload["n"] * 2})
 
+        price = 10 * (1 + int(worker_id.rsplit("-", 1)[-1]))  # worker-1 bids lowest
+
+        async def bid(cfp: ACLMessage) -> dict[str, int]:
+            return {"price": price}
+
+        async def perform(cfp: ACLMessage, accept: ACLMessage) -> dict[str, str]:
+            return {"done": cfp.payload["job"], "by": worker_id}
+
+        ContractNetParticipant(me, bid, perform)
+
         @bus.agent(POOL).on(Performative.REQUEST, message_type="demo.work")
         async def on_work(msg: ACLMessage, delivery: Delivery) -> None:
             if msg.payload.get("flaky") and delivery.attempt == 1:
@@ -142,6 +157,10 @@ async def run_demo(
             worker_bus = coordinator_bus.sibling()
             scenario.serve(worker_bus, worker_id)
             await stack.enter_async_context(worker_bus)
+            crew_member = worker_bus.agent(worker_id)
+            await crew_member.join(CREW)
+            # leave on the way out: the membership is stored, and a later run may have fewer
+            stack.push_async_callback(crew_member.leave, CREW)
         coordinator = coordinator_bus.agent("coordinator")
         columns = (
             TextColumn("{task.description:<22}"),
@@ -153,6 +172,8 @@ async def run_demo(
             await _broadcast(coordinator_bus, coordinator.id, scenario, progress, deadline)
             await _questions(coordinator_bus, coordinator.id, workers, scenario, progress)
             await _work(coordinator_bus, coordinator.id, scenario, progress, deadline, console)
+            await _gather(coordinator_bus, coordinator.id, workers, scenario, progress)
+            await _contract_net(coordinator_bus, workers, scenario, progress)
     result = DemoResult(
         dict(scenario.stats), backend, time.perf_counter() - start, dict(scenario.handled_by)
     )
@@ -240,6 +261,59 @@ async def _work(
         progress.update(task, completed=stats.delivered)
     if not scenario.work_done.is_set():
         console.print("[red]not every work item was handled before the deadline")
+
+
+async def _gather(
+    bus: Bus, sender: str, workers: list[str], scenario: _Scenario, progress: Progress
+) -> None:
+    stats = scenario.stats["scatter-gather (group)"]
+    task = progress.add_task("scatter-gather (group)", total=scenario.messages)
+    for n in range(scenario.messages):
+        question = ACLMessage(
+            performative=Performative.REQUEST,
+            sender_id=sender,
+            message_type="demo.question",
+            payload={"n": n},
+        )
+        stats.sent += len(workers)
+        t0 = time.perf_counter()
+        gathered = await bus.gather(question, group=CREW, timeout=5.0)
+        elapsed = time.perf_counter() - t0
+        for worker_id, reply in gathered.replies.items():
+            if reply.payload == {"answer": n * 2} and worker_id in workers:
+                stats.delivered += 1
+                stats.latencies.append(elapsed)
+            else:
+                stats.errors += 1
+        stats.errors += len(gathered.errors)
+        progress.advance(task)
+
+
+async def _contract_net(
+    bus: Bus, workers: list[str], scenario: _Scenario, progress: Progress
+) -> None:
+    stats = scenario.stats["contract-net"]
+    task = progress.add_task("contract-net", total=1)
+    stats.sent += len(workers)
+    t0 = time.perf_counter()
+    try:
+        outcome = await ContractNet(
+            bus.agent("manager"),
+            workers,
+            {"job": "index the archive"},
+            deadline=2.0,
+            result_deadline=5.0,
+            select=lambda bids: [min(bids, key=lambda b: bids[b].payload["price"])],
+        ).run()
+    except Exception:
+        stats.errors += 1
+        return
+    stats.latencies.append(time.perf_counter() - t0)
+    stats.delivered += len(outcome.proposals)
+    # the cheapest bid wins, does the job and says so; the others are rejected
+    if outcome.accepted != (workers[0],) or workers[0] not in outcome.results:
+        stats.errors += 1
+    progress.advance(task)
 
 
 def _table(result: DemoResult) -> Table:
