@@ -58,7 +58,7 @@ def test_demo_runs_and_reports_every_pattern() -> None:
         "request-reply",
         "p2p work",
         "retry",
-        "scatter-gather (group)",
+        "scatter-gather",
         "contract-net",
     ):
         assert pattern in result.output

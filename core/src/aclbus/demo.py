@@ -266,8 +266,8 @@ async def _work(
 async def _gather(
     bus: Bus, sender: str, workers: list[str], scenario: _Scenario, progress: Progress
 ) -> None:
-    stats = scenario.stats["scatter-gather (group)"]
-    task = progress.add_task("scatter-gather (group)", total=scenario.messages)
+    stats = scenario.stats["scatter-gather"]
+    task = progress.add_task("scatter-gather", total=scenario.messages)
     for n in range(scenario.messages):
         question = ACLMessage(
             performative=Performative.REQUEST,
