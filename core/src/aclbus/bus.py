@@ -45,6 +45,7 @@ from aclbus.errors import (
     CapabilityError,
     ConfigurationError,
     HopLimitExceeded,
+    InvalidIdentifier,
     InvalidPayload,
     MessageTooLarge,
     UnknownBackend,
@@ -473,7 +474,14 @@ class Bus:
         validate_id(group, "group")
         kv = await self._groups_bucket()
         prefix = f"{group}."
-        return sorted(k[len(prefix) :] for k in await kv.keys() if k.startswith(prefix))
+        members = []
+        for key in await kv.keys():
+            if key.startswith(prefix):
+                try:
+                    members.append(validate_id(key[len(prefix) :]))
+                except InvalidIdentifier:  # written by some other client: not an agent of ours
+                    log.warning("group %s: ignoring member key %r (not an agent id)", group, key)
+        return sorted(members)
 
     async def _groups_bucket(self) -> KeyValue:
         """The KV bucket of group membership (keys ``{group}.{agent}``), made on first use."""

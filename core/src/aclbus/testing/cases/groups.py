@@ -143,3 +143,10 @@ class GroupsTestcase(BusTestcase):
         await agent.join("team")
         await agent.join("team")  # twice: still one membership
         assert agent.groups == ("team",)
+
+    async def test_a_foreign_membership_key_is_ignored(self, bus: Bus) -> None:
+        """A key in the membership bucket that names no valid agent is skipped, not fatal."""
+        await bus.agent("a").join("team")
+        bucket = await bus.backend.kv(bus.subjects.bucket("groups"))
+        await bucket.put("team.not.an-agent", b"{}")
+        assert await bus.group_members("team") == ["a"]
