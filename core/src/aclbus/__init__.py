@@ -13,6 +13,9 @@ configuration::
 
 from __future__ import annotations
 
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
 from aclbus.acl import ACL_VERSION, ACLMessage, Performative
 from aclbus.agent import Agent
 from aclbus.backend import (
@@ -31,7 +34,6 @@ from aclbus.backend import (
 )
 from aclbus.bus import Bus, BusStats, Gathered
 from aclbus.codec import Codec, JsonCodec
-from aclbus.directory import AgentDescription
 from aclbus.errors import (
     ACLBusError,
     ACLDecodeError,
@@ -55,8 +57,21 @@ from aclbus.errors import (
 from aclbus.middleware import Delivery, Middleware, Outgoing
 from aclbus.plugin import hookimpl
 from aclbus.settings import Settings
-from aclbus.shared import SharedMap
-from aclbus.streaming import ReplyStream, StreamError, StreamReport
+
+if TYPE_CHECKING:
+    from aclbus.directory import AgentDescription
+    from aclbus.shared import SharedMap
+    from aclbus.streaming import ReplyStream, StreamError, StreamReport
+
+# Loaded on first use: most programs never touch them, and every `import aclbus` (the CLI's
+# included) would pay for them.
+_LAZY = {
+    "AgentDescription": "aclbus.directory",
+    "SharedMap": "aclbus.shared",
+    "ReplyStream": "aclbus.streaming",
+    "StreamError": "aclbus.streaming",
+    "StreamReport": "aclbus.streaming",
+}
 
 __all__ = [
     "ACL_VERSION",
@@ -112,3 +127,12 @@ __all__ = [
 ]
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value

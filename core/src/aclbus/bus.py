@@ -412,17 +412,20 @@ class Bus:
             RequestTimeout: No reply within ``timeout`` (default ``settings.request_timeout``).
             ACLDecodeError: The reply is not a valid ACL message.
         """
+        out = self._request_out(msg, timeout)
+        async with self._request_slots:
+            return await self._request_chain(out)
+
+    def _request_out(self, msg: ACLMessage, timeout: float | None) -> Outgoing:
         if msg.receiver_id is None:
             raise ConfigurationError("request() needs a message with a receiver_id")
         self._check_started()
-        out = Outgoing(
+        return Outgoing(
             msg,
             self.subjects.rpc(msg.receiver_id),
             DeliveryMode.AT_MOST_ONCE,
             timeout=timeout if timeout is not None else self.settings.request_timeout,
         )
-        async with self._request_slots:
-            return await self._request_chain(out)
 
     async def publish(
         self,
@@ -526,15 +529,7 @@ class Bus:
             A future that resolves to the reply, or to the error `request` would raise.
             Stopping the bus cancels the futures still pending.
         """
-        if msg.receiver_id is None:
-            raise ConfigurationError("request() needs a message with a receiver_id")
-        self._check_started()
-        out = Outgoing(
-            msg,
-            self.subjects.rpc(msg.receiver_id),
-            DeliveryMode.AT_MOST_ONCE,
-            timeout=timeout if timeout is not None else self.settings.request_timeout,
-        )
+        out = self._request_out(msg, timeout)
         await self._request_slots.acquire()
         try:
             task = asyncio.create_task(
