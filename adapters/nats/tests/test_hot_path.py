@@ -16,7 +16,14 @@ from aclbus.backend import DeliveryMode, StreamSpec
 from aclbus.errors import NoResponders, NoStream, RequestTimeout
 from aclbus.settings import Settings
 from aclbus_nats.backend import NatsBackend
-from aclbus_nats.headers import header_block, parse_header_lines
+from aclbus_nats.headers import (
+    _NAMES,
+    _VALUES,
+    _usual_names,
+    _usual_values,
+    header_block,
+    parse_header_lines,
+)
 from aclbus_nats.settings import NatsSettings
 
 # Bytes that matter to a header parser: separators, whitespace of every kind str.isspace
@@ -73,6 +80,24 @@ async def test_header_block_is_what_nats_py_writes(headers: dict[str, str]) -> N
     assert not isinstance(expected, Exception)
     head = f"HPUB s  {len(block)} {len(block) + 4}\r\n".encode()
     assert expected == head + block + b"body\r\n"
+
+
+@given(st.lists(_TEXT, min_size=1, max_size=6).map("\x00".join))
+def test_the_quick_header_checks_accept_only_what_the_patterns_accept(joined: str) -> None:
+    """The string-method checks are a shortcut: never looser than the regular expressions."""
+    if _usual_names(joined):
+        assert _NAMES.fullmatch(joined)
+    if _usual_values(joined):
+        assert _VALUES.fullmatch(joined)
+
+
+def test_the_quick_header_checks_take_what_aclbus_writes() -> None:
+    assert _usual_names("ce-id\x00acl-receiver-id\x00Nats-Msg-Id")
+    assert _usual_values("1.0\x002026-12-02T14:47:59.998585Z\x00\x00fipa.acl.inform")
+    assert not _usual_names("ce-id\x00\x00b")
+    assert not _usual_names("a_b")  # a token nats-py takes, left to the pattern
+    assert not _usual_values("a\x00 b")
+    assert not _usual_values("a\tb")
 
 
 async def test_an_aclbus_header_block_takes_the_fast_way() -> None:

@@ -8,6 +8,7 @@ pydantic's ``ValidationError`` naming the field; messages decoded from the wire 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Final
@@ -429,6 +430,112 @@ def trusted(fields: dict[str, Any]) -> ACLMessage:
     msg = _new(ACLMessage)
     _set(msg, "__dict__", fields)
     _set(msg, "__pydantic_fields_set__", set(_FIELD_NAMES))
+    _set(msg, "__pydantic_extra__", None)
+    _set(msg, "__pydantic_private__", None)
+    return msg
+
+
+def _id_or_none(value: Any) -> bool:
+    return value is None or _valid_id(value)
+
+
+def _one_off_id(value: Any) -> bool:
+    return _valid_id(value, remember=False)
+
+
+def _one_off_id_or_none(value: Any) -> bool:
+    return value is None or _valid_id(value, remember=False)
+
+
+def _valid_id(value: Any, *, remember: bool = True) -> bool:
+    if value.__class__ is not str:
+        return False
+    try:
+        validate_id(value, remember=remember)
+    except ValueError:
+        return False
+    return True
+
+
+def _dotted_or_none(value: Any) -> bool:
+    if value is None:
+        return True
+    if value.__class__ is not str:
+        return False
+    try:
+        validate_topic(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _text_or_none(value: Any) -> bool:
+    return value is None or (value.__class__ is str and _HEADER_TEXT.fullmatch(value) is not None)
+
+
+def _int_in(low: int, high: int) -> Callable[[Any], bool]:
+    def check(value: Any) -> bool:
+        return value.__class__ is int and low <= value <= high
+
+    return check
+
+
+# The fields `build` checks itself: field -> a test that is True only for values pydantic takes
+# unchanged. Anything else (another type pydantic would convert, a bad value, another field)
+# goes through pydantic, which converts it or raises its usual error.
+_QUICK: Final[dict[str, Callable[[Any], bool]]] = {
+    "message_id": _one_off_id,
+    "sender_id": _valid_id,
+    "receiver_id": _id_or_none,
+    "correlation_id": _one_off_id_or_none,
+    "reply_to": _id_or_none,
+    "reply_with": _one_off_id_or_none,
+    "in_reply_to": _one_off_id_or_none,
+    "protocol": _id_or_none,
+    "message_type": _dotted_or_none,
+    "topic": _dotted_or_none,
+    "routing_key": _text_or_none,
+    "language": _text_or_none,
+    "ontology": _text_or_none,
+    "priority": _int_in(0, 9),
+    "retry_count": _int_in(0, MAX_RETRY_COUNT),
+    "hops": _int_in(0, MAX_HOPS),
+    "payload": lambda value: True,
+}
+_PERFORMATIVE_OF: Final[dict[str, Performative]] = {p: p for p in Performative}
+
+
+def build(**fields: Any) -> ACLMessage:
+    """``ACLMessage(**fields)``, about three times faster for the usual fields.
+
+    The performative, ids, dotted names, header texts, small integers and the payload are
+    checked here, and the message is made without pydantic's pass over every field; a message
+    with any other field (or a value pydantic would convert or refuse) is made by
+    ``ACLMessage(**fields)`` itself, so the result and the errors are the same.
+
+    Raises:
+        pydantic.ValidationError: A field is invalid (raised by `ACLMessage`).
+    """
+    values = _TEMPLATE.copy()
+    try:
+        performative = _PERFORMATIVE_OF.get(fields["performative"])
+        if performative is None or "sender_id" not in fields:
+            return ACLMessage(**fields)
+        for name, value in fields.items():
+            if name != "performative" and not _QUICK[name](value):
+                return ACLMessage(**fields)
+    except (KeyError, TypeError):  # a field build does not check, an unhashable performative
+        return ACLMessage(**fields)
+    values.update(fields)
+    values["performative"] = performative
+    if "message_id" not in fields:
+        values["message_id"] = new_id()
+    values["timestamp"] = _now()  # a given timestamp is left to pydantic (it converts)
+    values["headers"] = {}
+    values["extensions"] = {}
+    msg = _new(ACLMessage)
+    _set(msg, "__dict__", values)
+    _set(msg, "__pydantic_fields_set__", set(fields))
     _set(msg, "__pydantic_extra__", None)
     _set(msg, "__pydantic_private__", None)
     return msg

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import orjson
 from pydantic import BaseModel
 
-from aclbus.acl import ACLMessage, Performative
+from aclbus.acl import ACLMessage, Performative, build
 from aclbus.backend import DeliveryMode, Subscription, SubscriptionSpec
 from aclbus.errors import ConfigurationError
 from aclbus.subjects import TrafficClass, subject_matches, validate_id, validate_topic
@@ -270,7 +270,7 @@ class Agent:
 
     def message(self, performative: Performative | str, **fields: Any) -> ACLMessage:
         """Build a message from this agent: ``agent.message("request", receiver_id="b")``."""
-        return ACLMessage(performative=performative, sender_id=self.id, **fields)
+        return build(performative=performative, sender_id=self.id, **fields)
 
     async def start(self) -> None:
         """Subscribe to the inbox, the request subject and broadcasts. Idempotent.

@@ -27,6 +27,7 @@ MAX_ID_LENGTH = 128
 _ID = re.compile(r"[A-Za-z0-9_-]+")
 # Nearly every id on the hot path is one seen before: remember the good ones.
 _known_ids: set[str] = set()
+_known_topics: set[str] = set()
 _KNOWN_IDS_CAP = 100_000
 
 
@@ -47,12 +48,15 @@ def _reason(value: str) -> str:
     return f"{what}; use 1-{MAX_ID_LENGTH} ASCII letters, digits, '_' or '-'"
 
 
-def validate_id(value: object, kind: str = "agent id") -> str:
+def validate_id(value: object, kind: str = "agent id", *, remember: bool = True) -> str:
     """Return ``value`` if it is a valid id, else raise `InvalidIdentifier` saying why.
 
     Args:
         value: The candidate id.
         kind: What the id names, for the error message.
+        remember: Keep a valid id in the set of known ids, so that checking it again costs
+            one lookup. False for ids seen once (a message id): they would only crowd out
+            the ones that come back (agents, groups, topics).
 
     Raises:
         InvalidIdentifier: Not a string, empty, too long, or with a character outside
@@ -64,9 +68,15 @@ def validate_id(value: object, kind: str = "agent id") -> str:
         raise InvalidIdentifier(kind, value, f"expected a string, got {type(value).__name__}")
     if len(value) > MAX_ID_LENGTH or not _ID.fullmatch(value):
         raise InvalidIdentifier(kind, value, _reason(value))
-    if len(_known_ids) < _KNOWN_IDS_CAP:
-        _known_ids.add(value)
+    if remember:
+        _remember(_known_ids, value)
     return value
+
+
+def _remember(known: set[str], value: str) -> None:
+    if len(known) >= _KNOWN_IDS_CAP:
+        known.clear()  # start again rather than stop learning: the ids in use come back
+    known.add(value)
 
 
 def validate_topic(value: object, *, pattern: bool = False) -> str:
@@ -80,6 +90,8 @@ def validate_topic(value: object, *, pattern: bool = False) -> str:
     Raises:
         InvalidIdentifier: An empty token, a bad character, or a misplaced wildcard.
     """
+    if not pattern and value.__class__ is str and value in _known_topics:
+        return value
     if not isinstance(value, str) or not value:
         raise InvalidIdentifier("topic", value, "expected a non-empty dotted string")
     tokens = value.split(".")
@@ -94,6 +106,8 @@ def validate_topic(value: object, *, pattern: bool = False) -> str:
             validate_id(token, "topic token")
         except InvalidIdentifier as exc:
             raise InvalidIdentifier("topic", value, f"token {i + 1}: {exc}") from None
+    if not pattern:
+        _remember(_known_topics, value)
     return value
 
 

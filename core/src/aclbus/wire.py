@@ -56,6 +56,10 @@ _RFC3339: Final = re.compile(
     r"([0-9]{4}-[0-9]{2}-[0-9]{2})[Tt ]([0-9]{2}:[0-9]{2}:[0-9]{2})(\.[0-9]+)?"
     r"([Zz]|[+-][0-9]{2}:[0-9]{2})"
 )
+# The form `_fmt_time` writes: UTC, microseconds.
+_CANONICAL_TIME: Final = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z"
+)
 # A decimal number of seconds: what JSON, Go's strconv and Python's repr(float) write.
 _DECIMAL: Final = re.compile(r"[0-9]{1,20}(?:\.[0-9]{1,20})?(?:[eE][+-]?[0-9]{1,3})?")
 _MAX_INT_DIGITS: Final = 10
@@ -97,40 +101,42 @@ def encode(
         codec = codecs.get(content_type)
     else:
         codec = codecs.default
-    body = codec.encode(msg.payload)
+    f = msg.__dict__  # the fields: one dict lookup each rather than an attribute access
+    body = codec.encode(f["payload"])
     headers = {
         "ce-specversion": CE_SPECVERSION,
-        "ce-id": msg.message_id,
-        "ce-source": msg.sender_id,
-        "ce-type": _TYPE_BY_PERFORMATIVE[msg.performative],
-        "ce-time": _fmt_time(msg.timestamp),
+        "ce-id": f["message_id"],
+        "ce-source": f["sender_id"],
+        "ce-type": _TYPE_BY_PERFORMATIVE[f["performative"]],
+        "ce-time": _fmt_time(f["timestamp"]),
         "content-type": codec.content_type,
-        "acl-version": msg.acl_version,
+        "acl-version": f["acl_version"],
     }
-    if msg.receiver_id is not None:
-        headers["acl-receiver-id"] = msg.receiver_id
-    if msg.receivers:
-        headers["acl-receivers"] = ",".join(msg.receivers)
-    if msg.priority != 4:
-        headers["acl-priority"] = str(msg.priority)
-    if msg.retry_count:
-        headers["acl-retry-count"] = str(msg.retry_count)
-    if msg.ttl is not None:
-        headers["acl-ttl"] = repr(float(msg.ttl))
-    if msg.reply_by is not None:
-        headers["acl-reply-by"] = _fmt_time(msg.reply_by)
-    if msg.hops:
-        headers["acl-hops"] = str(msg.hops)
-    if msg.caused_by:
-        headers["acl-caused-by"] = ",".join(msg.caused_by)
-    for name in _TEXT_FIELDS:
-        value = getattr(msg, name)
+    if f["receiver_id"] is not None:
+        headers["acl-receiver-id"] = f["receiver_id"]
+    if f["receivers"]:
+        headers["acl-receivers"] = ",".join(f["receivers"])
+    if f["priority"] != 4:
+        headers["acl-priority"] = str(f["priority"])
+    if f["retry_count"]:
+        headers["acl-retry-count"] = str(f["retry_count"])
+    if f["ttl"] is not None:
+        headers["acl-ttl"] = repr(float(f["ttl"]))
+    if f["reply_by"] is not None:
+        headers["acl-reply-by"] = _fmt_time(f["reply_by"])
+    if f["hops"]:
+        headers["acl-hops"] = str(f["hops"])
+    if f["caused_by"]:
+        headers["acl-caused-by"] = ",".join(f["caused_by"])
+    for name, header in _TEXT_FIELD_HEADERS:
+        value = f[name]
         if value is not None:
-            headers[_TEXT_FIELDS[name]] = value
-    for name, value in msg.extensions.items():
-        headers["acl-" + name] = value  # never an envelope header: ACLMessage checks the names
-    if msg.headers:
-        headers.update(msg.headers)
+            headers[header] = value
+    if f["extensions"]:
+        for name, value in f["extensions"].items():
+            headers["acl-" + name] = value  # never an envelope header: ACLMessage checks them
+    if f["headers"]:
+        headers.update(f["headers"])
     if max_bytes is not None:
         size = encoded_size(headers, body)
         if size > max_bytes:
@@ -194,22 +200,11 @@ def decode(
 def _decode(
     headers: Mapping[str, str], body: bytes, codecs: CodecRegistry, max_bytes: int | None
 ) -> ACLMessage:
-    h: dict[str, str] = {}
-    for k, v in headers.items():
-        if not isinstance(k, str) or not isinstance(v, str):
-            raise ACLDecodeError(_field(str(k)), "header names and values must be text")
-        key = k.lower()
-        value = v.strip(" \t")
-        if h.setdefault(key, value) != value:
-            raise ACLDecodeError(_field(key), "given twice with different values")
-    if max_bytes is not None:
-        # As encoded_size counts, without the nats-* headers the broker adds (see decode).
-        counted = _without_nats(h) if "nats-" in "\x00".join(h) else h
-        size = encoded_size(counted, body)
-        if size > max_bytes:
-            raise ACLDecodeError(
-                "message", f"{size} bytes (headers and body), over the limit of {max_bytes}"
-            )
+    h, size = _normalized(headers, body)
+    if max_bytes is not None and size > max_bytes:
+        raise ACLDecodeError(
+            "message", f"{size} bytes (headers and body), over the limit of {max_bytes}"
+        )
 
     version = h.pop("acl-version", ACL_VERSION)
     if version != ACL_VERSION:
@@ -228,7 +223,7 @@ def _decode(
             "ce-type", f"{ce_type[:64]!r} is not '{CE_TYPE_PREFIX}' + a FIPA performative"
         )
     fields = field_template()  # every field, in the model's order
-    fields["message_id"] = _id("ce-id", _required(h, "ce-id"))
+    fields["message_id"] = _one_off_id("ce-id", _required(h, "ce-id"))
     fields["sender_id"] = _id("ce-source", _required(h, "ce-source"))
     fields["performative"] = performative
     fields["acl_version"] = version
@@ -262,12 +257,82 @@ def _decode(
     return trusted(fields)
 
 
-def _without_nats(h: dict[str, str]) -> dict[str, str]:
-    return {k: v for k, v in h.items() if not k.startswith("nats-")}
+def _normalized(headers: Mapping[str, str], body: bytes) -> tuple[dict[str, str], int]:
+    """The headers, lower-case names and values without spaces or tabs around them, and size.
+
+    The size is the message's as `encoded_size` counts it, without the ``nats-*`` headers.
+
+    The usual headers (text, the names already lower case or only differing in case from
+    no other, the values already stripped: what NATS clients deliver) take a few string
+    operations on all of them at once; anything else is read header by header.
+
+    Raises:
+        ACLDecodeError: A name or value that is not text, or a name given twice (ignoring
+            case) with different values.
+    """
+    try:
+        names = "\x00".join(headers)
+        values = "\x00".join(headers.values())
+    except TypeError:
+        return _normalized_slowly(headers, body)
+    if (
+        values.startswith((" ", "\t"))
+        or values.endswith((" ", "\t"))
+        or " \x00" in values
+        or "\t\x00" in values
+        or "\x00 " in values
+        or "\x00\t" in values
+    ):
+        return _normalized_slowly(headers, body)
+    if names.islower():
+        h = dict(headers)
+    else:
+        h = {k.lower(): v for k, v in headers.items()}
+        if len(h) != len(headers):
+            return _normalized_slowly(headers, body)
+        names = names.lower()
+    if not (names.isascii() and values.isascii()):
+        return h, _size(h, body)
+    # encoded_size: body + 12 + 4 per header + the names' and values' characters (each joined
+    # text holds n - 1 separators)
+    n = len(h)
+    size = len(body) + 14 + 2 * n + len(names) + len(values) if n else len(body) + 12
+    if "nats-" in names:
+        for k, v in h.items():
+            if k.startswith("nats-"):
+                size -= 4 + len(k) + len(v)
+    return h, size
+
+
+def _normalized_slowly(headers: Mapping[str, str], body: bytes) -> tuple[dict[str, str], int]:
+    h: dict[str, str] = {}
+    for k, v in headers.items():
+        if not isinstance(k, str) or not isinstance(v, str):
+            raise ACLDecodeError(_field(str(k)), "header names and values must be text")
+        key = k.lower()
+        value = v.strip(" \t")
+        if h.setdefault(key, value) != value:
+            raise ACLDecodeError(_field(key), "given twice with different values")
+    return h, _size(h, body)
+
+
+def _size(h: dict[str, str], body: bytes) -> int:
+    """`encoded_size` without the ``nats-*`` headers (which the broker or backend adds)."""
+    if "nats-" in "\x00".join(h):
+        h = {k: v for k, v in h.items() if not k.startswith("nats-")}
+    return encoded_size(h, body)
 
 
 def _id(header: str, value: str) -> str:
     return _checked(header, value, validate_id)
+
+
+def _one_off_id(header: str, value: str) -> str:
+    """An id that names one message (its own, the one it answers): not worth remembering."""
+    try:
+        return validate_id(value, remember=False)
+    except InvalidIdentifier as exc:
+        raise ACLDecodeError(header, str(exc)) from None
 
 
 def _dotted(header: str, value: str) -> str:
@@ -332,6 +397,11 @@ def _ttl(header: str, raw: str) -> float:
 
 
 def _time(header: str, raw: str) -> datetime:
+    if _CANONICAL_TIME.fullmatch(raw):  # what aclbus writes: fromisoformat reads it as is
+        try:
+            return datetime.fromisoformat(raw)
+        except ValueError:
+            pass  # a day or hour out of range: the general way below names the header
     match = _RFC3339.fullmatch(raw)
     try:
         if match is None:
@@ -364,10 +434,15 @@ _FREE_TEXT_FIELDS: Final = {
     "ontology": "acl-ontology",
 }
 _TEXT_FIELDS: Final = {**_ID_FIELDS, **_DOTTED_FIELDS, **_FREE_TEXT_FIELDS}
+_TEXT_FIELD_HEADERS: Final = tuple(_TEXT_FIELDS.items())
 
 # The optional envelope headers: header -> (field, parser(header, value)).
+_ONE_OFF_ID_FIELDS: Final = frozenset({"correlation_id", "reply_with", "in_reply_to"})
 _PARSERS: Final[dict[str, tuple[str, Callable[[str, str], Any]]]] = {
-    **{header: (name, _id) for name, header in _ID_FIELDS.items()},
+    **{
+        header: (name, _one_off_id if name in _ONE_OFF_ID_FIELDS else _id)
+        for name, header in _ID_FIELDS.items()
+    },
     **{header: (name, _dotted) for name, header in _DOTTED_FIELDS.items()},
     **{header: (name, _text) for name, header in _FREE_TEXT_FIELDS.items()},
     "acl-receivers": ("receivers", _receivers),
