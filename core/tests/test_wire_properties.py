@@ -268,3 +268,13 @@ def test_quick_header_reading_equals_reading_header_by_header(
     if isinstance(outcomes[0][0], dict):
         counted = {k: v for k, v in outcomes[0][0].items() if not k.startswith("nats-")}
         assert outcomes[0][1] == wire.encoded_size(counted, body)
+
+
+@BOUNDED
+@given(st.lists(st.datetimes(timezones=st.just(UTC)), min_size=1, max_size=4))
+def test_time_text_is_isoformat_whatever_second_came_before(times: list[datetime]) -> None:
+    """Times keep the text of their second from the last one: never the wrong second's."""
+    for when in times:
+        assert wire._fmt_time(when) == when.isoformat(timespec="microseconds")[:-6] + "Z"
+        later = when.replace(microsecond=(when.microsecond + 1) % 1_000_000)
+        assert wire._fmt_time(later) == later.isoformat(timespec="microseconds")[:-6] + "Z"

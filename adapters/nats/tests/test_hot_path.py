@@ -112,6 +112,8 @@ async def test_an_aclbus_header_block_takes_the_fast_way() -> None:
         f"NATS/1.0\r\n{expected}: 0\r\n\r\n".encode()
     )
     assert header_block({"bad name": "x"}) is None
+    assert header_block({"0\x000": ""}) is None  # NUL is no separator inside a name
+    assert header_block({"a": "1\x002"}) is None
     assert header_block({"a": " padded"}) is None
     assert header_block({}) is None
 

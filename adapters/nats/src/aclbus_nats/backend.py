@@ -16,7 +16,7 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Iterator, Mapping
+from collections.abc import Awaitable, Mapping
 from datetime import UTC
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -91,21 +91,20 @@ MIN_TTL_SERVER = (2, 11)
 _JS_MSG_SIZE_ERRORS = (10054,)  # JSStreamMessageExceedsMaximumErr
 
 
-@contextlib.contextmanager
-def _unsent(what: str, subject: str) -> Iterator[None]:
-    """Turn nats-py's "not sent" errors into `BackendClosed` naming the subject."""
-    try:
-        yield
-    except nats_errors.OutboundBufferLimitError:
-        raise BackendClosed(
+_NOT_SENT = (nats_errors.OutboundBufferLimitError, nats_errors.ConnectionClosedError)
+"""nats-py's errors for a message it did not send (caught around each publish: a plain
+``try``, as a context manager per message costs more than the rest of the call)."""
+
+
+def _not_sent(exc: Exception, what: str, subject: str) -> BackendClosed:
+    """nats-py's "not sent" error ``exc`` as `BackendClosed` naming the subject."""
+    if isinstance(exc, nats_errors.OutboundBufferLimitError):
+        return BackendClosed(
             f"the connection to NATS is down and its reconnect buffer is full; the {what} to "
             f"{subject!r} was not sent; send it again once reconnected "
             "(ACLBUS_NATS__RECONNECT_BUFFER sets the buffer's size)"
-        ) from None
-    except nats_errors.ConnectionClosedError:
-        raise BackendClosed(
-            f"the NATS connection is closed; the {what} to {subject!r} was not sent"
-        ) from None
+        )
+    return BackendClosed(f"the NATS connection is closed; the {what} to {subject!r} was not sent")
 
 
 _JS_STORE_ERRORS = (10002, 10023, 10047, 10077)  # account/server/stream storage limits
@@ -680,21 +679,24 @@ class NatsBackend(Backend):
         if size > nc.max_payload:
             raise MessageTooLarge(size, nc.max_payload, "message (the server's max_payload)")
         if not persistent:
-            with _unsent("publish", subject):
+            try:
                 await nc.publish(subject, body, reply=reply or "", headers=hdrs)
+            except _NOT_SENT as exc:
+                raise _not_sent(exc, "publish", subject) from None
             return PublishAck()
         timeout = self.nats_settings.publish_timeout
         deadline = time.monotonic() + timeout
         while True:
             try:
-                with _unsent("publish", subject):
-                    response = await inbox.ask(
-                        subject,
-                        body,
-                        hdrs,
-                        max(deadline - time.monotonic(), 0.01),
-                        retry=msg_id is not None,
-                    )
+                response = await inbox.ask(
+                    subject,
+                    body,
+                    hdrs,
+                    max(deadline - time.monotonic(), 0.01),
+                    retry=msg_id is not None,
+                )
+            except _NOT_SENT as exc:
+                raise _not_sent(exc, "publish", subject) from None
             except Interrupted:
                 continue  # sent again: the same Nats-Msg-Id is stored once
             except TimeoutError:
@@ -744,8 +746,9 @@ class NatsBackend(Backend):
         _, inbox = self._replies()
         hdrs = headers if isinstance(headers, dict) else dict(headers)
         try:
-            with _unsent("request", subject):
-                msg = await inbox.ask(subject, body, hdrs, timeout)
+            msg = await inbox.ask(subject, body, hdrs, timeout)
+        except _NOT_SENT as exc:
+            raise _not_sent(exc, "request", subject) from None
         except TimeoutError:
             raise RequestTimeout(subject, timeout) from None
         if _no_responders(msg):

@@ -98,6 +98,9 @@ def header_block(headers: dict[str, Any]) -> bytes | None:
         values = "\x00".join(headers.values())
     except TypeError:
         return None
+    separators = len(headers) - 1
+    if names.count("\x00") != separators or values.count("\x00") != separators:
+        return None  # a NUL inside a name or value: the checks below would read it as a separator
     if not (_usual_names(names) or _NAMES.fullmatch(names)) or not (
         _usual_values(values) or _VALUES.fullmatch(values)
     ):
