@@ -396,7 +396,7 @@ def _causation(header: str, raw: str) -> tuple[str, ...]:
             header, f"holds {len(ids)} message ids, over the limit of {MAX_CAUSATION}"
         )
     try:
-        return tuple(validate_id(i, "message id") for i in ids)
+        return tuple(validate_id(i, "message id", remember=False) for i in ids)
     except InvalidIdentifier as exc:
         raise ACLDecodeError(header, str(exc)) from None
 
