@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from aclbus.testing import MemoryConfig
+from aclbus.testing.cases.batches import BatchTestcase
 from aclbus.testing.cases.groups import GroupsTestcase
 from aclbus.testing.cases.hops import HopProtectionTestcase
 from aclbus.testing.cases.scatter import (
@@ -12,6 +13,10 @@ from aclbus.testing.cases.scatter import (
 )
 from aclbus.testing.cases.topics import ContentFilterTestcase, TopicsTestcase
 from aclbus.testing.cases.typed import TypedPayloadTestcase
+
+
+class TestBatches(MemoryConfig, BatchTestcase):
+    pass
 
 
 class TestGroups(MemoryConfig, GroupsTestcase):

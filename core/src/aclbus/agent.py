@@ -23,6 +23,7 @@ from aclbus.errors import ConfigurationError
 from aclbus.subjects import TrafficClass, subject_matches, validate_id, validate_topic
 
 if TYPE_CHECKING:
+    from aclbus.batches import Batcher
     from aclbus.bus import Bus
     from aclbus.middleware import Delivery
 
@@ -58,6 +59,8 @@ class Route:
             the handler then gets the message with the model instance as its payload.
         streams: The handler is an async generator: what it yields is streamed to the
             requester (see `aclbus.streaming`).
+        batch: The handler takes batches of messages (`on_batch`): the batcher that collects
+            them; None for a handler of one message at a time.
     """
 
     performatives: frozenset[Performative] | None
@@ -70,6 +73,7 @@ class Route:
     where: Callable[[ACLMessage], bool] | None = None
     payload: type[BaseModel] | None = None
     streams: bool = False
+    batch: Batcher | None = None
 
     def matches(self, msg: ACLMessage) -> bool:
         """Whether this route handles ``msg``."""
@@ -172,33 +176,90 @@ class Agent:
                 two parameters, or ``payload`` is not a pydantic model class.
             ValueError: An unknown performative, a bad message type, protocol, topic or header.
         """
-        acts = frozenset(Performative(p) for p in performatives) or None
-        if message_type is not None:
-            validate_topic(message_type, pattern=True)
-        if protocol is not None:
-            validate_id(protocol, "protocol")
-        if topic is not None:
-            validate_topic(topic, pattern=True)
-        header_items = _header_filter(headers)
-        if payload is not None and not (
-            isinstance(payload, type) and issubclass(payload, BaseModel)
-        ):
-            raise TypeError(f"payload= must be a pydantic model class, not {payload!r}")
+        filters = _filters(performatives, message_type, protocol, topic, headers, where, payload)
 
         def decorate(func: H) -> H:
             self._routes.append(
                 Route(
-                    acts,
-                    message_type,
-                    func,
-                    _takes_delivery(func),
-                    protocol=protocol,
-                    topic=topic,
-                    headers=header_items,
-                    where=where,
-                    payload=payload,
+                    func=func,
+                    takes_delivery=_takes_delivery(func),
                     streams=inspect.isasyncgenfunction(func),
+                    **filters,
                 )
+            )
+            return func
+
+        return decorate
+
+    def on_batch(
+        self,
+        *performatives: Performative | str,
+        max_messages: int = 100,
+        max_wait: float = 0.05,
+        message_type: str | None = None,
+        protocol: str | None = None,
+        topic: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        where: Callable[[ACLMessage], bool] | None = None,
+        payload: type[BaseModel] | None = None,
+    ) -> Callable[[H], H]:
+        """Register the decorated coroutine function as a handler of batches of messages.
+
+        The handler is ``async def handler(msgs)`` or ``async def handler(msgs, deliveries)``:
+        a list of up to ``max_messages`` messages, in the order they came, and their
+        `Delivery` objects. It is called when ``max_messages`` have come, or when the first of
+        them has waited ``max_wait`` seconds; one batch at a time. The filters are those of
+        `on`, and each message is routed, checked against ``payload`` and passed through the
+        consume middleware on its own.
+
+        When the handler returns, every message it did not settle itself (with its delivery's
+        ``ack``, ``nack`` or ``term``) is acknowledged; when it raises, every unsettled message
+        of the batch fails as with any handler's error (the retry policy, then the dead-letter
+        queue). It may return a list of one reply (an `ACLMessage` or None) per message: each
+        is sent as a handler's return value is (to a waiting requester, else the receivers).
+
+        Args:
+            *performatives: Handle only these acts; none: every act.
+            max_messages: Messages per call, at most (1 to `aclbus.batches.MAX_BATCH`).
+            max_wait: Seconds the first message of a batch waits for more, at most; below
+                the bus' ``ack_wait``, or messages would be redelivered while they wait.
+            message_type: As in `on`.
+            protocol: As in `on`.
+            topic: As in `on`.
+            headers: As in `on`.
+            where: As in `on`.
+            payload: As in `on`: a message whose payload does not fit is answered
+                ``not-understood`` and dead-lettered, and the batch goes on without it.
+
+        Raises:
+            TypeError: The handler is not a coroutine function of one or two parameters (an
+                async generator cannot take batches), or ``max_messages`` is not an integer.
+            ValueError: ``max_messages`` or ``max_wait`` out of range, or a bad filter.
+        """
+        from aclbus.batches import MAX_BATCH, Batcher
+
+        if not isinstance(max_messages, int) or isinstance(max_messages, bool):
+            raise TypeError(f"max_messages must be an integer, not {max_messages!r}")
+        if not 1 <= max_messages <= MAX_BATCH:
+            raise ValueError(f"max_messages must be from 1 to {MAX_BATCH}, got {max_messages}")
+        ack_wait = self.bus.settings.ack_wait
+        if not 0 < max_wait < ack_wait:
+            raise ValueError(
+                f"max_wait must be above 0 and below the ack_wait of {ack_wait:g} s (messages "
+                f"waiting for their batch would be redelivered), got {max_wait!r}"
+            )
+        filters = _filters(performatives, message_type, protocol, topic, headers, where, payload)
+
+        def decorate(func: H) -> H:
+            if inspect.isasyncgenfunction(func):
+                raise TypeError(
+                    f"batch handler {func.__qualname__} is an async generator: it cannot "
+                    "stream replies to a batch; return a list of replies instead"
+                )
+            takes_delivery = _takes_delivery(func)
+            batcher = Batcher(self.bus, self.id, func, takes_delivery, max_messages, max_wait)
+            self._routes.append(
+                Route(func=func, takes_delivery=takes_delivery, batch=batcher, **filters)
             )
             return func
 
@@ -370,6 +431,10 @@ class Agent:
                 topic.subscription = None
         for sub in subscriptions:
             await sub.unsubscribe()
+        # What batch handlers still hold came before the stop: handle it now.
+        for route in list(self._routes):
+            if route.batch is not None:
+                await route.batch.drain()
 
     async def _subscribe(self, spec: SubscriptionSpec) -> Subscription:
         return await self.bus.backend.subscribe(spec, self.bus._delivery_handler(self))
@@ -595,6 +660,35 @@ def _header_filter(headers: Mapping[str, str] | None) -> tuple[tuple[str, str], 
         if name != name.lower():
             raise ValueError(f"header filter {name!r}: header names are lower-case")
     return tuple(sorted(headers.items()))
+
+
+def _filters(
+    performatives: tuple[Performative | str, ...],
+    message_type: str | None,
+    protocol: str | None,
+    topic: str | None,
+    headers: Mapping[str, str] | None,
+    where: Callable[[ACLMessage], bool] | None,
+    payload: type[BaseModel] | None,
+) -> dict[str, Any]:
+    """The filters of a handler, checked: `Route`'s fields other than the handler's."""
+    if message_type is not None:
+        validate_topic(message_type, pattern=True)
+    if protocol is not None:
+        validate_id(protocol, "protocol")
+    if topic is not None:
+        validate_topic(topic, pattern=True)
+    if payload is not None and not (isinstance(payload, type) and issubclass(payload, BaseModel)):
+        raise TypeError(f"payload= must be a pydantic model class, not {payload!r}")
+    return {
+        "performatives": frozenset(Performative(p) for p in performatives) or None,
+        "message_type": message_type,
+        "protocol": protocol,
+        "topic": topic,
+        "headers": _header_filter(headers),
+        "where": where,
+        "payload": payload,
+    }
 
 
 def _takes_delivery(func: Handler) -> bool:

@@ -709,20 +709,39 @@ class Bus:
                 return
             delivery = Delivery(msg, received, agent_id)
             try:
-                delivery.route = agent.route(msg)  # a handler's `where=` predicate may raise
-                await self._consume_chain(delivery)
+                route = delivery.route = agent.route(msg)  # a `where=` predicate may raise
             except Exception as exc:
-                self.stats.failed += 1
-                log.warning(
-                    "agent %s: handling message %s failed: %s: %s",
-                    agent_id,
-                    msg.message_id,
-                    type(exc).__name__,
-                    redact(str(exc)),  # an exception's text may hold a credential
-                )
-                await self._fail(delivery, exc)
+                await self._failed(delivery, exc)
+                return
+            if route is not None and route.batch is not None:
+                await route.batch.add(delivery)  # its batch runs the chain (see aclbus.batches)
+                return
+            await self._consume(delivery)
 
         return on_delivery
+
+    async def _consume(self, delivery: Delivery) -> None:
+        """Run a routed delivery through the consume chain; a failure fails the delivery."""
+        try:
+            await self._consume_chain(delivery)
+        except Exception as exc:
+            await self._failed(delivery, exc)
+
+    async def _failed(self, delivery: Delivery, exc: Exception) -> None:
+        self.stats.failed += 1
+        log.warning(
+            "agent %s: handling message %s failed: %s: %s",
+            delivery.agent,
+            delivery.message.message_id,
+            type(exc).__name__,
+            redact(str(exc)),  # an exception's text may hold a credential
+        )
+        await self._fail(delivery, exc)
+
+    @property
+    def has_consume_middleware(self) -> bool:
+        """Whether any middleware wraps consuming (else the handler is called directly)."""
+        return self._consume_chain != self._dispatch
 
     async def _dispatch(self, delivery: Delivery) -> None:
         """The innermost step of the consume chain: route to a handler, send its reply, ack."""
@@ -732,13 +751,8 @@ class Bus:
             await self._not_understood(delivery, "no handler for this message")
             await delivery.ack()
             return
-        if route.payload is not None:
-            try:
-                typed = route.payload.model_validate(delivery.message.payload)
-            except ValidationError as exc:
-                await self._invalid_payload(delivery, route.payload, exc)
-                return
-            delivery.message = delivery.message.model_copy(update={"payload": typed})
+        if route.payload is not None and not await self._typed(delivery):
+            return
         if route.streams:
             from aclbus.streaming import serve
 
@@ -747,7 +761,30 @@ class Bus:
             if delivery.received.settled is None:
                 await delivery.ack()
             return
-        result = await call_handler(route, delivery)
+        if route.batch is not None:
+            result = await route.batch.arrive(delivery)
+        else:
+            result = await call_handler(route, delivery)
+        await self._finish(delivery, result)
+
+    async def _typed(self, delivery: Delivery) -> bool:
+        """Give the message its route's payload model; False if the payload does not fit.
+
+        A payload that does not fit is answered and dead-lettered here (see `_invalid_payload`).
+        """
+        model = delivery.route.payload if delivery.route is not None else None
+        if model is None:
+            return True
+        try:
+            typed = model.model_validate(delivery.message.payload)
+        except ValidationError as exc:
+            await self._invalid_payload(delivery, model, exc)
+            return False
+        delivery.message = delivery.message.model_copy(update={"payload": typed})
+        return True
+
+    async def _finish(self, delivery: Delivery, result: ACLMessage | None) -> None:
+        """After the handler: send its reply, count it, acknowledge what it left unsettled."""
         if result is not None:
             await self._send_result(result, delivery.received)
         self.stats.handled += 1

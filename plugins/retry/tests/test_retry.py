@@ -147,6 +147,39 @@ class RetryCases(RetryBase):
             assert bus.stats.failed == 2, "each failed attempt is counted by the bus"
             assert bus.stats.handled == 1
 
+    async def test_a_failed_batch_is_retried_message_by_message(self) -> None:
+        """A batch handler that fails once: each message is redelivered after the backoff."""
+        bus = self.retry_bus(initial_interval=0.3, multiplier=1.0, max_attempts=3)
+        calls: Collector[list[tuple[int, int]]] = Collector()
+        worker = bus.agent("worker")
+
+        @worker.on_batch(Performative.REQUEST, max_messages=3, max_wait=0.1)
+        async def store(msgs: list[ACLMessage], deliveries: list[Delivery]) -> None:
+            calls.add([(m.payload, d.attempt) for m, d in zip(msgs, deliveries, strict=True)])
+            if any(d.attempt == 1 for d in deliveries):
+                raise Flaky("the store is busy")
+
+        async with bus:
+            for n in range(3):
+                await bus.send(request(payload=n))
+            await calls.wait_for(1)
+
+            async def again() -> bool:
+                return sum(len(c) for c in calls.items[1:]) >= 3
+
+            spent = 0.0
+            while not await again():
+                assert spent < 10, f"no retry of the batch: {calls.items}"
+                await self.advance(0.1)
+                spent += 0.1
+            first = sorted(calls.items[0])
+            retried = sorted(x for c in calls.items[1:] for x in c)
+            assert first == [(0, 1), (1, 1), (2, 1)]
+            assert retried == [(0, 2), (1, 2), (2, 2)]
+            assert await bus.dead_letters.list() == []
+            assert bus.stats.failed == 3
+            assert bus.stats.handled == 3
+
     async def test_exhausted_attempts_land_in_the_dead_letter_queue(self) -> None:
         """Always failing: tried max_attempts times, then dead-lettered with the last error."""
         bus = self.retry_bus(initial_interval=0.3, multiplier=1.0, max_attempts=3)

@@ -6,8 +6,8 @@ Backend-level (the `Backend` contract): `PubSubTestcase`, `PersistentPubSubTestc
 `BackoffTestcase`, `DedupTestcase`, `OrderingTestcase`, `DurableTestcase`, `TTLTestcase`,
 `KeyValueTestcase`, `StoredMessagesTestcase`. Bus-level (a `Bus` on the backend):
 `PointToPointTestcase`, `BroadcastTestcase`, `BusRequestTestcase`, `AgentResilienceTestcase`,
-`MiddlewareOrderTestcase`, and the communication patterns: `GroupsTestcase`, `TopicsTestcase`,
-`ContentFilterTestcase`, `TypedPayloadTestcase`, `HopProtectionTestcase`,
+`MiddlewareOrderTestcase`, and the communication patterns: `BatchTestcase`, `GroupsTestcase`,
+`TopicsTestcase`, `ContentFilterTestcase`, `TypedPayloadTestcase`, `HopProtectionTestcase`,
 `RequestFutureTestcase`, `ScatterGatherTestcase`, `ServiceInstancesTestcase`,
 `StreamingTestcase`, `StreamFaultsTestcase`, `SharedMapTestcase`, `DirectoryTestcase`,
 `PresenceTestcase`, and the FIPA protocols: `RequestProtocolTestcase`, `QueryProtocolTestcase`,
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from aclbus.testing.cases.agents import BroadcastTestcase, BusRequestTestcase, PointToPointTestcase
 from aclbus.testing.cases.base import BackendTestcase, BusTestcase
+from aclbus.testing.cases.batches import BatchTestcase
 from aclbus.testing.cases.dedup import DedupTestcase
 from aclbus.testing.cases.delivery import (
     AckTestcase,
@@ -65,6 +66,7 @@ __all__ = [
     "AgentResilienceTestcase",
     "BackendTestcase",
     "BackoffTestcase",
+    "BatchTestcase",
     "BroadcastTestcase",
     "BusRequestTestcase",
     "BusTestcase",
@@ -133,6 +135,7 @@ BUS_TESTCASES: tuple[type[BusTestcase], ...] = (
     BusRequestTestcase,
     AgentResilienceTestcase,
     MiddlewareOrderTestcase,
+    BatchTestcase,
     ContentFilterTestcase,
     DirectoryTestcase,
     GroupsTestcase,
