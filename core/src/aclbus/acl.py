@@ -420,16 +420,20 @@ _TEMPLATE: Final[dict[str, Any]] = {
 }
 
 
-def trusted(fields: dict[str, Any]) -> ACLMessage:
+def trusted(fields: dict[str, Any], given: set[str] | None = None) -> ACLMessage:
     """Build a message from values already checked, every field given, without validation.
 
     As pydantic's ``model_construct``, minus its loop over fields to find defaults (the largest
-    single cost of decoding). Only for aclbus' own decoder and `ACLMessage.reply`: a wrong value
-    here makes an invalid message.
+    single cost of decoding). Only for aclbus' own decoder, `build` and `ACLMessage.reply`: a
+    wrong value here makes an invalid message.
+
+    Args:
+        fields: Every field, in the model's order.
+        given: The fields to count as set explicitly (``model_fields_set``); None: all.
     """
     msg = _new(ACLMessage)
     _set(msg, "__dict__", fields)
-    _set(msg, "__pydantic_fields_set__", set(_FIELD_NAMES))
+    _set(msg, "__pydantic_fields_set__", set(_FIELD_NAMES) if given is None else given)
     _set(msg, "__pydantic_extra__", None)
     _set(msg, "__pydantic_private__", None)
     return msg
@@ -533,12 +537,7 @@ def build(**fields: Any) -> ACLMessage:
     values["timestamp"] = _now()  # a given timestamp is left to pydantic (it converts)
     values["headers"] = {}
     values["extensions"] = {}
-    msg = _new(ACLMessage)
-    _set(msg, "__dict__", values)
-    _set(msg, "__pydantic_fields_set__", set(fields))
-    _set(msg, "__pydantic_extra__", None)
-    _set(msg, "__pydantic_private__", None)
-    return msg
+    return trusted(values, set(fields))
 
 
 def field_template() -> dict[str, Any]:
