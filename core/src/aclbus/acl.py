@@ -135,7 +135,16 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def _one_off_id(value: str) -> str:
+    return validate_id(value, remember=False)
+
+
+ONE_OFF_ID_FIELDS: Final = frozenset({"message_id", "correlation_id", "reply_with", "in_reply_to"})
+"""Id fields that name one message (with ``caused_by``): checked without being kept in the
+cache of known ids, which they would only crowd out (see `aclbus.subjects.validate_id`)."""
+
 Id = Annotated[str, AfterValidator(validate_id)]
+OneOffId = Annotated[str, AfterValidator(_one_off_id)]
 HeaderText = Annotated[str, AfterValidator(_header_text)]
 Dotted = Annotated[str, AfterValidator(validate_topic)]
 UtcTime = Annotated[datetime, AfterValidator(_utc)]
@@ -184,8 +193,8 @@ class ACLMessage(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid", validate_default=False)
 
-    message_id: Id = Field(default_factory=new_id)
-    correlation_id: Id | None = None
+    message_id: OneOffId = Field(default_factory=new_id)
+    correlation_id: OneOffId | None = None
     reply_to: Id | None = None
     timestamp: UtcTime = Field(default_factory=_now)
     ttl: float | None = Field(default=None, ge=MIN_TTL_SECONDS, allow_inf_nan=False)
@@ -199,14 +208,14 @@ class ACLMessage(BaseModel):
     payload: Any = None
     topic: Dotted | None = None
     routing_key: HeaderText | None = None
-    reply_with: Id | None = None
-    in_reply_to: Id | None = None
+    reply_with: OneOffId | None = None
+    in_reply_to: OneOffId | None = None
     reply_by: UtcTime | None = None
     protocol: Id | None = None
     language: HeaderText | None = None
     ontology: HeaderText | None = None
     hops: int = Field(default=0, ge=0, le=MAX_HOPS)
-    caused_by: tuple[Id, ...] = Field(default=(), max_length=MAX_CAUSATION)
+    caused_by: tuple[OneOffId, ...] = Field(default=(), max_length=MAX_CAUSATION)
     acl_version: str = ACL_VERSION
     headers: dict[str, HeaderText] = Field(default_factory=dict)
     extensions: dict[str, HeaderText] = Field(default_factory=dict)
@@ -301,7 +310,7 @@ class ACLMessage(BaseModel):
             pydantic.ValidationError: A field of the reply is invalid.
         """
         sender = fields.pop("sender_id", None)
-        if not fields and performative in _PERFORMATIVES and _valid_sender(sender):
+        if not fields and performative in _PERFORMATIVES and _id_or_none(sender):
             return self._fast_reply(performative, payload, sender)
         if sender is None:
             receivers = self.all_receivers
@@ -400,16 +409,6 @@ class ACLMessage(BaseModel):
 _PERFORMATIVES: Final = frozenset(Performative) | frozenset(p.value for p in Performative)
 
 
-def _valid_sender(sender: object) -> bool:
-    if sender is None:
-        return True
-    try:
-        validate_id(sender)
-    except ValueError:
-        return False  # the validating path names the field in its error
-    return True
-
-
 _new = object.__new__
 _set = object.__setattr__
 _FIELD_NAMES: Final = frozenset(ACLMessage.model_fields)
@@ -439,38 +438,30 @@ def trusted(fields: dict[str, Any], given: set[str] | None = None) -> ACLMessage
     return msg
 
 
+def _passes(check: Callable[[str], object], value: Any) -> bool:
+    """Whether ``value`` is a string that ``check`` takes.
+
+    False sends the value to the validating path, which names the field in its error.
+    """
+    if value.__class__ is not str:
+        return False
+    try:
+        check(value)
+    except ValueError:
+        return False
+    return True
+
+
 def _id_or_none(value: Any) -> bool:
-    return value is None or _valid_id(value)
-
-
-def _one_off_id(value: Any) -> bool:
-    return _valid_id(value, remember=False)
+    return value is None or _passes(validate_id, value)
 
 
 def _one_off_id_or_none(value: Any) -> bool:
-    return value is None or _valid_id(value, remember=False)
-
-
-def _valid_id(value: Any, *, remember: bool = True) -> bool:
-    if value.__class__ is not str:
-        return False
-    try:
-        validate_id(value, remember=remember)
-    except ValueError:
-        return False
-    return True
+    return value is None or _passes(_one_off_id, value)
 
 
 def _dotted_or_none(value: Any) -> bool:
-    if value is None:
-        return True
-    if value.__class__ is not str:
-        return False
-    try:
-        validate_topic(value)
-    except ValueError:
-        return False
-    return True
+    return value is None or _passes(validate_topic, value)
 
 
 def _text_or_none(value: Any) -> bool:
@@ -488,14 +479,13 @@ def _int_in(low: int, high: int) -> Callable[[Any], bool]:
 # unchanged. Anything else (another type pydantic would convert, a bad value, another field)
 # goes through pydantic, which converts it or raises its usual error.
 _QUICK: Final[dict[str, Callable[[Any], bool]]] = {
-    "message_id": _one_off_id,
-    "sender_id": _valid_id,
+    **{
+        name: _one_off_id_or_none if name in ONE_OFF_ID_FIELDS else _id_or_none
+        for name in ("correlation_id", "reply_to", "reply_with", "in_reply_to", "protocol")
+    },
+    "message_id": lambda value: _passes(_one_off_id, value),
+    "sender_id": lambda value: _passes(validate_id, value),
     "receiver_id": _id_or_none,
-    "correlation_id": _one_off_id_or_none,
-    "reply_to": _id_or_none,
-    "reply_with": _one_off_id_or_none,
-    "in_reply_to": _one_off_id_or_none,
-    "protocol": _id_or_none,
     "message_type": _dotted_or_none,
     "topic": _dotted_or_none,
     "routing_key": _text_or_none,
@@ -520,7 +510,6 @@ def build(**fields: Any) -> ACLMessage:
     Raises:
         pydantic.ValidationError: A field is invalid (raised by `ACLMessage`).
     """
-    values = _TEMPLATE.copy()
     try:
         performative = _PERFORMATIVE_OF.get(fields["performative"])
         if performative is None or "sender_id" not in fields:
@@ -530,6 +519,7 @@ def build(**fields: Any) -> ACLMessage:
                 return ACLMessage(**fields)
     except (KeyError, TypeError):  # a field build does not check, an unhashable performative
         return ACLMessage(**fields)
+    values = field_template()
     values.update(fields)
     values["performative"] = performative
     if "message_id" not in fields:

@@ -13,6 +13,7 @@ import math
 import re
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Final
 
 from aclbus.acl import (
@@ -24,6 +25,7 @@ from aclbus.acl import (
     MAX_HOPS,
     MAX_RETRY_COUNT,
     MIN_TTL_SECONDS,
+    ONE_OFF_ID_FIELDS,
     ACLMessage,
     Performative,
     _utc,
@@ -238,7 +240,7 @@ def _decode(
             "ce-type", f"{ce_type[:64]!r} is not '{CE_TYPE_PREFIX}' + a FIPA performative"
         )
     fields = field_template()  # every field, in the model's order
-    fields["message_id"] = _one_off_id("ce-id", _required(h, "ce-id"))
+    fields["message_id"] = _message_id("ce-id", _required(h, "ce-id"))
     fields["sender_id"] = _id("ce-source", _required(h, "ce-source"))
     fields["performative"] = performative
     fields["acl_version"] = version
@@ -342,12 +344,9 @@ def _id(header: str, value: str) -> str:
     return _checked(header, value, validate_id)
 
 
-def _one_off_id(header: str, value: str) -> str:
+def _message_id(header: str, value: str) -> str:
     """An id that names one message (its own, the one it answers): not worth remembering."""
-    try:
-        return validate_id(value, remember=False)
-    except InvalidIdentifier as exc:
-        raise ACLDecodeError(header, str(exc)) from None
+    return _checked(header, value, partial(validate_id, remember=False))
 
 
 def _dotted(header: str, value: str) -> str:
@@ -452,10 +451,9 @@ _TEXT_FIELDS: Final = {**_ID_FIELDS, **_DOTTED_FIELDS, **_FREE_TEXT_FIELDS}
 _TEXT_FIELD_HEADERS: Final = tuple(_TEXT_FIELDS.items())
 
 # The optional envelope headers: header -> (field, parser(header, value)).
-_ONE_OFF_ID_FIELDS: Final = frozenset({"correlation_id", "reply_with", "in_reply_to"})
 _PARSERS: Final[dict[str, tuple[str, Callable[[str, str], Any]]]] = {
     **{
-        header: (name, _one_off_id if name in _ONE_OFF_ID_FIELDS else _id)
+        header: (name, _message_id if name in ONE_OFF_ID_FIELDS else _id)
         for name, header in _ID_FIELDS.items()
     },
     **{header: (name, _dotted) for name, header in _DOTTED_FIELDS.items()},
