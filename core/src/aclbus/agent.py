@@ -672,6 +672,7 @@ def _filters(
     payload: type[BaseModel] | None,
 ) -> dict[str, Any]:
     """The filters of a handler, checked: `Route`'s fields other than the handler's."""
+    acts = frozenset(Performative(p) for p in performatives) or None
     if message_type is not None:
         validate_topic(message_type, pattern=True)
     if protocol is not None:
@@ -681,7 +682,7 @@ def _filters(
     if payload is not None and not (isinstance(payload, type) and issubclass(payload, BaseModel)):
         raise TypeError(f"payload= must be a pydantic model class, not {payload!r}")
     return {
-        "performatives": frozenset(Performative(p) for p in performatives) or None,
+        "performatives": acts,
         "message_type": message_type,
         "protocol": protocol,
         "topic": topic,

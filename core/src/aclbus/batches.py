@@ -78,10 +78,11 @@ class Batcher:
         self._room = asyncio.Event()
         self._room.set()
         self._draining = False
-        # the batch in the consume middleware: its results, who reached the handler, who left
+        # the batch in the consume middleware: its results, who reached the handler, and how
+        # many have neither reached it nor left the chain yet
         self._results: dict[Delivery, asyncio.Future[ACLMessage | None]] = {}
         self._arrived: set[Delivery] = set()
-        self._left = 0
+        self._outstanding = 0
         self._all_in: asyncio.Event | None = None
 
     @property
@@ -174,7 +175,7 @@ class Batcher:
 
     async def _handle(self, batch: list[Delivery]) -> None:
         bus = self.bus
-        if not bus.has_consume_middleware:
+        if not bus._has_consume_middleware:
             ready = [d for d in batch if await bus._typed(d)]
             if not ready:
                 return
@@ -202,7 +203,7 @@ class Batcher:
         loop = asyncio.get_running_loop()
         self._results = {d: loop.create_future() for d in batch}
         self._arrived = set()
-        self._left = 0
+        self._outstanding = len(batch)
         self._all_in = asyncio.Event()
 
         async def consume(delivery: Delivery) -> None:
@@ -210,8 +211,7 @@ class Batcher:
                 await self.bus._consume(delivery)
             finally:
                 if delivery not in self._arrived:
-                    self._left += 1
-                    self._check_all_in()
+                    self._one_in()
 
         tasks = [loop.create_task(consume(d)) for d in batch]
         try:
@@ -234,8 +234,10 @@ class Batcher:
             self._arrived = set()
             self._all_in = None
 
-    def _check_all_in(self) -> None:
-        if self._all_in is not None and len(self._arrived) + self._left >= len(self._results):
+    def _one_in(self) -> None:
+        """One more message reached the handler's call or left the chain without it."""
+        self._outstanding -= 1
+        if self._outstanding == 0 and self._all_in is not None:
             self._all_in.set()
 
     async def arrive(self, delivery: Delivery) -> ACLMessage | None:
@@ -249,7 +251,7 @@ class Batcher:
             # Not in the batch being handled (a middleware passed it on later): alone, then.
             return (await self.call([delivery]))[0]
         self._arrived.add(delivery)
-        self._check_all_in()
+        self._one_in()
         return await result
 
     async def call(self, deliveries: Sequence[Delivery]) -> list[ACLMessage | None]:

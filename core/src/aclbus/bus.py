@@ -739,7 +739,7 @@ class Bus:
         await self._fail(delivery, exc)
 
     @property
-    def has_consume_middleware(self) -> bool:
+    def _has_consume_middleware(self) -> bool:
         """Whether any middleware wraps consuming (else the handler is called directly)."""
         return self._consume_chain != self._dispatch
 
