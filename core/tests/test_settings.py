@@ -3,9 +3,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
 
-from aclbus import DeliveryMode, Settings
+from aclbus import ConfigurationError, DeliveryMode, Settings
 
 
 @pytest.fixture(autouse=True)
@@ -57,11 +56,16 @@ def test_dotenv_and_toml_with_precedence(monkeypatch: pytest.MonkeyPatch, tmp_pa
 
 def test_bad_values_name_the_setting(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ACLBUS_SUBJECT_PREFIX", "a.b")
-    with pytest.raises(ValidationError, match="subject_prefix"):
+    with pytest.raises(ConfigurationError, match=r"subject_prefix \(ACLBUS_SUBJECT_PREFIX"):
         Settings()
     monkeypatch.delenv("ACLBUS_SUBJECT_PREFIX")
     monkeypatch.setenv("ACLBUS_REQUEST_TIMEOUT", "-1")
-    with pytest.raises(ValidationError, match="request_timeout"):
+    with pytest.raises(ConfigurationError, match="request_timeout") as err:
+        Settings()
+    assert isinstance(err.value, ValueError)  # code that caught pydantic's error still works
+    monkeypatch.delenv("ACLBUS_REQUEST_TIMEOUT")
+    monkeypatch.setenv("ACLBUS_STREAMS__REPLICAS", "9")
+    with pytest.raises(ConfigurationError, match=r"ACLBUS_STREAMS__REPLICAS, or \[streams\]"):
         Settings()
 
 

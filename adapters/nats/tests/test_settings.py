@@ -4,8 +4,8 @@ import os
 from pathlib import Path
 
 import pytest
-from pydantic import ValidationError
 
+from aclbus import ConfigurationError
 from aclbus_nats.settings import NatsSettings
 
 
@@ -37,7 +37,7 @@ def test_defaults_notice_a_hung_server_quickly() -> None:
 
 
 def test_bad_url_is_named_without_its_password() -> None:
-    with pytest.raises(ValidationError) as err:
+    with pytest.raises(ConfigurationError) as err:
         NatsSettings(servers=["http://user:hunter2@example.invalid:4222"])
     assert "needs a nats://" in str(err.value)
     assert "hunter2" not in str(err.value)

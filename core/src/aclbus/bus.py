@@ -38,6 +38,7 @@ from aclbus.backend import (
     Subscription,
     SubscriptionSpec,
 )
+from aclbus.config_file import check_config_file
 from aclbus.dlq import DeadLetters, Reason, redact
 from aclbus.errors import (
     ACLDecodeError,
@@ -172,6 +173,9 @@ class Bus:
         self.plugins = PluginManager(self.settings, plugins, entry_points=entry_points)
         self.codecs = self.plugins.codecs()
         self.backend = backend if backend is not None else self._make_backend()
+        # Every adapter's and plugin's settings class is known now: a table or key of
+        # aclbus.toml that none of them reads is a typo.
+        check_config_file(type(self.settings), self.plugins.installed)
         self._check_capabilities()
         self.stats = BusStats()
         self.dead_letters = DeadLetters(self)
@@ -259,6 +263,7 @@ class Bus:
             self._publish_chain = compose(self.middlewares, "publish", self._publish_terminal)
             self._request_chain = compose(self.middlewares, "request", self._request_terminal)
             self._consume_chain = compose(self.middlewares, "consume", self._dispatch)
+            await self._lifecycle("aclbus_bus_provisioned")
             self._started = True
             if self.backend.capabilities.persistent and self.backend.capabilities.max_deliver:
                 self._advisories = await self.backend.subscribe(

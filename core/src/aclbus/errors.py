@@ -42,8 +42,8 @@ class ACLBusError(Exception):
     """Root of every error raised by aclbus."""
 
 
-class ConfigurationError(ACLBusError):
-    """Settings or arguments that cannot work together."""
+class ConfigurationError(ACLBusError, ValueError):
+    """Settings or arguments that are invalid or cannot work together."""
 
 
 class ACLDecodeError(ACLBusError, ValueError):
@@ -178,10 +178,27 @@ class UnknownBackend(ConfigurationError):
     def __init__(self, name: str, installed: list[str]) -> None:
         self.name = name
         self.installed = installed
-        hint = f' Install it with: pip install "aclbus[{name}]"' if name.isidentifier() else ""
+        shown = _show(name, 40)
+        package = _FIRST_PARTY_BACKENDS.get(name)
+        if package is None:
+            hint = (
+                f" Install the package that provides backend {shown}: its plugin registers it "
+                "in aclbus_register_backends (see docs/plugins.md)."
+            )
+        elif package[1]:
+            hint = f' Install it with: pip install "aclbus[{name}]" (the package {package[0]}).'
+        else:
+            hint = (
+                f" The {name} backend will come in the package {package[0]}, which is not "
+                "released yet; use one of the installed backends meanwhile."
+            )
         super().__init__(
-            f"Unknown backend {name!r}. Installed: {', '.join(sorted(installed)) or 'none'}.{hint}"
+            f"Unknown backend {shown}. Installed: {', '.join(sorted(installed)) or 'none'}.{hint}"
         )
+
+
+# The backends this project makes: (package, released?).
+_FIRST_PARTY_BACKENDS = {"nats": ("aclbus-nats", True), "kafka": ("aclbus-kafka", False)}
 
 
 class CapabilityError(ConfigurationError):

@@ -17,6 +17,7 @@ from pydantic import (
     BeforeValidator,
     Field,
     SecretStr,
+    ValidationError,
     field_validator,
     model_validator,
 )
@@ -25,10 +26,11 @@ from pydantic_settings import (
     NoDecode,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
-    TomlConfigSettingsSource,
 )
 
 from aclbus.backend import DeliveryMode
+from aclbus.config_file import CONFIG_FILE, ConfigFileSource, register_section
+from aclbus.errors import ConfigurationError
 from aclbus.subjects import validate_id
 
 __all__ = [
@@ -66,7 +68,18 @@ CommaList = Annotated[list[str], NoDecode, BeforeValidator(_split)]
 
 
 class _Sources(BaseSettings):
-    """Where aclbus settings come from: arguments, environment, ``.env``, ``aclbus.toml``."""
+    """Where aclbus settings come from: arguments, environment, ``.env``, ``aclbus.toml``.
+
+    A value that fails validation raises `ConfigurationError` (never pydantic's
+    ``ValidationError``), naming each bad setting with its variable and its place in
+    ``aclbus.toml``; the rejected value is not shown, since it may be a secret.
+    """
+
+    def __init__(self, *args: Any, **values: Any) -> None:
+        try:
+            super().__init__(*args, **values)
+        except ValidationError as exc:
+            raise ConfigurationError(_problems(type(self), exc)) from None
 
     @classmethod
     def settings_customise_sources(
@@ -82,9 +95,28 @@ class _Sources(BaseSettings):
             init_settings,
             env_settings,
             dotenv_settings,
-            TomlConfigSettingsSource(settings_cls),
+            ConfigFileSource(settings_cls),
             file_secret_settings,
         )
+
+
+def _problems(cls: type[BaseSettings], exc: ValidationError) -> str:
+    """One line per bad setting: its name, its variable, its place in the file, the problem."""
+    prefix = str(cls.model_config.get("env_prefix") or "")
+    header = tuple(cls.model_config.get("toml_table_header") or ())
+    lines = []
+    for error in exc.errors():
+        loc = [str(part) for part in error["loc"]]
+        problem = error["msg"].removeprefix("Value error, ")
+        if not loc:
+            lines.append(f"- {problem}")
+            continue
+        table = ".".join((*header, *loc[:-1]))
+        place = f"[{table}] {loc[-1]}" if table else loc[-1]
+        variable = prefix + "__".join(loc).upper()
+        lines.append(f"- {'.'.join(loc)} ({variable}, or {place} in {CONFIG_FILE}): {error['msg']}")
+    what = f"[{'.'.join(header)}] settings" if header else "settings"
+    return f"invalid {what}:\n" + "\n".join(lines)
 
 
 def section_config(section: str) -> SettingsConfigDict:
@@ -96,12 +128,20 @@ def section_config(section: str) -> SettingsConfigDict:
         class NatsSettings(SectionSettings):
             model_config = section_config("nats")
             servers: CommaList = []
+
+    A missing ``[nats]`` table means the defaults; a key in it that is no field of the class
+    is a `ConfigurationError` naming the file, the table and the key.
     """
+    if not section or not section.replace("_", "").isalnum() or not section.isascii():
+        raise ConfigurationError(
+            f"section name {section!r} must be letters, digits and '_' (it is the table "
+            "name in aclbus.toml and part of the ACLBUS_<SECTION>__* variable names)"
+        )
     return SettingsConfigDict(
         env_prefix=f"ACLBUS_{section.upper()}__",
         env_file=".env",
         env_file_encoding="utf-8",
-        toml_file="aclbus.toml",
+        toml_file=CONFIG_FILE,
         toml_table_header=(section,),
         extra="ignore",
         hide_input_in_errors=True,  # a rejected value may be a password or a URL holding one
@@ -109,7 +149,19 @@ def section_config(section: str) -> SettingsConfigDict:
 
 
 class SectionSettings(_Sources):
-    """Base of an adapter's or plugin's settings; give it ``model_config = section_config(...)``."""
+    """Base of an adapter's or plugin's settings; give it ``model_config = section_config(...)``.
+
+    Each subclass is recorded as the reader of its table, so that the bus can tell a table of
+    an installed package from a typo (`aclbus.config_file.check_config_file`).
+    """
+
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        """Record the class as the reader of its ``aclbus.toml`` table."""
+        super().__pydantic_init_subclass__(**kwargs)
+        header = cls.model_config.get("toml_table_header") or ()
+        if header:
+            register_section(header[0], cls)
 
 
 class StreamLimits(BaseModel):
@@ -214,7 +266,7 @@ class Settings(_Sources):
         env_nested_delimiter="__",
         env_file=".env",
         env_file_encoding="utf-8",
-        toml_file="aclbus.toml",
+        toml_file=CONFIG_FILE,
         extra="ignore",
         validate_default=True,
         hide_input_in_errors=True,  # a rejected value may be a secret

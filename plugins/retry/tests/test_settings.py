@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import ClassVar
 
 import pytest
-from pydantic import ValidationError
 
 import aclbus_retry
 from aclbus import Bus, Capabilities, CapabilityError, ConfigurationError, Settings
@@ -95,7 +94,7 @@ progress_interval = "off"
     ],
 )
 def test_bad_settings_are_refused(values: dict[str, object], match: str) -> None:
-    with pytest.raises(ValidationError, match=match):
+    with pytest.raises(ConfigurationError, match=match):
         RetrySettings(**values)  # type: ignore[arg-type]
 
 

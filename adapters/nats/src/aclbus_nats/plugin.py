@@ -5,6 +5,11 @@ from __future__ import annotations
 from aclbus.plugin import hookimpl
 from aclbus.plugin.spec import BackendRegister, BenchmarkRegister
 
+# Imported for its side effect, cheaply (pydantic only): the settings class is then known as
+# the reader of aclbus.toml's [nats] table, whose keys are checked even while another backend
+# runs.
+from aclbus_nats import settings as _settings  # noqa: F401
+
 __all__ = ["aclbus_register_backends", "aclbus_register_benchmarks"]
 
 

@@ -3,19 +3,21 @@
 The default plugins (the JSON codec, the memory backend) are loaded the same way as
 third-party ones, from their modules' hookimpls (datasette's ``default_plugins``).
 ``ACLBUS_PLUGINS`` is an allow-list of entry point names, ``ACLBUS_DISABLE_PLUGINS`` a deny
-list that also applies to the default plugins. A hookimpl that matches no hookspec (a
-misspelled hook) fails loading at once.
+list that also applies to the default plugins; neither ever leaves out the plugin of the
+selected backend. A hookimpl that matches no hookspec (a misspelled hook) fails loading at
+once, naming the plugin's entry point and distribution.
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import logging
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from types import ModuleType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import pluggy
 
@@ -54,14 +56,21 @@ class PluginInfo:
 class PluginManager:
     """The plugins of one bus, loaded and checked.
 
+    ``settings.plugins`` (an allow-list) and ``settings.disable_plugins`` (a deny list) choose
+    which plugins load, with one exception: the plugin that registers the selected backend
+    (``settings.backend``) always loads, since the bus cannot run without it. Entry points
+    load in the order of their names, so that the order of middlewares does not depend on
+    the order in which packages happen to be installed.
+
     Args:
-        settings: Supplies the allow and deny lists.
+        settings: Supplies the allow and deny lists and the selected backend.
         plugins: Extra plugin objects (modules, classes or instances with hookimpls), loaded
             after the entry points, e.g. in tests.
         entry_points: Whether to load the ``aclbus`` entry points.
 
     Raises:
-        PluginError: A plugin fails to import, or implements a hook that does not exist.
+        PluginError: A plugin fails to import, or implements a hook that does not exist, or
+            the allow-list names a plugin that is not installed.
     """
 
     def __init__(
@@ -74,36 +83,106 @@ class PluginManager:
         self.pm = pluggy.PluginManager(PROJECT)
         self.pm.add_hookspecs(spec)
         self._dists: dict[str, tuple[str | None, str | None]] = {}
+        self._origins: dict[str, str] = {}
+        eps = sorted(metadata.entry_points(group=PROJECT), key=lambda ep: ep.name)
+        self.installed: tuple[str, ...] = tuple(
+            sorted({name for name, _ in DEFAULT_PLUGINS} | {ep.name for ep in eps})
+        )
+        """Names of every installed plugin: the default ones and the entry points."""
+        self.skipped: set[str] = set()
+        """Installed plugins not loaded (``ACLBUS_PLUGINS`` / ``ACLBUS_DISABLE_PLUGINS``)."""
         denied = set(settings.disable_plugins)
         allowed = None if settings.plugins is None else set(settings.plugins)
+        if allowed is not None:
+            self._check_allowed(allowed)
+        backend = settings.backend
         for name, module in DEFAULT_PLUGINS:
-            if name not in denied:
-                self._register(importlib.import_module(module), name, ("aclbus", _version()))
+            if name in denied and name != backend:
+                self.skipped.add(name)
+                continue
+            self._register(importlib.import_module(module), name, ("aclbus", _version()))
+            self._origins[name] = f"default plugin {module}"
         if entry_points:
-            self._load_entry_points(allowed, denied)
-        for i, plugin in enumerate(plugins):
-            self._register(plugin, _name_of(plugin, i), (None, None))
-        try:
-            self.pm.check_pending()
-        except pluggy.PluginValidationError as exc:
-            raise PluginError(f"{exc} (is the hook name misspelled?)") from None
-
-    def _load_entry_points(self, allowed: set[str] | None, denied: set[str]) -> None:
-        for ep in metadata.entry_points(group=PROJECT):
-            if ep.name in denied or (allowed is not None and ep.name not in allowed):
+            chosen = [
+                ep
+                for ep in eps
+                if ep.name == backend
+                or (ep.name not in denied and (allowed is None or ep.name in allowed))
+            ]
+            for ep in chosen:
+                self._load(ep)
+            left_out = [ep for ep in eps if ep not in chosen]
+            self.skipped.update(ep.name for ep in left_out)
+            for ep in left_out:
                 log.debug("plugin %s not loaded (ACLBUS_PLUGINS / ACLBUS_DISABLE_PLUGINS)", ep.name)
+            if left_out and backend not in self.backends():
+                self._load_backend_plugin(backend, left_out)
+        for i, plugin in enumerate(plugins):
+            name = _name_of(plugin, i)
+            self._register(plugin, name, (None, None))
+            self._origins[name] = "passed to Bus(plugins=...)"
+        self._check_pending()
+
+    def _check_allowed(self, allowed: set[str]) -> None:
+        unknown = sorted(allowed - set(self.installed))
+        if unknown:
+            hints = "".join(
+                f" (did you mean {match[0]!r} for {name!r}?)"
+                for name in unknown
+                if (match := difflib.get_close_matches(name, self.installed, n=1))
+            )
+            raise PluginError(
+                f"ACLBUS_PLUGINS names {', '.join(map(repr, unknown))}, which "
+                f"{'is' if len(unknown) == 1 else 'are'} not installed. Installed plugins: "
+                f"{', '.join(self.installed)}{hints}"
+            )
+
+    def _load(self, ep: metadata.EntryPoint) -> None:
+        if self.pm.has_plugin(ep.name):
+            return
+        dist = (ep.dist.name, ep.dist.version) if ep.dist else (None, None)
+        try:
+            plugin = ep.load()
+        except Exception as exc:
+            raise PluginError(
+                f"plugin {ep.name!r} ({ep.value}, from {dist[0] or 'unknown distribution'}) "
+                f"failed to load: {type(exc).__name__}: {exc}"
+            ) from exc
+        self._register(plugin, ep.name, dist)
+        self._origins[ep.name] = (
+            f"entry point {ep.name} = {ep.value}, from distribution "
+            f"{dist[0] or 'unknown'}{' ' + dist[1] if dist[1] else ''}"
+        )
+
+    def _load_backend_plugin(self, backend: str, candidates: list[metadata.EntryPoint]) -> None:
+        """Load the left-out plugin that registers ``backend`` under another entry point name.
+
+        Each candidate is tried, and kept only if it registers that backend.
+        """
+        for ep in candidates:
+            self._load(ep)
+            if backend in self.backends():
+                self.skipped.discard(ep.name)
+                return
+            self.pm.unregister(name=ep.name)
+            del self._dists[ep.name], self._origins[ep.name]
+
+    def _check_pending(self) -> None:
+        """Fail on a hookimpl that matches no hookspec: a misspelled hook is an error."""
+        for hook_name, caller in vars(self.pm.hook).items():
+            if hook_name.startswith("_") or caller.has_spec():
                 continue
-            if self.pm.has_plugin(ep.name):
-                continue
-            dist = (ep.dist.name, ep.dist.version) if ep.dist else (None, None)
-            try:
-                plugin = ep.load()
-            except Exception as exc:
+            for impl in caller.get_hookimpls():
+                if impl.optionalhook:
+                    continue
+                origin = self._origins.get(impl.plugin_name, "")
+                hooks = [name for name in spec.__all__ if name.startswith("aclbus_")]
+                match = difflib.get_close_matches(hook_name, hooks, n=1)
                 raise PluginError(
-                    f"plugin {ep.name!r} ({ep.value}, from {dist[0] or 'unknown distribution'}) "
-                    f"failed to load: {type(exc).__name__}: {exc}"
-                ) from exc
-            self._register(plugin, ep.name, dist)
+                    f"plugin {impl.plugin_name!r} ({origin or 'no entry point'}) implements "
+                    f"{hook_name!r}, which is no aclbus hook"
+                    + (f": did you mean {match[0]!r}?" if match else ": is its name misspelled?")
+                )
 
     def _register(self, plugin: object, name: str, dist: tuple[str | None, str | None]) -> None:
         try:
@@ -190,10 +269,24 @@ class PluginManager:
         return registry
 
     def middlewares(self, settings: Settings) -> list[MiddlewareFactory]:
-        """The middleware factories of all plugins, outermost first."""
+        """The middleware factories of all plugins, outermost first.
+
+        The order: ``tryfirst`` hookimpls, then plain ones, then ``trylast`` ones; within each
+        of the three, the plugin registered later comes first (registration order: the
+        default plugins, the entry points by name, then ``Bus(plugins=...)``). pluggy itself
+        orders its ``trylast`` group the other way round, earliest first; one rule for all
+        three is easier to reason about, so the hookimpls are called here in this order.
+        """
+        rank = {name: i for i, name in enumerate(self._dists)}  # registration order
+
+        def key(impl: Any) -> tuple[int, int]:
+            group = 0 if impl.tryfirst else 2 if impl.trylast else 1
+            return group, -rank.get(impl.plugin_name, len(rank))
+
         out: list[MiddlewareFactory] = []
-        for result in self.pm.hook.aclbus_middlewares(settings=settings):
-            out.extend(result or ())
+        for impl in sorted(self.pm.hook.aclbus_middlewares.get_hookimpls(), key=key):
+            result = impl.function(settings=settings)
+            out.extend(cast("Sequence[MiddlewareFactory] | None", result) or ())
         return out
 
     def required_capabilities(self, settings: Settings) -> list[tuple[str, Capabilities]]:

@@ -26,6 +26,7 @@ __all__ = [
     "BackendRegister",
     "BenchmarkRegister",
     "CodecRegister",
+    "aclbus_bus_provisioned",
     "aclbus_bus_started",
     "aclbus_bus_stopping",
     "aclbus_middlewares",
@@ -118,6 +119,23 @@ def aclbus_required_capabilities(settings: Settings) -> Capabilities | None:
         The capabilities needed, or None for none.
 
     .. versionadded:: 0.1
+    """
+    return None
+
+
+@_spec
+def aclbus_bus_provisioned(bus: Bus) -> Awaitable[None] | None:
+    """Called when a bus has connected and provisioned its streams, before any agent starts.
+
+    The place for a plugin to provision what it needs itself (a KV bucket, a stream) or to
+    check the server, so that the first delivery finds it ready. The bus' middlewares are
+    made by then (`Bus.middlewares`). An exception fails `Bus.start`, which closes the
+    backend again.
+
+    Args:
+        bus: The bus; an implementation may return an awaitable, which the bus awaits.
+
+    .. versionadded:: 0.2
     """
     return None
 
