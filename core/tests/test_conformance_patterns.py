@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aclbus.testing import MemoryConfig
 from aclbus.testing.cases.batches import BatchTestcase
+from aclbus.testing.cases.dead_letters import DeadLetterTestcase
 from aclbus.testing.cases.groups import GroupsTestcase
 from aclbus.testing.cases.hops import HopProtectionTestcase
 from aclbus.testing.cases.scatter import (
@@ -36,6 +37,10 @@ class TestTypedPayload(MemoryConfig, TypedPayloadTestcase):
 
 
 class TestHopProtection(MemoryConfig, HopProtectionTestcase):
+    pass
+
+
+class TestDeadLetters(MemoryConfig, DeadLetterTestcase):
     pass
 
 

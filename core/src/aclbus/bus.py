@@ -933,10 +933,7 @@ class Bus:
 
     def _is_one_to_many(self, subject: str) -> bool:
         """Broadcast, group and topic traffic: an agent may well ignore some of it."""
-        p = self.subjects.prefix
-        return subject == self.subjects.broadcast or subject.startswith(
-            (f"{p}.group.", f"{p}.topic.")
-        )
+        return self.subjects.reaches_many(subject)
 
     async def _answer_not_understood(self, received: Received, agent_id: str, reason: str) -> None:
         sender = _header(received, "ce-source")

@@ -6,8 +6,10 @@ it, or when the broker gave up redelivering it (JetStream's ``MAX_DELIVERIES`` a
 process handling it died on every attempt). Each dead letter is the original message, headers
 and body exactly as received, stored on ``{prefix}.dlq.{agent}`` in the DLQ stream with
 ``aclbus-dlq-*`` headers saying what happened. Both ways in (the handler path and the advisory
-path) use one deterministic message id per original stream message, so a message that takes
-both is stored once.
+path) use one deterministic message id per original stream message and agent, so a message
+that takes both is stored once, while a broadcast (or group message) that fails at several
+agents leaves a dead letter for each of them. Replaying such a dead letter sends it to its
+agent's inbox only: the other agents handled it already.
 
 ``aclbus dlq ls | show | replay | purge`` works on it from the command line.
 """
@@ -260,7 +262,8 @@ class DeadLetters:
             out[f"{DLQ_HEADER_PREFIX}handler"] = redact(handler, 200)
         message_id = _header(headers, "ce-id")
         if stream is not None and sequence is not None:
-            msg_id: str | None = f"dlq-{stream}-{sequence}"
+            # Per agent: one broadcast stored once in its stream fails at each agent apart.
+            msg_id: str | None = f"dlq-{stream}-{sequence}-{origin}"
         elif message_id is not None:
             msg_id = f"dlq-{origin}-{message_id}"
         else:
@@ -305,14 +308,16 @@ class DeadLetters:
     ) -> PublishAck:
         """Publish a dead letter again, as a new message with a new attempt budget.
 
-        It goes back to the subject it was first published to, or to agent ``to``'s inbox. The
-        replayed message carries the header ``aclbus-replay-of: <sequence>``, linking it to
-        this dead letter, and a broker dedup key of its own (its original id would be taken for
-        a duplicate within the dedup window).
+        A message sent to one agent goes back to the subject it was first published to. A
+        broadcast, group or topic message goes to the inbox of the agent it failed at (its
+        ``origin``), since the others handled it already. ``to`` sends it to that agent's inbox
+        instead. The replayed message carries the header ``aclbus-replay-of: <sequence>``,
+        linking it to this dead letter, and a broker dedup key of its own (its original id
+        would be taken for a duplicate within the dedup window).
 
         Args:
             sequence: Which dead letter.
-            to: Send it to this agent's inbox instead.
+            to: Send it to this agent's inbox instead of where it would go.
             remove: Delete the dead letter once the replay is stored.
 
         Raises:
@@ -321,6 +326,12 @@ class DeadLetters:
         letter = await self.get(sequence)
         headers = {k: v for k, v in letter.headers.items() if not k.lower().startswith("nats-")}
         headers[REPLAY_HEADER] = str(sequence)
+        if (
+            to is None
+            and self._bus.subjects.reaches_many(letter.subject)
+            and letter.origin != "unknown"
+        ):
+            to = letter.origin
         subject = self._bus.subjects.inbox(to) if to else letter.subject
         if to:
             headers["acl-receiver-id"] = validate_id(to)
@@ -371,18 +382,31 @@ class DeadLetters:
         if stored is None:
             log.warning("message %s#%d exhausted its deliveries but is gone", stream, sequence)
             return None
-        origin = _origin_of(consumer, prefix)
+        origin = _origin_of(consumer, prefix, stored.subject)
         return await self.add_stored(
             stored, origin=origin, reason=Reason.MAX_DELIVER, attempts=deliveries
         )
 
 
-def _origin_of(consumer: str, prefix: str) -> str:
-    # Durable names are "{prefix}-{kind}-{agent}" (subjects.Subjects.durable).
-    for kind in ("agent", "prio", "broadcast", "group"):
+def _origin_of(consumer: str, prefix: str, subject: str) -> str:
+    """The agent a durable consumer delivers to, from its name (`Subjects.durable`).
+
+    ``{prefix}-agent-{agent}``, ``-prio-``, ``-broadcast-``; ``{prefix}-group-{group}-{agent}``
+    (the group is read from the message's subject, since ids may hold ``-`` too);
+    ``{prefix}-topic-{agent}-{digest}``.
+    """
+    for kind in ("agent", "prio", "broadcast"):
         head = f"{prefix}-{kind}-"
         if consumer.startswith(head):
             return consumer[len(head) :]
+    group_subject = f"{prefix}.group."
+    if subject.startswith(group_subject):
+        head = f"{prefix}-group-{subject[len(group_subject) :]}-"
+        if consumer.startswith(head):
+            return consumer[len(head) :]
+    head = f"{prefix}-topic-"
+    if consumer.startswith(head) and re.fullmatch(r".+-[0-9a-f]{16}", consumer[len(head) :]):
+        return consumer[len(head) : -17]
     return "unknown"
 
 

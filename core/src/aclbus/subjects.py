@@ -178,6 +178,16 @@ class Subjects:
         """A topic, or a topic pattern for a subscription: ``{prefix}.topic.{topic}``."""
         return f"{self.prefix}.topic.{validate_topic(topic, pattern=pattern)}"
 
+    def reaches_many(self, subject: str) -> bool:
+        """Whether ``subject`` is broadcast, group or topic traffic: one message, many agents.
+
+        An agent may well ignore some of such traffic (it is not answered ``not-understood``),
+        and a dead letter of it belongs to the one agent it failed at.
+        """
+        return subject == self.broadcast or subject.startswith(
+            (f"{self.prefix}.group.", f"{self.prefix}.topic.")
+        )
+
     def dlq(self, origin: str) -> str:
         """Where messages that failed on ``origin`` go: ``{prefix}.dlq.{origin}``."""
         return f"{self.prefix}.dlq.{validate_id(origin, 'dead-letter origin')}"

@@ -6,7 +6,8 @@ Backend-level (the `Backend` contract): `PubSubTestcase`, `PersistentPubSubTestc
 `BackoffTestcase`, `DedupTestcase`, `OrderingTestcase`, `DurableTestcase`, `TTLTestcase`,
 `KeyValueTestcase`, `StoredMessagesTestcase`. Bus-level (a `Bus` on the backend):
 `PointToPointTestcase`, `BroadcastTestcase`, `BusRequestTestcase`, `AgentResilienceTestcase`,
-`MiddlewareOrderTestcase`, and the communication patterns: `BatchTestcase`, `GroupsTestcase`,
+`MiddlewareOrderTestcase`, `DeadLetterTestcase`, and the communication patterns:
+`BatchTestcase`, `GroupsTestcase`,
 `TopicsTestcase`, `ContentFilterTestcase`, `TypedPayloadTestcase`, `HopProtectionTestcase`,
 `RequestFutureTestcase`, `ScatterGatherTestcase`, `ServiceInstancesTestcase`,
 `StreamingTestcase`, `StreamFaultsTestcase`, `SharedMapTestcase`, `DirectoryTestcase`,
@@ -20,6 +21,7 @@ from __future__ import annotations
 from aclbus.testing.cases.agents import BroadcastTestcase, BusRequestTestcase, PointToPointTestcase
 from aclbus.testing.cases.base import BackendTestcase, BusTestcase
 from aclbus.testing.cases.batches import BatchTestcase
+from aclbus.testing.cases.dead_letters import DeadLetterTestcase
 from aclbus.testing.cases.dedup import DedupTestcase
 from aclbus.testing.cases.delivery import (
     AckTestcase,
@@ -74,6 +76,7 @@ __all__ = [
     "CompetingConsumersTestcase",
     "ContentFilterTestcase",
     "ContractNetTestcase",
+    "DeadLetterTestcase",
     "DedupTestcase",
     "DirectoryTestcase",
     "DurableTestcase",
@@ -135,6 +138,7 @@ BUS_TESTCASES: tuple[type[BusTestcase], ...] = (
     BusRequestTestcase,
     AgentResilienceTestcase,
     MiddlewareOrderTestcase,
+    DeadLetterTestcase,
     BatchTestcase,
     ContentFilterTestcase,
     DirectoryTestcase,
