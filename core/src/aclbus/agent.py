@@ -106,6 +106,7 @@ class Agent:
     def __init__(self, bus: Bus, agent_id: str) -> None:
         self.id = validate_id(agent_id)
         self.bus = bus
+        self._content_type: str | None = None
         self._routes: list[Route] = []
         self._conversations: dict[str, Route] = {}
         # start, stop, join, leave, subscribe and unsubscribe change the subscriptions: one
@@ -117,6 +118,30 @@ class Agent:
 
     def __repr__(self) -> str:
         return f"<Agent {self.id!r} {'started' if self.started else 'stopped'}>"
+
+    @property
+    def content_type(self) -> str | None:
+        """The codec of the messages this agent sends; None: the bus' default (JSON).
+
+        It applies to every message with this agent as ``sender_id`` sent through its bus,
+        its handlers' replies included, unless a send names its own ``content_type``.
+        Receivers pick the codec by the message's ``content-type`` header, so they need that
+        codec registered too (``aclbus_register_codecs``).
+
+        Raises:
+            ConfigurationError: Set to a content type no registered codec has.
+        """
+        return self._content_type
+
+    @content_type.setter
+    def content_type(self, value: str | None) -> None:
+        if value is not None and value not in self.bus.codecs:
+            known = ", ".join(sorted(self.bus.codecs)) or "none"
+            raise ConfigurationError(
+                f"agent {self.id!r}: no codec is registered for content type {value[:80]!r} "
+                f"(known: {known}); a plugin registers one with aclbus_register_codecs"
+            )
+        self._content_type = value
 
     @property
     def routes(self) -> tuple[Route, ...]:

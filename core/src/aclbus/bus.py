@@ -344,15 +344,25 @@ class Bus:
 
     # -- agents ----------------------------------------------------------------------------
 
-    def agent(self, agent_id: str) -> Agent:
+    def agent(self, agent_id: str, *, content_type: str | None = None) -> Agent:
         """The agent ``agent_id`` of this bus, made on first use.
 
         Agents made before the bus starts are started with it; one made while the bus runs
         starts with ``await agent.start()``.
+
+        Args:
+            agent_id: The agent's id.
+            content_type: If given, set the agent's `Agent.content_type`: the codec of the
+                messages it sends (its handlers' replies included).
+
+        Raises:
+            ConfigurationError: No codec is registered for ``content_type``.
         """
         agent = self._agents.get(agent_id)
         if agent is None:
             agent = self._agents[agent_id] = Agent(self, agent_id)
+        if content_type is not None:
+            agent.content_type = content_type
         return agent
 
     @property
@@ -370,9 +380,16 @@ class Bus:
     # -- sending ---------------------------------------------------------------------------
 
     async def send(
-        self, msg: ACLMessage, *, mode: DeliveryMode = DeliveryMode.AT_LEAST_ONCE
+        self,
+        msg: ACLMessage,
+        *,
+        mode: DeliveryMode = DeliveryMode.AT_LEAST_ONCE,
+        content_type: str | None = None,
     ) -> list[PublishAck]:
         """Send ``msg`` to the inbox of each of its receivers.
+
+        ``content_type`` names the codec of the body (every send-like method takes it); by
+        default the sending agent's `Agent.content_type`, else the bus' default (JSON).
 
         Returns:
             The broker's ack for each receiver, in ``msg.all_receivers`` order.
@@ -380,6 +397,8 @@ class Bus:
         Raises:
             ConfigurationError: The message names no receiver.
             MessageTooLarge: The encoded message is over ``max_message_bytes``.
+            EncodeError: No codec is registered for ``content_type``, or it cannot encode the
+                payload.
         """
         receivers = msg.all_receivers
         if not receivers:
@@ -392,21 +411,43 @@ class Bus:
             else self.subjects.inbox
         )
         if len(receivers) == 1:
-            return [await self._publish_chain(Outgoing(msg, inbox(receivers[0]), mode))]
+            out = Outgoing(msg, inbox(receivers[0]), mode, content_type=content_type)
+            return [await self._publish_chain(out)]
         # One stream holds every inbox: each copy needs its own dedup key, or the second
         # receiver's copy would be dropped as a duplicate of the first.
         return [
-            await self._publish_chain(Outgoing(msg, inbox(r), mode, msg_id=f"{msg.message_id}:{r}"))
+            await self._publish_chain(
+                Outgoing(
+                    msg, inbox(r), mode, msg_id=f"{msg.message_id}:{r}", content_type=content_type
+                )
+            )
             for r in receivers
         ]
 
-    async def broadcast(self, msg: ACLMessage, *, mode: DeliveryMode | None = None) -> PublishAck:
+    async def broadcast(
+        self,
+        msg: ACLMessage,
+        *,
+        mode: DeliveryMode | None = None,
+        content_type: str | None = None,
+    ) -> PublishAck:
         """Send ``msg`` to every agent (in ``settings.broadcast_mode`` unless ``mode`` is set)."""
         self._check_started()
-        out = Outgoing(msg, self.subjects.broadcast, mode or self.settings.broadcast_mode)
+        out = Outgoing(
+            msg,
+            self.subjects.broadcast,
+            mode or self.settings.broadcast_mode,
+            content_type=content_type,
+        )
         return await self._publish_chain(out)
 
-    async def request(self, msg: ACLMessage, *, timeout: float | None = None) -> ACLMessage:
+    async def request(
+        self,
+        msg: ACLMessage,
+        *,
+        timeout: float | None = None,
+        content_type: str | None = None,
+    ) -> ACLMessage:
         """Send a request to ``msg.receiver_id`` and wait for its reply.
 
         At most ``settings.max_requests_in_flight`` requests wait at once; more wait for a
@@ -417,11 +458,13 @@ class Bus:
             RequestTimeout: No reply within ``timeout`` (default ``settings.request_timeout``).
             ACLDecodeError: The reply is not a valid ACL message.
         """
-        out = self._request_out(msg, timeout)
+        out = self._request_out(msg, timeout, content_type)
         async with self._request_slots:
             return await self._request_chain(out)
 
-    def _request_out(self, msg: ACLMessage, timeout: float | None) -> Outgoing:
+    def _request_out(
+        self, msg: ACLMessage, timeout: float | None, content_type: str | None = None
+    ) -> Outgoing:
         if msg.receiver_id is None:
             raise ConfigurationError("request() needs a message with a receiver_id")
         self._check_started()
@@ -430,6 +473,7 @@ class Bus:
             self.subjects.rpc(msg.receiver_id),
             DeliveryMode.AT_MOST_ONCE,
             timeout=timeout if timeout is not None else self.settings.request_timeout,
+            content_type=content_type,
         )
 
     async def publish(
@@ -438,6 +482,7 @@ class Bus:
         *,
         topic: str | None = None,
         mode: DeliveryMode = DeliveryMode.AT_LEAST_ONCE,
+        content_type: str | None = None,
     ) -> PublishAck:
         """Publish ``msg`` on a topic: every agent subscribed to a matching pattern gets it.
 
@@ -447,6 +492,7 @@ class Bus:
             mode: ``at_least_once`` stores it in the topic stream (subscribers with a durable
                 subscription get it after a restart); ``at_most_once`` only reaches the
                 subscribers connected now.
+            content_type: The codec of the body, as for `send`.
 
         Raises:
             ConfigurationError: No topic given and the message has none.
@@ -457,20 +503,29 @@ class Bus:
             msg = msg.model_copy(update={"topic": validate_topic(topic)})
         if msg.topic is None:
             raise ConfigurationError("publish() needs a topic: publish(msg, topic='a.b')")
-        return await self._publish_chain(Outgoing(msg, self.subjects.topic(msg.topic), mode))
+        out = Outgoing(msg, self.subjects.topic(msg.topic), mode, content_type=content_type)
+        return await self._publish_chain(out)
 
-    async def multicast(self, group: str, msg: ACLMessage) -> PublishAck:
+    async def multicast(
+        self, group: str, msg: ACLMessage, *, content_type: str | None = None
+    ) -> PublishAck:
         """Send ``msg`` to every current member of ``group``, once each (see `Agent.join`).
 
         An agent with several instances gets it once, at one of them. Members that join
-        later do not get it; members that left do not either.
+        later do not get it; members that left do not either. ``content_type`` names the
+        body's codec, as for `send`.
 
         Raises:
             InvalidIdentifier: ``group`` is not a valid id.
         """
         self._check_started()
         return await self._publish_chain(
-            Outgoing(msg, self.subjects.group(group), DeliveryMode.AT_LEAST_ONCE)
+            Outgoing(
+                msg,
+                self.subjects.group(group),
+                DeliveryMode.AT_LEAST_ONCE,
+                content_type=content_type,
+            )
         )
 
     async def group_members(self, group: str) -> list[str]:
@@ -517,6 +572,7 @@ class Bus:
         *,
         timeout: float | None = None,
         callback: Callable[[asyncio.Future[ACLMessage]], object] | None = None,
+        content_type: str | None = None,
     ) -> asyncio.Future[ACLMessage]:
         """Send a request and return at once a future of its reply.
 
@@ -529,12 +585,13 @@ class Bus:
             timeout: Seconds to wait for the reply (default ``settings.request_timeout``).
             callback: Called with the done future (its result or its exception: `NoResponders`,
                 `RequestTimeout`, ...), as ``future.add_done_callback`` does.
+            content_type: The codec of the request's body, as for `send`.
 
         Returns:
             A future that resolves to the reply, or to the error `request` would raise.
             Stopping the bus cancels the futures still pending.
         """
-        out = self._request_out(msg, timeout)
+        out = self._request_out(msg, timeout, content_type)
         await self._request_slots.acquire()
         try:
             task = asyncio.create_task(
@@ -641,10 +698,14 @@ class Bus:
 
     def _encode(self, out: Outgoing) -> tuple[dict[str, str], bytes]:
         limit = self.settings.max_message_bytes
+        content_type = out.content_type
+        if content_type is None:
+            sender = self._agents.get(out.message.sender_id)
+            content_type = sender.content_type if sender is not None else None
         if not out.headers:
-            return wire.encode(out.message, self.codecs, max_bytes=limit)
+            return wire.encode(out.message, self.codecs, content_type=content_type, max_bytes=limit)
         # Middleware headers travel too: the receiver counts them, so the limit must as well.
-        headers, body = wire.encode(out.message, self.codecs)
+        headers, body = wire.encode(out.message, self.codecs, content_type=content_type)
         headers.update(out.headers)
         size = wire.encoded_size(headers, body)
         if size > limit:

@@ -50,6 +50,8 @@ class Outgoing:
         headers: Extra transport headers, sent beside the envelope's.
         timeout: For a request, seconds to wait for the reply.
         msg_id: The broker's dedup key for a persistent publish; None: ``message.message_id``.
+        content_type: The codec of the body (``application/msgpack``); None: the sending
+            agent's `Agent.content_type`, else the bus' default codec (JSON).
     """
 
     message: ACLMessage
@@ -58,6 +60,7 @@ class Outgoing:
     headers: dict[str, str] = field(default_factory=dict)
     timeout: float | None = None
     msg_id: str | None = None
+    content_type: str | None = None
 
 
 class Delivery:
