@@ -2,8 +2,7 @@
 
 Agents talk point-to-point, by broadcast, in groups, on topics, by request-reply,
 scatter-gather and streams, and in the FIPA interaction protocols (`aclbus.protocols`), in a
-FIPA ACL envelope, over NATS JetStream, Kafka or the in-memory engine, chosen by
-configuration::
+FIPA ACL envelope, over NATS JetStream or the in-memory engine, chosen by configuration::
 
     from aclbus import ACLMessage, Bus, Performative, Settings
 
