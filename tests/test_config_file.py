@@ -7,7 +7,6 @@ file, section settings included.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -21,12 +20,7 @@ from aclbus_retry.settings import RetrySettings
 SECTIONS = [NatsSettings, RetrySettings, DedupSettings, OrderingSettings]
 
 
-@pytest.fixture(autouse=True)
-def _clean(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for key in list(os.environ):
-        if key.startswith("ACLBUS_"):
-            monkeypatch.delenv(key)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("isolated")
 
 
 def _toml(tmp_path: Path, text: str) -> Path:

@@ -7,20 +7,11 @@ leave the NATS backend out, and `Bus()` then claimed it was not installed).
 
 from __future__ import annotations
 
-import os
-from pathlib import Path
-
 import pytest
 
 from aclbus import ACLMessage, Bus, Performative, PluginError
 
-
-@pytest.fixture(autouse=True)
-def _clean(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for key in list(os.environ):
-        if key.startswith("ACLBUS_"):
-            monkeypatch.delenv(key)
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("isolated")
 
 
 async def test_the_documented_allow_list_keeps_the_nats_backend(
