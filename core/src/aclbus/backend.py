@@ -17,16 +17,21 @@ Semantics every backend follows (the conformance kit in `aclbus.testing` checks 
   attempts the message is not delivered again.
 - Subscriptions with the same ``durable`` name share one consumer (its position survives
   unsubscribe); with the same ``queue`` they split the messages between them.
+- ``clock``: the time the backend's deadlines and timestamps follow. Real time by default; the
+  memory engine's own clock (a `ManualClock` in tests), so that what reads the time through
+  it (plugins' deadlines, presence beats) moves with the engine's TTLs and ack timers.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from aclbus.errors import ACLBusError, ConfigurationError
 
@@ -34,6 +39,7 @@ __all__ = [
     "Backend",
     "BackendFactory",
     "Capabilities",
+    "Clock",
     "DeliveryHandler",
     "DeliveryMode",
     "KVConflict",
@@ -47,6 +53,7 @@ __all__ = [
     "StreamSpec",
     "Subscription",
     "SubscriptionSpec",
+    "SystemClock",
 ]
 
 
@@ -57,6 +64,45 @@ class DeliveryMode(StrEnum):
     """Fast and not persisted: core NATS; lost if nobody is subscribed at publish time."""
     AT_LEAST_ONCE = "at_least_once"
     """Persisted and acknowledged: JetStream; redelivered until acked, terminated or exhausted."""
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """The time a backend lives by: `Backend.clock`.
+
+    Read the time through the backend's clock rather than `time` where it must agree with the
+    backend's own deadlines and timestamps (a KV bucket's TTL, `KVEntry.created`, ack
+    timeouts): on the memory engine under a `ManualClock` those move only when a test
+    advances it. `SystemClock` is the real one; the memory engine's clocks satisfy this too.
+    """
+
+    def now(self) -> float:
+        """Monotonic seconds: for measuring intervals and deadlines; the origin is arbitrary."""
+
+    def wall(self) -> datetime:
+        """The wall-clock time, timezone-aware UTC (``wall().timestamp()`` for epoch seconds)."""
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait until ``seconds`` have passed on this clock."""
+
+
+class SystemClock:
+    """Real time: `time.monotonic`, `datetime.now` in UTC and `asyncio.sleep`."""
+
+    def now(self) -> float:
+        """Seconds of `time.monotonic`."""
+        return time.monotonic()
+
+    def wall(self) -> datetime:
+        """The current time in UTC."""
+        return datetime.now(UTC)
+
+    async def sleep(self, seconds: float) -> None:
+        """`asyncio.sleep`."""
+        await asyncio.sleep(seconds)
+
+
+_SYSTEM_CLOCK = SystemClock()
 
 
 @dataclass(frozen=True, slots=True)
@@ -556,6 +602,16 @@ class Backend(ABC):
     def max_payload(self) -> int | None:
         """The broker's largest message in bytes, or None if it has no limit."""
         return None
+
+    @property
+    def clock(self) -> Clock:
+        """The clock the backend's deadlines and timestamps follow.
+
+        Real time (a shared `SystemClock`) unless the backend runs on a clock of its own, as
+        the memory engine does (`MemoryBackend(clock=ManualClock())`). May be read before
+        `connect`.
+        """
+        return _SYSTEM_CLOCK
 
 
 BackendFactory = Callable[..., Backend]

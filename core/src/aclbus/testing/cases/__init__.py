@@ -4,7 +4,7 @@ Backend-level (the `Backend` contract): `PubSubTestcase`, `PersistentPubSubTestc
 `SubscriptionTestcase`, `CompetingConsumersTestcase`, `RequestReplyTestcase`, `AckTestcase`,
 `NackDelayTestcase`, `InProgressTestcase`, `TermTestcase`, `MaxDeliverTestcase`,
 `BackoffTestcase`, `DedupTestcase`, `OrderingTestcase`, `DurableTestcase`, `TTLTestcase`,
-`KeyValueTestcase`, `StoredMessagesTestcase`. Bus-level (a `Bus` on the backend):
+`KeyValueTestcase`, `StoredMessagesTestcase`, `ClockTestcase`. Bus-level (a `Bus` on the backend):
 `PointToPointTestcase`, `BroadcastTestcase`, `BusRequestTestcase`, `AgentResilienceTestcase`,
 `MiddlewareOrderTestcase`, and the communication patterns: `BatchTestcase`, `GroupsTestcase`,
 `TopicsTestcase`, `ContentFilterTestcase`, `TypedPayloadTestcase`, `HopProtectionTestcase`,
@@ -20,6 +20,7 @@ from __future__ import annotations
 from aclbus.testing.cases.agents import BroadcastTestcase, BusRequestTestcase, PointToPointTestcase
 from aclbus.testing.cases.base import BackendTestcase, BusTestcase
 from aclbus.testing.cases.batches import BatchTestcase
+from aclbus.testing.cases.clock import ClockTestcase
 from aclbus.testing.cases.dedup import DedupTestcase
 from aclbus.testing.cases.delivery import (
     AckTestcase,
@@ -71,6 +72,7 @@ __all__ = [
     "BusRequestTestcase",
     "BusTestcase",
     "CancelTestcase",
+    "ClockTestcase",
     "CompetingConsumersTestcase",
     "ContentFilterTestcase",
     "ContractNetTestcase",
@@ -126,6 +128,7 @@ BACKEND_TESTCASES: tuple[type[BackendTestcase], ...] = (
     TTLTestcase,
     KeyValueTestcase,
     StoredMessagesTestcase,
+    ClockTestcase,
 )
 """Every testcase of the `Backend` contract."""
 
