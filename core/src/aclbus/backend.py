@@ -54,6 +54,7 @@ __all__ = [
     "Subscription",
     "SubscriptionSpec",
     "SystemClock",
+    "check_revision",
 ]
 
 
@@ -400,7 +401,10 @@ class StoredMessage:
 
 
 class KVConflict(ACLBusError):
-    """A key-value write whose precondition failed: the key exists, or its revision moved."""
+    """A key-value write whose precondition failed: the key exists, or its revision moved.
+
+    Raised by `KeyValue.create`, `KeyValue.update` and a conditional `KeyValue.delete`.
+    """
 
     def __init__(self, bucket: str, key: str, detail: str) -> None:
         self.bucket = bucket
@@ -418,6 +422,20 @@ class KVEntry:
     revision: int
     created: datetime
     operation: Literal["put", "delete"] = "put"
+
+
+def check_revision(revision: int) -> int:
+    """``revision`` if it can be a revision to compare with (1 or more).
+
+    Raises:
+        ValueError: It is below 1.
+    """
+    if revision < 1:
+        raise ValueError(
+            f"revision must be >= 1 (revisions start at 1), got {revision!r}; "
+            "delete(key) without a revision deletes unconditionally"
+        )
+    return revision
 
 
 class KeyValue(ABC):
@@ -442,8 +460,19 @@ class KeyValue(ABC):
         """Write only if the latest revision of ``key`` is ``revision``; else `KVConflict`."""
 
     @abstractmethod
-    async def delete(self, key: str) -> None:
-        """Delete ``key`` (a deletion marker that watchers see)."""
+    async def delete(self, key: str, *, revision: int | None = None) -> None:
+        """Delete ``key`` (a deletion marker that watchers see).
+
+        Args:
+            key: The key.
+            revision: Delete only if the latest revision of ``key`` (a deletion marker's
+                included) is this one: compare-and-delete, as `update` is compare-and-set.
+                None deletes whatever the latest is.
+
+        Raises:
+            KVConflict: ``revision`` is not the latest revision of ``key`` (nothing deleted).
+            ValueError: ``revision`` is below 1 (revisions start at 1).
+        """
 
     @abstractmethod
     async def keys(self) -> list[str]:
