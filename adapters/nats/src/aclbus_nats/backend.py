@@ -122,6 +122,29 @@ _INVALID_STREAM_CHARS = frozenset(">*. /\\\t\r\n")
 """Characters no stream name may hold (nats-py refuses them before asking the server)."""
 
 
+KV_MAX_HISTORY = 64
+"""Revisions per key a JetStream KV bucket keeps at most."""
+KV_DUPLICATE_WINDOW = 120.0
+"""The duplicate window nats-py (like the Go client) gives a bucket whose TTL is longer."""
+_KV_SETTING = {"max_age": "ttl", "max_msgs_per_subject": "history", "num_replicas": "replicas"}
+"""The stream settings of a bucket, by the `KVSpec` field they come from."""
+
+
+def _kv_value(stream_field: str, value: object) -> str:
+    """A bucket's stream setting as its `KVSpec` field reads it (no TTL: ``None``)."""
+    if stream_field == "max_age":
+        return f"{value:g}" if isinstance(value, float) and value else "None"
+    return str(value)
+
+
+def _storage_type(storage: str) -> api.StorageType:
+    return api.StorageType.FILE if storage == "file" else api.StorageType.MEMORY
+
+
+def _storage_name(storage: api.StorageType | None) -> str:
+    return "memory" if storage == api.StorageType.MEMORY else "file"
+
+
 _REPLY_WINDOW = 4096
 """PubAcks and replies one connection waits for at once; further callers wait for room (the
 bounded window of pipelined publishes; nats-py's ``publish_async`` allows 4000)."""
@@ -604,44 +627,86 @@ class NatsBackend(Backend):
         return ""
 
     async def _provision_kv(self, js: JetStreamContext, spec: KVSpec) -> None:
+        if spec.history > KV_MAX_HISTORY:  # nats-py refuses it with an error of its own
+            raise ConfigurationError(
+                f"KV bucket {spec.bucket!r}: history={spec.history} is over JetStream's limit; "
+                f"a bucket keeps at most {KV_MAX_HISTORY} revisions per key"
+            )
         config = api.KeyValueConfig(
             bucket=spec.bucket,
             history=spec.history,
             ttl=spec.ttl,
             replicas=spec.replicas,
-            storage=api.StorageType.FILE if spec.storage == "file" else api.StorageType.MEMORY,
+            storage=_storage_type(spec.storage),
         )
         try:
             await js.create_key_value(config)
-        except js_errors.BadRequestError as exc:
-            if exc.err_code != 10058:
+        except js_errors.APIError as exc:
+            # 10058: the bucket exists with another config. The server checks some settings
+            # (replicas on a single server) before existence, so ask when it says otherwise.
+            if exc.err_code != 10058 and not await self._bucket_exists(js, spec.bucket):
                 raise ConfigurationError(
-                    f"cannot create KV bucket {spec.bucket!r}: {exc.description}"
+                    f"cannot create KV bucket {spec.bucket!r}: {exc.description} "
+                    f"(code {exc.err_code})"
                 ) from exc
             await self._update_kv(js, spec)
         await js.key_value(spec.bucket)
 
+    async def _bucket_exists(self, js: JetStreamContext, bucket: str) -> bool:
+        try:
+            await js.stream_info(f"KV_{bucket}")
+        except js_errors.NotFoundError:
+            return False
+        return True
+
     async def _update_kv(self, js: JetStreamContext, spec: KVSpec) -> None:
-        # A bucket is the stream KV_<bucket>: nats-py has no update for buckets, so the
-        # stream's limits are changed in place (TTL = max_age, history = per-subject limit).
-        name = f"KV_{spec.bucket}"
-        current = (await js.stream_info(name)).config
+        """Change an existing bucket to ``spec``: what JetStream can change, in place.
+
+        A bucket is the stream ``KV_<bucket>``, and nats-py has no update for buckets, so
+        the stream's limits are changed as nats-py would have made them for ``spec``: TTL is
+        ``max_age``, history the per-subject limit, and the duplicate window is the TTL when
+        that is shorter than 2 minutes (JetStream refuses a window longer than ``max_age``).
+        Storage cannot change; replicas only on a cluster.
+
+        Raises:
+            ConfigurationError: A change JetStream cannot make, naming the bucket, each
+                setting with its old and new value, and the server's reason.
+        """
+        current = (await js.stream_info(f"KV_{spec.bucket}")).config
+        old_storage = _storage_name(current.storage)
+        if old_storage != spec.storage:
+            raise ConfigurationError(
+                f"KV bucket {spec.bucket!r} exists with storage {old_storage!r}, which cannot "
+                f"be changed to {spec.storage!r} (JetStream keeps a stream's storage for its "
+                f"life): delete the bucket (and its entries) first, or keep storage "
+                f"{old_storage!r}"
+            )
+        ttl = spec.ttl or 0.0
         wanted = {
-            "max_age": spec.ttl or 0.0,
+            "max_age": ttl,
             "max_msgs_per_subject": spec.history,
             "num_replicas": spec.replicas,
+            "duplicate_window": min(ttl, KV_DUPLICATE_WINDOW) if ttl else KV_DUPLICATE_WINDOW,
         }
-        if all(getattr(current, k) == v for k, v in wanted.items()):
+        changed = {
+            k: (getattr(current, k), v) for k, v in wanted.items() if getattr(current, k) != v
+        }
+        if not changed:
             return
-        for key, value in wanted.items():
+        for key, (_, value) in changed.items():
             setattr(current, key, value)
         try:
             await js.update_stream(current)
         except js_errors.APIError as exc:
+            changes = ", ".join(
+                f"{_KV_SETTING[key]} {_kv_value(key, old)} -> {_kv_value(key, new)}"
+                for key, (old, new) in changed.items()
+                if key in _KV_SETTING
+            )
             raise ConfigurationError(
-                f"KV bucket {spec.bucket!r} exists with settings that cannot be changed to "
-                f"ttl={spec.ttl}, history={spec.history}, replicas={spec.replicas}: "
-                f"{exc.description} (code {exc.err_code})"
+                f"KV bucket {spec.bucket!r} exists and JetStream cannot change it "
+                f"({changes}): {exc.description} (code {exc.err_code}); keep its old "
+                "settings, or delete the bucket (and its entries) to make it anew"
             ) from exc
 
     # -- publishing ------------------------------------------------------------------------
