@@ -66,7 +66,7 @@ from aclbus.subjects import subject_matches
 from aclbus.wire import encoded_size
 from aclbus_nats.headers import install as install_header_codec
 from aclbus_nats.kv import NatsKeyValue
-from aclbus_nats.permissions import Interrupted, PermissionWatch
+from aclbus_nats.permissions import Interrupted, PermissionWatch, ViolationLogFilter
 from aclbus_nats.received import CoreReceived, JetStreamReceived
 from aclbus_nats.reconnect import jittered_reconnect
 from aclbus_nats.settings import NatsSettings
@@ -82,6 +82,9 @@ if TYPE_CHECKING:
 __all__ = ["NatsBackend", "NatsSubscription"]
 
 log = logging.getLogger("aclbus.nats")
+# FastStream logs through this logger (the broker's ``logger=``): not a violation as a broken
+# connection with a traceback; `NatsBackend._on_violation` logs it once instead.
+log.addFilter(ViolationLogFilter())
 
 T = TypeVar("T")
 
@@ -420,6 +423,13 @@ class NatsBackend(Backend):
             log.warning("nats: disconnected")
 
     def _on_violation(self, op: str, subject: str) -> None:
+        # Once per -ERR from the server; the subject as nats-py reports it (lower case).
+        log.warning(
+            "nats: permissions violation: this connection may not %s to %r; the call waiting "
+            "for it fails with PermissionDenied, the connection stays up",
+            op,
+            subject,
+        )
         if self._inbox is not None:
             self._inbox.deny(op, subject)
 
