@@ -538,7 +538,9 @@ class Backend(ABC):
 
         Raises:
             NoStream: ``at_least_once`` to a subject no stream captures.
-            MessageTooLarge: Over the broker's or the stream's limit.
+            MessageTooLarge: Over the broker's or the stream's limit; `HeadersTooLarge` (a
+                `MessageTooLarge`) when only the header block is over the broker's limit
+                for a stored message (JetStream, and the memory engine: 65535 bytes).
             BackendClosed: Not connected.
         """
 

@@ -53,6 +53,7 @@ from aclbus.errors import (
     ACLBusError,
     BackendClosed,
     ConfigurationError,
+    HeadersTooLarge,
     MessageTooLarge,
     NoResponders,
     NoStream,
@@ -116,6 +117,10 @@ NATS_HEADER_ALLOWANCE = 512
 ``Nats-Msg-Id`` and ``Nats-TTL`` headers the backend adds, which aclbus' own size check leaves
 out (docs/wire-format.md, section 10). Without it a message just under the limit would pass the
 bus' check and then be refused by the stream."""
+JETSTREAM_MAX_HEADER_BYTES = 65535
+"""The largest header block JetStream stores with a message (nats-server keeps its length in
+16 bits): one byte more and the PubAck is error 10097, "header size exceeds maximum allowed of
+64k", after the round trip. Core NATS has no such limit below ``max_payload``."""
 _NO_RESPONDERS_PAUSE = 0.1
 """Seconds between publishes to a provisioned stream that JetStream did not answer."""
 _JS_NO_MESSAGE = 10037  # JSNoMessageFoundErr: no message at (or after) that sequence
@@ -736,6 +741,17 @@ class NatsBackend(Backend):
 
         JetStream publishes are pipelined: each waits for its own PubAck on the connection's
         shared reply inbox while others are sent, up to a window of pending PubAcks.
+
+        Raises:
+            MessageTooLarge: Over the server's ``max_payload`` (before sending), or over the
+                stream's ``max_msg_size``.
+            HeadersTooLarge: A persistent message whose header block, ``Nats-*`` headers
+                included, is over `JETSTREAM_MAX_HEADER_BYTES` (before sending).
+            NoStream: ``at_least_once`` to a subject no stream captures.
+            PublishTimeout: No PubAck within ``publish_timeout`` (maybe stored).
+            StreamFull: A stream, the account or the server is out of storage.
+            PermissionDenied: The server forbids this connection to publish there.
+            BackendClosed: Not connected, or the reconnect buffer is full.
         """
         nc, inbox = self._replies()
         persistent = mode is not DeliveryMode.AT_MOST_ONCE
@@ -753,6 +769,8 @@ class NatsBackend(Backend):
         size = encoded_size(hdrs, body)  # what the server counts: Nats-* headers included
         if size > nc.max_payload:
             raise MessageTooLarge(size, nc.max_payload, "message (the server's max_payload)")
+        if persistent and size - len(body) > JETSTREAM_MAX_HEADER_BYTES:
+            raise HeadersTooLarge(size - len(body), JETSTREAM_MAX_HEADER_BYTES, subject)
         if not persistent:
             try:
                 await nc.publish(subject, body, reply=reply or "", headers=hdrs)
