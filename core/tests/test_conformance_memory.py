@@ -14,6 +14,7 @@ from aclbus.testing import (
     BackoffTestcase,
     BroadcastTestcase,
     BusRequestTestcase,
+    ClockTestcase,
     CompetingConsumersTestcase,
     DedupTestcase,
     DurableTestcase,
@@ -100,6 +101,10 @@ class TestKeyValue(MemoryConfig, KeyValueTestcase):
 
 
 class TestStoredMessages(MemoryConfig, StoredMessagesTestcase):
+    pass
+
+
+class TestClock(MemoryConfig, ClockTestcase):
     pass
 
 

@@ -27,7 +27,7 @@ import pytest_asyncio
 from faststream import FastStream
 from pydantic import BaseModel, Field, create_model
 
-from aclbus import ACLMessage, Bus, ConfigurationError, Performative, Settings
+from aclbus import ACLMessage, Bus, ConfigurationError, NoResponders, Performative, Settings
 from aclbus.codec import CodecRegistry, JsonCodec
 from aclbus.settings import StreamLimits
 from aclbus.wire import encode
@@ -211,6 +211,76 @@ async def test_faststream_run_serves_the_quickstart_agents(
     assert "shut down gracefully" in err
     assert "Traceback" not in err, err
     assert "ERROR" not in err, err
+
+
+def finish(proc: subprocess.Popen[str], timeout: float) -> tuple[str, str]:
+    """The child's output once it exits by itself; fail (and kill its whole session, workers
+    and their servers included) if it has not within ``timeout`` seconds."""
+    try:
+        return proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        pytest.fail(f"still running after {timeout} s; stdout: {out}\nstderr: {err}")
+
+
+def test_faststream_run_workers_refuse_to_embed_a_server_each(workdir: Path) -> None:
+    """``--workers 2`` with no server configured: each worker would embed a nats-server of
+    its own and the agents would not share their messages. Refused, and the run ends."""
+    store = workdir / "store"  # where an embedded server would write its config and log
+    env = child_env(backend="nats", streams__storage="memory")
+    env["ACLBUS_NATS__EMBEDDED_STORE_DIR"] = str(store)
+    proc = faststream("run", "examples/quickstart:app", "--workers", "2", cwd=workdir, env=env)
+    started = time.monotonic()
+    out, err = finish(proc, timeout=90)
+    took = time.monotonic() - started
+    text = out + err
+    assert "would each start an embedded nats-server" in text, text
+    assert "ACLBUS_NATS__SERVERS" in text
+    assert "Traceback" not in text, text
+    assert "Started child process [" not in text, f"a refused worker was restarted: {text}"
+    assert not (store / "nats-server.conf").exists(), "a worker started a server"
+    print(f"refused and stopped after {took:.1f} s")
+
+
+async def test_faststream_run_workers_share_the_configured_server(
+    workdir: Path, nats_url: str, prefix: str
+) -> None:
+    """With ``ACLBUS_NATS__SERVERS`` set, ``--workers 2`` serves the agents as usual."""
+    env = child_env(
+        backend="nats",
+        nats__servers=nats_url,
+        subject_prefix=prefix,
+        streams__storage="memory",
+        streams__max_bytes=str(8 << 20),
+    )
+    proc = faststream("run", "examples/quickstart:app", "--workers", "2", cwd=workdir, env=env)
+    try:
+        async with nats_bus(prefix, [nats_url]) as client:
+            ask = ACLMessage(
+                performative=Performative.REQUEST,
+                sender_id="tester",
+                receiver_id="worker",
+                message_type="math.sum",
+                payload=[1, 2],
+            )
+            deadline = time.monotonic() + 60
+            while True:  # until a worker has started and serves the request subject
+                try:
+                    reply = await client.request(ask, timeout=2.0)
+                    break
+                except NoResponders:
+                    if time.monotonic() > deadline or proc.poll() is not None:
+                        raise
+                    await asyncio.sleep(0.2)
+        assert reply.payload == {"sum": 3}
+        proc.send_signal(signal.SIGTERM)
+        out, err = finish(proc, timeout=60)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+    assert "would each start an embedded nats-server" not in out + err
 
 
 def test_faststream_docs_gen_lists_the_quickstart_channels(workdir: Path) -> None:

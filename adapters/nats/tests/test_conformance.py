@@ -8,6 +8,7 @@ from aclbus.testing import (
     BackoffTestcase,
     BroadcastTestcase,
     BusRequestTestcase,
+    ClockTestcase,
     CompetingConsumersTestcase,
     DedupTestcase,
     DurableTestcase,
@@ -94,6 +95,10 @@ class TestKeyValue(NatsConfig, KeyValueTestcase):
 
 
 class TestStoredMessages(NatsConfig, StoredMessagesTestcase):
+    pass
+
+
+class TestClock(NatsConfig, ClockTestcase):
     pass
 
 

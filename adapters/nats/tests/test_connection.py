@@ -24,12 +24,13 @@ from nats.js import api
 
 from aclbus import wire
 from aclbus.acl import ACLMessage
-from aclbus.backend import StreamSpec
+from aclbus.backend import DeliveryMode, StreamSpec
 from aclbus.bus import Bus
 from aclbus.errors import (
     ACLBusError,
     BackendClosed,
     ConfigurationError,
+    HeadersTooLarge,
     MessageTooLarge,
     PublishTimeout,
     StreamFull,
@@ -544,3 +545,79 @@ async def _publish_until_refused(backend: NatsBackend, subject: str, size: int) 
     assert "storage is full" in message
     assert "ACLBUS_STREAMS__MAX_BYTES" in message
     return acks
+
+
+def many_headers(total: int) -> dict[str, str]:
+    """Application headers (each value at most 1024 characters) of about ``total`` bytes."""
+    return {f"x-h{i:03d}": "v" * 1000 for i in range(total // 1000 + 1)}
+
+
+@pytest.mark.usefixtures("cleanup")
+async def test_a_header_block_over_64_kib_is_refused_before_anything_is_sent(
+    nats_server: EmbeddedServer, prefix: str
+) -> None:
+    """JetStream stores a header block of at most 65535 bytes (it answers 10097 "header size
+    exceeds maximum allowed of 64k" after the round trip): HeadersTooLarge, before sending."""
+    bus = make_bus(nats_server.url, prefix)  # the body limit (1 MiB) is far away
+    nc = await nats.connect(nats_server.url)
+    seen: list[str] = []
+
+    async def record(msg: Any) -> None:
+        seen.append(msg.subject)
+
+    await nc.subscribe(f"{prefix}.>", cb=record)
+    await nc.flush()
+    try:
+        async with bus:
+            msg = ACLMessage(
+                performative="inform",
+                sender_id="alice",
+                receiver_id="bob",
+                headers=many_headers(70_000),
+            )
+            with pytest.raises(HeadersTooLarge) as caught:
+                await bus.send(msg)
+            error = caught.value
+            assert isinstance(error, MessageTooLarge)
+            assert error.limit == 65535
+            assert error.size > 70_000
+            text = str(error)
+            assert f"{prefix}.agent.bob" in text
+            assert str(error.size) in text
+            assert "65535" in text
+            assert "payload" in text  # what to do: move the big values into the body
+            await nc.flush()
+            await asyncio.sleep(0.1)
+            assert seen == []
+            info = await nc.jetstream().stream_info(f"{prefix.upper()}_AGENT")
+            assert info.state.messages == 0
+    finally:
+        await nc.close()
+
+
+@pytest.mark.usefixtures("cleanup")
+async def test_a_header_block_of_exactly_64_kib_minus_one_is_stored(
+    nats_server: EmbeddedServer, prefix: str
+) -> None:
+    """The limit is the server's: a block of 65535 bytes (Nats-Msg-Id included) is stored,
+    one more byte is not; a core NATS message has no such limit."""
+    backend = NatsBackend(settings(prefix), nats=NatsSettings(servers=[nats_server.url]))
+    await backend.connect()
+    try:
+        await backend.provision(StreamSpec(name=f"{prefix.upper()}_H", subjects=(f"{prefix}.h",)))
+
+        def block(size: int) -> dict[str, str]:
+            # NATS/1.0 CRLF, "x-big: value" CRLF, "Nats-Msg-Id: m" CRLF, CRLF
+            headers = {"x-big": ""}
+            headers["x-big"] = "v" * (
+                size - wire.encoded_size({**headers, "Nats-Msg-Id": "m"}, b"")
+            )
+            return headers
+
+        ack = await backend.publish(f"{prefix}.h", block(65535), b"body", msg_id="m")
+        assert ack.sequence == 1
+        with pytest.raises(HeadersTooLarge):
+            await backend.publish(f"{prefix}.h", block(65536), b"body", msg_id="m")
+        await backend.publish(f"{prefix}.core", block(70_000), b"", mode=DeliveryMode.AT_MOST_ONCE)
+    finally:
+        await backend.close()

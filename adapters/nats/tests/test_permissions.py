@@ -183,6 +183,49 @@ async def test_forbidden_core_subscription_is_refused_and_removed(
         await backend.close()
 
 
+def _violation_records(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if "permission" in r.getMessage().lower()]
+
+
+@pytest.mark.parametrize(
+    ("operation", "subject"),
+    [
+        ("publish", "perm.agent.forbidden"),
+        ("request", "perm.rpc.forbidden"),
+        ("subscribe", "perm.rpc.secret"),
+    ],
+)
+async def test_a_violation_is_logged_once_and_not_as_a_broken_connection(
+    bus: Bus, caplog: pytest.LogCaptureFixture, operation: str, subject: str
+) -> None:
+    """The connection is fine: one warning naming the operation and subject, no traceback."""
+    if operation == "publish":
+        denied = bus.send(inform("forbidden"))
+    elif operation == "request":
+        denied = bus.request(
+            ACLMessage(performative="request", sender_id="alice", receiver_id="forbidden")
+        )
+    else:
+        agent = bus.agent("secret")
+        agent.on()(_ignore)
+        denied = agent.start()
+    caplog.clear()
+    with pytest.raises(PermissionDenied):
+        await denied
+    [ack] = await bus.send(inform("allowed"))  # a round trip: every log of the -ERR is in
+    assert ack.stream == "PERM_AGENT"
+
+    broken = [r for r in caplog.records if "connection broken" in r.getMessage().lower()]
+    assert not broken, [r.getMessage() for r in broken]
+    [record] = _violation_records(caplog)
+    assert record.levelno == logging.WARNING
+    assert record.exc_info is None, "a violation is not a crash: no traceback"
+    text = record.getMessage()
+    assert subject in text
+    assert ("subscribe" if operation == "subscribe" else "publish") in text
+    assert "connection stays up" in text
+
+
 @pytest.mark.parametrize(
     "credentials",
     [

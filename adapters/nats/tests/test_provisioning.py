@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
 from typing import Any
@@ -312,3 +313,97 @@ async def test_a_kv_bucket_is_updated_to_a_changed_ttl_and_history(
         await nc.jetstream().delete_stream(f"KV_{bucket}")
         await nc.close()
         await backend.close()
+
+
+@pytest_asyncio.fixture
+async def kv_backend(nats_server: EmbeddedServer) -> AsyncIterator[tuple[NatsBackend, str]]:
+    """A connected backend and a bucket name of this test's own; the bucket goes after."""
+    bucket = "kvcfg-" + uuid.uuid4().hex[:8]
+    backend = NatsBackend(Settings(backend="nats"), nats=NatsSettings(servers=[nats_server.url]))
+    await backend.connect()
+    try:
+        yield backend, bucket
+    finally:
+        await backend.close()
+        nc = await nats.connect(nats_server.url)
+        try:
+            with contextlib.suppress(Exception):
+                await nc.jetstream().delete_stream(f"KV_{bucket}")
+        finally:
+            await nc.close()
+
+
+async def kv_config(url: str, bucket: str) -> api.StreamConfig:
+    nc = await nats.connect(url)
+    try:
+        return (await nc.jetstream().stream_info(f"KV_{bucket}")).config
+    finally:
+        await nc.close()
+
+
+@pytest.mark.parametrize(("before", "after"), [(None, 1.0), (20.0, 5.0), (5.0, None)])
+async def test_a_kv_bucket_ttl_is_updated_below_and_above_the_duplicate_window(
+    nats_server: EmbeddedServer,
+    kv_backend: tuple[NatsBackend, str],
+    before: float | None,
+    after: float | None,
+) -> None:
+    """A bucket's stream dedups within min(ttl, 2 min), as nats-py makes it: a shorter TTL
+    must shorten that window too, or JetStream refuses the update."""
+    backend, bucket = kv_backend
+    await backend.provision(KVSpec(bucket, ttl=before))
+    await (await backend.kv(bucket)).put("k", b"kept")
+    await backend.provision(KVSpec(bucket, ttl=after))
+    config = await kv_config(nats_server.url, bucket)
+    assert config.max_age == (after or 0.0)
+    assert config.duplicate_window == (min(after, 120.0) if after else 120.0)
+    entry = await (await backend.kv(bucket)).get("k")
+    assert entry is not None
+    assert entry.value == b"kept"
+
+
+async def test_a_kv_bucket_storage_change_is_refused_naming_the_setting(
+    nats_server: EmbeddedServer, kv_backend: tuple[NatsBackend, str]
+) -> None:
+    """JetStream cannot change a stream's storage: a clear error, not the old bucket kept."""
+    backend, bucket = kv_backend
+    await backend.provision(KVSpec(bucket, storage="file"))
+    with pytest.raises(ConfigurationError) as caught:
+        await backend.provision(KVSpec(bucket, storage="memory"))
+    message = str(caught.value)
+    for part in (repr(bucket), "storage", "'file'", "'memory'", "delete the bucket"):
+        assert part in message, message
+    assert (await kv_config(nats_server.url, bucket)).storage == api.StorageType.FILE
+
+
+async def test_a_kv_replicas_change_the_server_refuses_names_the_setting(
+    nats_server: EmbeddedServer, kv_backend: tuple[NatsBackend, str]
+) -> None:
+    """A single server has no replicas to give: the error names replicas 1 -> 3 and why."""
+    backend, bucket = kv_backend
+    await backend.provision(KVSpec(bucket, ttl=30.0))
+    with pytest.raises(ConfigurationError) as caught:
+        await backend.provision(KVSpec(bucket, ttl=60.0, replicas=3))
+    message = str(caught.value)
+    for part in (repr(bucket), "replicas 1 -> 3", "ttl 30 -> 60", "non-clustered"):
+        assert part in message, message
+    config = await kv_config(nats_server.url, bucket)
+    assert (config.num_replicas, config.max_age) == (1, 30.0)  # left as it was
+
+
+@pytest.mark.parametrize(
+    ("spec", "reason"),
+    [
+        ({"replicas": 3}, "non-clustered"),
+        ({"history": 65}, "at most 64"),
+    ],
+)
+async def test_a_kv_bucket_the_server_cannot_make_is_a_configuration_error(
+    kv_backend: tuple[NatsBackend, str], spec: dict[str, Any], reason: str
+) -> None:
+    """Not nats-py's ServerError or KeyHistoryTooLargeError: aclbus' own, naming the bucket."""
+    backend, bucket = kv_backend
+    with pytest.raises(ConfigurationError) as caught:
+        await backend.provision(KVSpec(bucket, **spec))
+    assert repr(bucket) in str(caught.value)
+    assert reason in str(caught.value)

@@ -17,16 +17,21 @@ Semantics every backend follows (the conformance kit in `aclbus.testing` checks 
   attempts the message is not delivered again.
 - Subscriptions with the same ``durable`` name share one consumer (its position survives
   unsubscribe); with the same ``queue`` they split the messages between them.
+- ``clock``: the time the backend's deadlines and timestamps follow. Real time by default; the
+  memory engine's own clock (a `ManualClock` in tests), so that what reads the time through
+  it (plugins' deadlines, presence beats) moves with the engine's TTLs and ack timers.
 """
 
 from __future__ import annotations
 
+import asyncio
+import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, fields
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
 
 from aclbus.errors import ACLBusError, ConfigurationError
 
@@ -34,6 +39,7 @@ __all__ = [
     "Backend",
     "BackendFactory",
     "Capabilities",
+    "Clock",
     "DeliveryHandler",
     "DeliveryMode",
     "KVConflict",
@@ -47,6 +53,8 @@ __all__ = [
     "StreamSpec",
     "Subscription",
     "SubscriptionSpec",
+    "SystemClock",
+    "check_revision",
 ]
 
 
@@ -57,6 +65,45 @@ class DeliveryMode(StrEnum):
     """Fast and not persisted: core NATS; lost if nobody is subscribed at publish time."""
     AT_LEAST_ONCE = "at_least_once"
     """Persisted and acknowledged: JetStream; redelivered until acked, terminated or exhausted."""
+
+
+@runtime_checkable
+class Clock(Protocol):
+    """The time a backend lives by: `Backend.clock`.
+
+    Read the time through the backend's clock rather than `time` where it must agree with the
+    backend's own deadlines and timestamps (a KV bucket's TTL, `KVEntry.created`, ack
+    timeouts): on the memory engine under a `ManualClock` those move only when a test
+    advances it. `SystemClock` is the real one; the memory engine's clocks satisfy this too.
+    """
+
+    def now(self) -> float:
+        """Monotonic seconds: for measuring intervals and deadlines; the origin is arbitrary."""
+
+    def wall(self) -> datetime:
+        """The wall-clock time, timezone-aware UTC (``wall().timestamp()`` for epoch seconds)."""
+
+    async def sleep(self, seconds: float) -> None:
+        """Wait until ``seconds`` have passed on this clock."""
+
+
+class SystemClock:
+    """Real time: `time.monotonic`, `datetime.now` in UTC and `asyncio.sleep`."""
+
+    def now(self) -> float:
+        """Seconds of `time.monotonic`."""
+        return time.monotonic()
+
+    def wall(self) -> datetime:
+        """The current time in UTC."""
+        return datetime.now(UTC)
+
+    async def sleep(self, seconds: float) -> None:
+        """`asyncio.sleep`."""
+        await asyncio.sleep(seconds)
+
+
+_SYSTEM_CLOCK = SystemClock()
 
 
 @dataclass(frozen=True, slots=True)
@@ -354,7 +401,10 @@ class StoredMessage:
 
 
 class KVConflict(ACLBusError):
-    """A key-value write whose precondition failed: the key exists, or its revision moved."""
+    """A key-value write whose precondition failed: the key exists, or its revision moved.
+
+    Raised by `KeyValue.create`, `KeyValue.update` and a conditional `KeyValue.delete`.
+    """
 
     def __init__(self, bucket: str, key: str, detail: str) -> None:
         self.bucket = bucket
@@ -372,6 +422,20 @@ class KVEntry:
     revision: int
     created: datetime
     operation: Literal["put", "delete"] = "put"
+
+
+def check_revision(revision: int) -> int:
+    """``revision`` if it can be a revision to compare with (1 or more).
+
+    Raises:
+        ValueError: It is below 1.
+    """
+    if revision < 1:
+        raise ValueError(
+            f"revision must be >= 1 (revisions start at 1), got {revision!r}; "
+            "delete(key) without a revision deletes unconditionally"
+        )
+    return revision
 
 
 class KeyValue(ABC):
@@ -396,8 +460,19 @@ class KeyValue(ABC):
         """Write only if the latest revision of ``key`` is ``revision``; else `KVConflict`."""
 
     @abstractmethod
-    async def delete(self, key: str) -> None:
-        """Delete ``key`` (a deletion marker that watchers see)."""
+    async def delete(self, key: str, *, revision: int | None = None) -> None:
+        """Delete ``key`` (a deletion marker that watchers see).
+
+        Args:
+            key: The key.
+            revision: Delete only if the latest revision of ``key`` (a deletion marker's
+                included) is this one: compare-and-delete, as `update` is compare-and-set.
+                None deletes whatever the latest is.
+
+        Raises:
+            KVConflict: ``revision`` is not the latest revision of ``key`` (nothing deleted).
+            ValueError: ``revision`` is below 1 (revisions start at 1).
+        """
 
     @abstractmethod
     async def keys(self) -> list[str]:
@@ -463,7 +538,9 @@ class Backend(ABC):
 
         Raises:
             NoStream: ``at_least_once`` to a subject no stream captures.
-            MessageTooLarge: Over the broker's or the stream's limit.
+            MessageTooLarge: Over the broker's or the stream's limit; `HeadersTooLarge` (a
+                `MessageTooLarge`) when only the header block is over the broker's limit
+                for a stored message (JetStream, and the memory engine: 65535 bytes).
             BackendClosed: Not connected.
         """
 
@@ -556,6 +633,16 @@ class Backend(ABC):
     def max_payload(self) -> int | None:
         """The broker's largest message in bytes, or None if it has no limit."""
         return None
+
+    @property
+    def clock(self) -> Clock:
+        """The clock the backend's deadlines and timestamps follow.
+
+        Real time (a shared `SystemClock`) unless the backend runs on a clock of its own, as
+        the memory engine does (`MemoryBackend(clock=ManualClock())`). May be read before
+        `connect`.
+        """
+        return _SYSTEM_CLOCK
 
 
 BackendFactory = Callable[..., Backend]

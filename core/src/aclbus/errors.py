@@ -12,6 +12,7 @@ __all__ = [
     "BackendClosed",
     "CapabilityError",
     "ConfigurationError",
+    "HeadersTooLarge",
     "HopLimitExceeded",
     "InvalidIdentifier",
     "InvalidPayload",
@@ -96,6 +97,30 @@ class MessageTooLarge(ACLBusError, ValueError):
         super().__init__(
             f"{what} is {size} bytes, over the limit of {limit} bytes; send it as a stream "
             "or raise ACLBUS_MAX_MESSAGE_BYTES (and the server's max_payload)"
+        )
+
+
+class HeadersTooLarge(MessageTooLarge):
+    """A persistent message whose header block is over the broker's limit for stored headers.
+
+    JetStream stores at most 65535 bytes of headers per message, whatever the message's size
+    limit; raising ``ACLBUS_MAX_MESSAGE_BYTES`` does not help, moving large values from
+    headers into the payload does.
+
+    Attributes:
+        size: The header block's size in bytes, as on the wire.
+        limit: The largest header block the broker stores.
+        subject: Where the message was going.
+    """
+
+    def __init__(self, size: int, limit: int, subject: str) -> None:
+        self.subject = subject
+        super().__init__(size, limit)
+        # MessageTooLarge's advice (a stream, a larger limit) does not apply to headers.
+        self.args = (
+            f"the header block of the message to {subject!r} is {size} bytes, over the limit "
+            f"of {limit} bytes the broker stores for the headers of a message; move large "
+            "values from headers into the payload",
         )
 
 

@@ -10,6 +10,7 @@ from aclbus.backend import DeliveryMode, StreamSpec, SubscriptionSpec
 from aclbus.backends.memory import ManualClock, MemoryBackend
 from aclbus.errors import (
     ConfigurationError,
+    HeadersTooLarge,
     InvalidIdentifier,
     MessageTooLarge,
     NoStream,
@@ -122,6 +123,26 @@ async def test_max_payload_applies_to_every_publish(backend: MemoryBackend) -> N
     with pytest.raises(MessageTooLarge) as caught:
         await backend.publish("c.a", {}, b"x" * 4096, mode=AMO)
     assert (caught.value.size, caught.value.limit) == (4096 + 12, 4096)
+
+
+async def test_a_stored_header_block_is_at_most_65535_bytes(clock: ManualClock) -> None:
+    """As JetStream: a persistent message's header block is refused over 64 KiB - 1, before
+    anything is stored, whatever ``max_payload`` allows; a core message has no such limit."""
+
+    def block(size: int) -> dict[str, str]:
+        return {"x-big": "v" * (size - encoded_size({"x-big": ""}, b""))}
+
+    async with MemoryBackend(clock=clock) as backend:
+        await backend.provision(StreamSpec("S", ("s.>",)))
+        await backend.publish("s.a", block(65535), b"body")
+        with pytest.raises(HeadersTooLarge) as caught:
+            await backend.publish("s.a", block(65536), b"body")
+        assert isinstance(caught.value, MessageTooLarge)
+        assert (caught.value.size, caught.value.limit) == (65536, 65535)
+        assert "'s.a'" in str(caught.value)
+        assert "payload" in str(caught.value)
+        assert backend.stream_info("S").messages == 1
+        await backend.publish("c.a", block(70_000), b"", mode=AMO)
 
 
 async def test_max_age_expires_messages(backend: MemoryBackend, clock: ManualClock) -> None:

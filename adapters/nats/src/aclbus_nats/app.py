@@ -18,6 +18,12 @@ Life cycle, in the order FastStream runs it::
     broker.stop()  a no-op by then: already stopped
     after_shutdown the user's hooks
 
+``faststream run --workers N`` runs the app in N processes, each with a bus of its own. They
+must share one NATS server: with no ``ACLBUS_NATS__SERVERS`` each worker would start an
+embedded server of its own, and the workers would not see each other's messages. Each worker
+refuses that at start-up (`WORKERS_NEED_A_SERVER`) and asks FastStream's supervisor to stop,
+rather than failing into FastStream's endless restarts of a worker that exits.
+
 The AsyncAPI document is made when it is asked for (``faststream docs gen``, ``docs serve``,
 ``app.schema.to_specification()``), from the agents the bus has at that moment: agents made
 after ``bus.app`` are listed too. They are added as plain documentation objects, never as
@@ -27,9 +33,14 @@ messages.
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import inspect
+import logging
+import multiprocessing
+import os
 import re
+import signal
 from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any, Final
 
@@ -59,7 +70,22 @@ if TYPE_CHECKING:
     from aclbus.bus import Bus
     from aclbus_nats.backend import NatsBackend
 
-__all__ = ["ACL_HEADERS_SCHEMA", "BusAsyncAPI", "make_app"]
+__all__ = ["ACL_HEADERS_SCHEMA", "WORKERS_NEED_A_SERVER", "BusAsyncAPI", "make_app"]
+
+log = logging.getLogger("aclbus.nats")
+
+WORKERS_NEED_A_SERVER: Final = (
+    "faststream run --workers: the workers would each start an embedded nats-server of their "
+    "own (ACLBUS_NATS__SERVERS is not set), and agents in different workers would never see "
+    "each other's messages, streams or KV buckets. Start one nats-server (nats-server -js) and "
+    "set ACLBUS_NATS__SERVERS=nats://host:4222 for every worker, or run a single worker "
+    "without --workers. Stopping faststream run (worker {worker})."
+)
+"""What a worker of ``faststream run --workers`` says when it has no server to share."""
+
+_SUPERVISOR_GRACE = 60.0
+"""Seconds a refusing worker waits for the supervisor to stop it before failing by itself
+(FastStream's supervisor gives each worker 30 s to stop)."""
 
 _ID: Final = f"[A-Za-z0-9_-]{{1,{MAX_ID_LENGTH}}}"
 _TIME: Final = {"type": "string", "format": "date-time", "description": "RFC 3339, UTC"}
@@ -206,7 +232,10 @@ def make_app(backend: NatsBackend, bus: Bus) -> FastStream:
     )
     stop_registered = False
 
-    async def start_bus() -> None:
+    async def start_bus(worker_id: int | None = None) -> None:
+        # FastStream passes worker_id to on_startup hooks: None unless `run --workers N`.
+        if worker_id is not None and backend.server is not None:
+            await _refuse_worker(worker_id)
         nonlocal stop_registered
         await bus.start()
         if not stop_registered:
@@ -220,6 +249,26 @@ def make_app(backend: NatsBackend, bus: Bus) -> FastStream:
 
     app = FastStream(backend.broker, on_startup=[start_bus], specification=specification)
     return app
+
+
+async def _refuse_worker(worker_id: int) -> None:
+    """Refuse to run worker ``worker_id`` on an embedded server of its own; stop the run.
+
+    Raising from the start-up hook would not do: FastStream's supervisor restarts a worker
+    that exits, forever, each time with a traceback. So the worker logs why, sends SIGTERM to
+    the supervisor (its parent, which then stops every worker and exits), and waits here to be
+    stopped with the others, having started nothing.
+
+    Raises:
+        ConfigurationError: No supervisor to stop, or it did not stop this worker in time.
+    """
+    message = WORKERS_NEED_A_SERVER.format(worker=worker_id)
+    log.error("%s", message)
+    parent = multiprocessing.parent_process()
+    if parent is not None and parent.pid == os.getppid():
+        os.kill(parent.pid, signal.SIGTERM)  # FastStream's supervisor: stop every worker
+        await asyncio.sleep(_SUPERVISOR_GRACE)  # cancelled when the supervisor stops us
+    raise ConfigurationError(message)
 
 
 class BusAsyncAPI(AsyncAPI):

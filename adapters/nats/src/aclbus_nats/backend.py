@@ -53,6 +53,7 @@ from aclbus.errors import (
     ACLBusError,
     BackendClosed,
     ConfigurationError,
+    HeadersTooLarge,
     MessageTooLarge,
     NoResponders,
     NoStream,
@@ -66,7 +67,7 @@ from aclbus.subjects import subject_matches
 from aclbus.wire import encoded_size
 from aclbus_nats.headers import install as install_header_codec
 from aclbus_nats.kv import NatsKeyValue
-from aclbus_nats.permissions import Interrupted, PermissionWatch
+from aclbus_nats.permissions import Interrupted, PermissionWatch, ViolationLogFilter
 from aclbus_nats.received import CoreReceived, JetStreamReceived
 from aclbus_nats.reconnect import jittered_reconnect
 from aclbus_nats.settings import NatsSettings
@@ -82,6 +83,9 @@ if TYPE_CHECKING:
 __all__ = ["NatsBackend", "NatsSubscription"]
 
 log = logging.getLogger("aclbus.nats")
+# FastStream logs through this logger (the broker's ``logger=``): not a violation as a broken
+# connection with a traceback; `NatsBackend._on_violation` logs it once instead.
+log.addFilter(ViolationLogFilter())
 
 T = TypeVar("T")
 
@@ -113,6 +117,10 @@ NATS_HEADER_ALLOWANCE = 512
 ``Nats-Msg-Id`` and ``Nats-TTL`` headers the backend adds, which aclbus' own size check leaves
 out (docs/wire-format.md, section 10). Without it a message just under the limit would pass the
 bus' check and then be refused by the stream."""
+JETSTREAM_MAX_HEADER_BYTES = 65535
+"""The largest header block JetStream stores with a message (nats-server keeps its length in
+16 bits): one byte more and the PubAck is error 10097, "header size exceeds maximum allowed of
+64k", after the round trip. Core NATS has no such limit below ``max_payload``."""
 _NO_RESPONDERS_PAUSE = 0.1
 """Seconds between publishes to a provisioned stream that JetStream did not answer."""
 _JS_NO_MESSAGE = 10037  # JSNoMessageFoundErr: no message at (or after) that sequence
@@ -120,6 +128,29 @@ _JS_NO_SEQUENCE = 10043  # JSSequenceNotFoundErrF: delete of a sequence not stor
 _JS_NO_STREAM = 10059  # JSStreamNotFoundErr
 _INVALID_STREAM_CHARS = frozenset(">*. /\\\t\r\n")
 """Characters no stream name may hold (nats-py refuses them before asking the server)."""
+
+
+KV_MAX_HISTORY = 64
+"""Revisions per key a JetStream KV bucket keeps at most."""
+KV_DUPLICATE_WINDOW = 120.0
+"""The duplicate window nats-py (like the Go client) gives a bucket whose TTL is longer."""
+_KV_SETTING = {"max_age": "ttl", "max_msgs_per_subject": "history", "num_replicas": "replicas"}
+"""The stream settings of a bucket, by the `KVSpec` field they come from."""
+
+
+def _kv_value(stream_field: str, value: object) -> str:
+    """A bucket's stream setting as its `KVSpec` field reads it (no TTL: ``None``)."""
+    if stream_field == "max_age":
+        return f"{value:g}" if isinstance(value, float) and value else "None"
+    return str(value)
+
+
+def _storage_type(storage: str) -> api.StorageType:
+    return api.StorageType.FILE if storage == "file" else api.StorageType.MEMORY
+
+
+def _storage_name(storage: api.StorageType | None) -> str:
+    return "memory" if storage == api.StorageType.MEMORY else "file"
 
 
 _REPLY_WINDOW = 4096
@@ -397,6 +428,13 @@ class NatsBackend(Backend):
             log.warning("nats: disconnected")
 
     def _on_violation(self, op: str, subject: str) -> None:
+        # Once per -ERR from the server; the subject as nats-py reports it (lower case).
+        log.warning(
+            "nats: permissions violation: this connection may not %s to %r; the call waiting "
+            "for it fails with PermissionDenied, the connection stays up",
+            op,
+            subject,
+        )
         if self._inbox is not None:
             self._inbox.deny(op, subject)
 
@@ -604,44 +642,86 @@ class NatsBackend(Backend):
         return ""
 
     async def _provision_kv(self, js: JetStreamContext, spec: KVSpec) -> None:
+        if spec.history > KV_MAX_HISTORY:  # nats-py refuses it with an error of its own
+            raise ConfigurationError(
+                f"KV bucket {spec.bucket!r}: history={spec.history} is over JetStream's limit; "
+                f"a bucket keeps at most {KV_MAX_HISTORY} revisions per key"
+            )
         config = api.KeyValueConfig(
             bucket=spec.bucket,
             history=spec.history,
             ttl=spec.ttl,
             replicas=spec.replicas,
-            storage=api.StorageType.FILE if spec.storage == "file" else api.StorageType.MEMORY,
+            storage=_storage_type(spec.storage),
         )
         try:
             await js.create_key_value(config)
-        except js_errors.BadRequestError as exc:
-            if exc.err_code != 10058:
+        except js_errors.APIError as exc:
+            # 10058: the bucket exists with another config. The server checks some settings
+            # (replicas on a single server) before existence, so ask when it says otherwise.
+            if exc.err_code != 10058 and not await self._bucket_exists(js, spec.bucket):
                 raise ConfigurationError(
-                    f"cannot create KV bucket {spec.bucket!r}: {exc.description}"
+                    f"cannot create KV bucket {spec.bucket!r}: {exc.description} "
+                    f"(code {exc.err_code})"
                 ) from exc
             await self._update_kv(js, spec)
         await js.key_value(spec.bucket)
 
+    async def _bucket_exists(self, js: JetStreamContext, bucket: str) -> bool:
+        try:
+            await js.stream_info(f"KV_{bucket}")
+        except js_errors.NotFoundError:
+            return False
+        return True
+
     async def _update_kv(self, js: JetStreamContext, spec: KVSpec) -> None:
-        # A bucket is the stream KV_<bucket>: nats-py has no update for buckets, so the
-        # stream's limits are changed in place (TTL = max_age, history = per-subject limit).
-        name = f"KV_{spec.bucket}"
-        current = (await js.stream_info(name)).config
+        """Change an existing bucket to ``spec``: what JetStream can change, in place.
+
+        A bucket is the stream ``KV_<bucket>``, and nats-py has no update for buckets, so
+        the stream's limits are changed as nats-py would have made them for ``spec``: TTL is
+        ``max_age``, history the per-subject limit, and the duplicate window is the TTL when
+        that is shorter than 2 minutes (JetStream refuses a window longer than ``max_age``).
+        Storage cannot change; replicas only on a cluster.
+
+        Raises:
+            ConfigurationError: A change JetStream cannot make, naming the bucket, each
+                setting with its old and new value, and the server's reason.
+        """
+        current = (await js.stream_info(f"KV_{spec.bucket}")).config
+        old_storage = _storage_name(current.storage)
+        if old_storage != spec.storage:
+            raise ConfigurationError(
+                f"KV bucket {spec.bucket!r} exists with storage {old_storage!r}, which cannot "
+                f"be changed to {spec.storage!r} (JetStream keeps a stream's storage for its "
+                f"life): delete the bucket (and its entries) first, or keep storage "
+                f"{old_storage!r}"
+            )
+        ttl = spec.ttl or 0.0
         wanted = {
-            "max_age": spec.ttl or 0.0,
+            "max_age": ttl,
             "max_msgs_per_subject": spec.history,
             "num_replicas": spec.replicas,
+            "duplicate_window": min(ttl, KV_DUPLICATE_WINDOW) if ttl else KV_DUPLICATE_WINDOW,
         }
-        if all(getattr(current, k) == v for k, v in wanted.items()):
+        changed = {
+            k: (getattr(current, k), v) for k, v in wanted.items() if getattr(current, k) != v
+        }
+        if not changed:
             return
-        for key, value in wanted.items():
+        for key, (_, value) in changed.items():
             setattr(current, key, value)
         try:
             await js.update_stream(current)
         except js_errors.APIError as exc:
+            changes = ", ".join(
+                f"{_KV_SETTING[key]} {_kv_value(key, old)} -> {_kv_value(key, new)}"
+                for key, (old, new) in changed.items()
+                if key in _KV_SETTING
+            )
             raise ConfigurationError(
-                f"KV bucket {spec.bucket!r} exists with settings that cannot be changed to "
-                f"ttl={spec.ttl}, history={spec.history}, replicas={spec.replicas}: "
-                f"{exc.description} (code {exc.err_code})"
+                f"KV bucket {spec.bucket!r} exists and JetStream cannot change it "
+                f"({changes}): {exc.description} (code {exc.err_code}); keep its old "
+                "settings, or delete the bucket (and its entries) to make it anew"
             ) from exc
 
     # -- publishing ------------------------------------------------------------------------
@@ -661,6 +741,17 @@ class NatsBackend(Backend):
 
         JetStream publishes are pipelined: each waits for its own PubAck on the connection's
         shared reply inbox while others are sent, up to a window of pending PubAcks.
+
+        Raises:
+            MessageTooLarge: Over the server's ``max_payload`` (before sending), or over the
+                stream's ``max_msg_size``.
+            HeadersTooLarge: A persistent message whose header block, ``Nats-*`` headers
+                included, is over `JETSTREAM_MAX_HEADER_BYTES` (before sending).
+            NoStream: ``at_least_once`` to a subject no stream captures.
+            PublishTimeout: No PubAck within ``publish_timeout`` (maybe stored).
+            StreamFull: A stream, the account or the server is out of storage.
+            PermissionDenied: The server forbids this connection to publish there.
+            BackendClosed: Not connected, or the reconnect buffer is full.
         """
         nc, inbox = self._replies()
         persistent = mode is not DeliveryMode.AT_MOST_ONCE
@@ -678,6 +769,8 @@ class NatsBackend(Backend):
         size = encoded_size(hdrs, body)  # what the server counts: Nats-* headers included
         if size > nc.max_payload:
             raise MessageTooLarge(size, nc.max_payload, "message (the server's max_payload)")
+        if persistent and size - len(body) > JETSTREAM_MAX_HEADER_BYTES:
+            raise HeadersTooLarge(size - len(body), JETSTREAM_MAX_HEADER_BYTES, subject)
         if not persistent:
             try:
                 await nc.publish(subject, body, reply=reply or "", headers=hdrs)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
 import nats.js.errors as js_errors
 
-from aclbus.backend import KeyValue, KVConflict, KVEntry
+from aclbus.backend import KeyValue, KVConflict, KVEntry, check_revision
 
 if TYPE_CHECKING:
     from nats.js.kv import KeyValue as NatsKV
@@ -18,6 +19,23 @@ if TYPE_CHECKING:
 __all__ = ["NatsKeyValue"]
 
 _DELETE_OPS = ("DEL", "PURGE")
+_WRONG_LAST_SEQUENCE = (10071, 10164)  # JSStreamWrongLastSequence(Constant)Err
+_LATEST = re.compile(r"wrong last sequence: (\d+)")
+
+
+def _stale(revision: int, description: str | None, doing: str) -> str:
+    """The conflict's detail: the revision expected and, from the server's answer, the latest.
+
+    JetStream answers ``wrong last sequence: <latest>``; 0 means the key has no revision.
+    """
+    expected = f"expected revision {revision}" + (f" {doing}" if doing else "")
+    found = _LATEST.search(description or "")
+    if found is None:
+        return f"{expected}, but it is not the latest ({description})"
+    latest = int(found.group(1))
+    if latest == 0:
+        return f"{expected}, but the key has no revision"
+    return f"{expected}, but the latest is {latest}"
 
 
 class NatsKeyValue(KeyValue):
@@ -55,12 +73,28 @@ class NatsKeyValue(KeyValue):
         """Write only if the latest revision of ``key`` is ``revision``."""
         try:
             return await self._kv.update(key, value, last=revision)
-        except js_errors.KeyWrongLastSequenceError:
-            raise KVConflict(self.bucket, key, f"revision {revision} is not the latest") from None
+        except js_errors.KeyWrongLastSequenceError as exc:
+            raise KVConflict(self.bucket, key, _stale(revision, exc.description, "")) from None
 
-    async def delete(self, key: str) -> None:
-        """Write a deletion marker for ``key``."""
-        await self._kv.delete(key)
+    async def delete(self, key: str, *, revision: int | None = None) -> None:
+        """Write a deletion marker for ``key``.
+
+        With ``revision``, only if that is the latest revision of ``key``: the marker is
+        published with ``Nats-Expected-Last-Subject-Sequence``, so JetStream itself refuses
+        it when another write came in between (`KVConflict`, nothing deleted).
+        """
+        if revision is None:
+            await self._kv.delete(key)
+            return
+        try:
+            await self._kv.delete(key, last=check_revision(revision))
+        except js_errors.APIError as exc:
+            # nats-py turns this code into KeyWrongLastSequenceError for update, not delete.
+            if exc.err_code not in _WRONG_LAST_SEQUENCE:
+                raise
+            raise KVConflict(
+                self.bucket, key, _stale(revision, exc.description, "to delete")
+            ) from None
 
     async def keys(self) -> list[str]:
         """The keys with a live entry, sorted."""

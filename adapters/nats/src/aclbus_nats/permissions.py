@@ -12,18 +12,29 @@ the refused subject. `PermissionWatch.guard` is for the rarer JetStream API call
 nats-py lower-cases the server's error text, subject included, so subjects are matched without
 regard to case: a violation on ``a.agent.Bob`` also fails an operation waiting on ``a.agent.bob``
 (both are refused by the server anyway, or one of them is retried).
+
+FastStream's error callback logs every error nats-py reports as "Connection broken", with a
+traceback; a violation breaks nothing, so `ViolationLogFilter` keeps those records out and the
+backend logs each violation once itself.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from aclbus.errors import PermissionDenied
 
-__all__ = ["Interrupted", "PermissionWatch", "ViolationListener"]
+__all__ = [
+    "Interrupted",
+    "PermissionWatch",
+    "ViolationListener",
+    "ViolationLogFilter",
+    "is_violation",
+]
 
 T = TypeVar("T")
 
@@ -33,6 +44,25 @@ _VIOLATION = re.compile(r'permissions violation for (publish|subscription) to "(
 ViolationListener = Callable[[str, str], None]
 """Called with ``(operation, subject)`` for each violation: ``"publish"`` or ``"subscribe"``,
 and the subject as nats-py reports it (lower-cased)."""
+
+
+def is_violation(exc: BaseException) -> bool:
+    """Whether ``exc`` is nats-py's report of a permissions violation (``-ERR`` from the server)."""
+    return _VIOLATION.search(str(exc)) is not None
+
+
+class ViolationLogFilter(logging.Filter):
+    """Drops log records that carry a permissions violation as their exception.
+
+    FastStream's error callback logs each error nats-py hands it as a broken connection, with
+    the error as ``exc_info``; for a violation the connection is fine and the waiting call
+    already fails with `PermissionDenied`. Records about anything else pass unchanged.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False for a record whose ``exc_info`` is a permissions violation."""
+        exc = record.exc_info[1] if record.exc_info else None
+        return exc is None or not is_violation(exc)
 
 
 class Interrupted(Exception):

@@ -35,6 +35,7 @@ from aclbus.backends.memory.subscription import DeliverySource, MemorySubscripti
 from aclbus.errors import (
     BackendClosed,
     ConfigurationError,
+    HeadersTooLarge,
     MessageTooLarge,
     NoResponders,
     RequestTimeout,
@@ -42,10 +43,14 @@ from aclbus.errors import (
 from aclbus.subjects import validate_id
 from aclbus.wire import encoded_size
 
-__all__ = ["MemoryBackend"]
+__all__ = ["MAX_STORED_HEADER_BYTES", "MemoryBackend"]
 
 _ALO = DeliveryMode.AT_LEAST_ONCE
 _AMO = DeliveryMode.AT_MOST_ONCE
+
+MAX_STORED_HEADER_BYTES = 65535
+"""The largest header block a stored message may have, as JetStream stores it (its length is
+16 bits there); a core (``at_most_once``) message is limited by ``max_payload`` alone."""
 _EVERYTHING = Capabilities(
     persistent=True,
     ack=True,
@@ -317,6 +322,8 @@ class MemoryBackend(Backend):
         Raises:
             NoStream: ``at_least_once`` to a subject no stream captures.
             MessageTooLarge: Over ``max_payload``, or over the stream's ``max_msg_size``.
+            HeadersTooLarge: ``at_least_once`` with a header block over
+                `MAX_STORED_HEADER_BYTES` (a `MessageTooLarge`).
             ConfigurationError: A ``ttl`` on a stream that does not allow message TTLs.
             InvalidIdentifier: An empty subject, an empty token or a wildcard in it.
             BackendClosed: Not connected.
@@ -324,6 +331,8 @@ class MemoryBackend(Backend):
         if self._state != "open":
             self._check()
         body, size = self._checked(subject, headers, body)
+        if mode is _ALO and size - len(body) > MAX_STORED_HEADER_BYTES:
+            raise HeadersTooLarge(size - len(body), MAX_STORED_HEADER_BYTES, subject)
         return self._server.publish(
             subject,
             MappingProxyType(dict(headers)),

@@ -2,7 +2,8 @@
 
 Every delay in the engine (ack timeouts, nack delays, TTLs, request timeouts, injected delays)
 goes through a `Clock`, so a test that uses a `ManualClock` decides when time passes and runs
-in no wall-clock time at all.
+in no wall-clock time at all. An engine clock is an `aclbus.backend.Clock` (what
+`Backend.clock` returns) that also schedules timers.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from aclbus import backend
 from aclbus.errors import ConfigurationError
 
 __all__ = ["Clock", "ManualClock", "SystemClock", "Timer"]
@@ -27,17 +29,12 @@ class Timer(Protocol):
         """Do not run the callback; harmless once it ran or was cancelled."""
 
 
-class Clock(Protocol):
-    """Where the engine reads the time and schedules its timers."""
+class Clock(backend.Clock, Protocol):
+    """Where the engine reads the time and schedules its timers.
 
-    def now(self) -> float:
-        """Monotonic seconds: the time base of every deadline."""
-
-    def wall(self) -> datetime:
-        """The wall-clock time, timezone-aware UTC (for timestamps such as `KVEntry.created`)."""
-
-    async def sleep(self, seconds: float) -> None:
-        """Wait until ``seconds`` have passed on this clock."""
+    `aclbus.backend.Clock` (``now``: the time base of every deadline; ``wall``: timestamps
+    such as `KVEntry.created`; ``sleep``), plus the timers.
+    """
 
     def call_at(self, when: float, callback: Callable[[], object]) -> Timer:
         """Run ``callback`` (in the event loop) once `now` reaches ``when``."""
@@ -46,20 +43,8 @@ class Clock(Protocol):
         """Run ``callback`` (in the event loop) after ``delay`` seconds."""
 
 
-class SystemClock:
-    """Real time: `time.monotonic` and the running event loop's timers."""
-
-    def now(self) -> float:
-        """Seconds of `time.monotonic`."""
-        return time.monotonic()
-
-    def wall(self) -> datetime:
-        """The current time in UTC."""
-        return datetime.now(UTC)
-
-    async def sleep(self, seconds: float) -> None:
-        """`asyncio.sleep`."""
-        await asyncio.sleep(seconds)
+class SystemClock(backend.SystemClock):
+    """Real time (`aclbus.backend.SystemClock`) and the running event loop's timers."""
 
     def call_at(self, when: float, callback: Callable[[], object]) -> Timer:
         """Schedule ``callback`` on the running loop for monotonic time ``when``."""

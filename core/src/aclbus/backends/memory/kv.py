@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable
 from typing import Literal
 
-from aclbus.backend import KeyValue, KVConflict, KVEntry, KVSpec
+from aclbus.backend import KeyValue, KVConflict, KVEntry, KVSpec, check_revision
 from aclbus.backends.memory.clock import Clock
 from aclbus.backends.memory.matching import check_filter
 from aclbus.errors import InvalidIdentifier, MessageTooLarge
@@ -237,10 +237,24 @@ class MemoryKeyValue(KeyValue):
             raise KVConflict(self.bucket, key, detail)
         return self._state.write(key, self._value(key, value), "put").revision
 
-    async def delete(self, key: str) -> None:
-        """Delete ``key``: a deletion marker that watchers see."""
+    async def delete(self, key: str, *, revision: int | None = None) -> None:
+        """Delete ``key``: a deletion marker that watchers see.
+
+        With ``revision``, only if that is the latest revision of ``key`` (a deletion
+        marker's included); else `KVConflict`, nothing deleted.
+        """
         self._check()
-        self._state.write(_check_key(key), b"", "delete")
+        _check_key(key)
+        if revision is not None:
+            latest = self._state.latest_revision(key)
+            if latest != check_revision(revision):
+                detail = (
+                    f"expected revision {revision} to delete, but the latest is {latest}"
+                    if latest
+                    else f"expected revision {revision} to delete, but the key has no revision"
+                )
+                raise KVConflict(self.bucket, key, detail)
+        self._state.write(key, b"", "delete")
 
     async def keys(self) -> list[str]:
         """The keys with a live entry, sorted."""

@@ -4,7 +4,7 @@ Backend-level (the `Backend` contract): `PubSubTestcase`, `PersistentPubSubTestc
 `SubscriptionTestcase`, `CompetingConsumersTestcase`, `RequestReplyTestcase`, `AckTestcase`,
 `NackDelayTestcase`, `InProgressTestcase`, `TermTestcase`, `MaxDeliverTestcase`,
 `BackoffTestcase`, `DedupTestcase`, `OrderingTestcase`, `DurableTestcase`, `TTLTestcase`,
-`KeyValueTestcase`, `StoredMessagesTestcase`. Bus-level (a `Bus` on the backend):
+`KeyValueTestcase`, `StoredMessagesTestcase`, `ClockTestcase`. Bus-level (a `Bus` on the backend):
 `PointToPointTestcase`, `BroadcastTestcase`, `BusRequestTestcase`, `AgentResilienceTestcase`,
 `MiddlewareOrderTestcase`, `DeadLetterTestcase`, and the communication patterns:
 `BatchTestcase`, `GroupsTestcase`,
@@ -21,6 +21,7 @@ from __future__ import annotations
 from aclbus.testing.cases.agents import BroadcastTestcase, BusRequestTestcase, PointToPointTestcase
 from aclbus.testing.cases.base import BackendTestcase, BusTestcase
 from aclbus.testing.cases.batches import BatchTestcase
+from aclbus.testing.cases.clock import ClockTestcase
 from aclbus.testing.cases.dead_letters import DeadLetterTestcase
 from aclbus.testing.cases.dedup import DedupTestcase
 from aclbus.testing.cases.delivery import (
@@ -73,6 +74,7 @@ __all__ = [
     "BusRequestTestcase",
     "BusTestcase",
     "CancelTestcase",
+    "ClockTestcase",
     "CompetingConsumersTestcase",
     "ContentFilterTestcase",
     "ContractNetTestcase",
@@ -129,6 +131,7 @@ BACKEND_TESTCASES: tuple[type[BackendTestcase], ...] = (
     TTLTestcase,
     KeyValueTestcase,
     StoredMessagesTestcase,
+    ClockTestcase,
 )
 """Every testcase of the `Backend` contract."""
 

@@ -123,6 +123,53 @@ class KeyValueTestcase(BackendTestcase):
         assert kept.value == b"y"
         assert await kv.keys() == ["kept"]
 
+    async def test_delete_with_the_latest_revision_is_compare_and_delete(
+        self, kv: KeyValue
+    ) -> None:
+        """``delete(key, revision=)`` deletes only while ``revision`` is the latest."""
+        rev1 = await kv.put("job", b"v1")
+        rev2 = await kv.put("job", b"v2")
+        with pytest.raises(KVConflict) as caught:
+            await kv.delete("job", revision=rev1)
+        assert (caught.value.bucket, caught.value.key) == (kv.bucket, "job")
+        assert str(rev1) in str(caught.value)
+        entry = await kv.get("job")
+        assert entry is not None
+        assert (entry.value, entry.revision) == (b"v2", rev2)  # nothing deleted
+        await kv.delete("job", revision=rev2)
+        assert await kv.get("job") is None
+        assert await kv.keys() == []
+
+    async def test_a_conditional_delete_counts_a_deletion_as_a_revision(self, kv: KeyValue) -> None:
+        """After a deletion the put's revision is stale; a key never written has none."""
+        rev = await kv.put("gone", b"x")
+        await kv.delete("gone")
+        with pytest.raises(KVConflict):
+            await kv.delete("gone", revision=rev)
+        with pytest.raises(KVConflict):
+            await kv.delete("never.written", revision=rev)
+        assert await kv.get("never.written") is None
+
+    async def test_two_racing_conditional_deletes_one_wins(self, kv: KeyValue) -> None:
+        """Two deleters holding the same revision: exactly one deletes, the other conflicts."""
+        rev = await kv.put("claim", b"owner")
+        results = await asyncio.gather(
+            kv.delete("claim", revision=rev),
+            kv.delete("claim", revision=rev),
+            return_exceptions=True,
+        )
+        assert sorted(type(r).__name__ for r in results) == ["KVConflict", "NoneType"], results
+        assert await kv.get("claim") is None
+
+    async def test_a_conditional_delete_needs_a_revision_of_at_least_one(
+        self, kv: KeyValue
+    ) -> None:
+        """Revisions start at 1: ``revision=0`` is a mistake, not "delete if absent"."""
+        await kv.put("kept", b"v")
+        with pytest.raises(ValueError, match="revision"):
+            await kv.delete("kept", revision=0)
+        assert await kv.get("kept") is not None
+
     async def test_keys_are_the_live_keys_sorted(self, kv: KeyValue) -> None:
         """``keys`` lists each live key once, sorted, dotted keys included."""
         assert await kv.keys() == []
