@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator
 
@@ -60,6 +61,27 @@ def test_records_round_trip_and_garbage_is_none() -> None:
     assert Record.decode(Record(Status.DONE, "o").encode()) == Record(Status.DONE, "o")
     for junk in (b"", b"{", b"[]", b'{"s": "weird"}', b"\xff", b'{"o": "x"}'):
         assert Record.decode(junk) is None
+
+
+@pytest.mark.parametrize(
+    "rec",
+    [
+        Record(Status.PROCESSING, "host:1:ab", 1767225600.123456, "7f"),
+        Record(Status.PROCESSING, 'h\u00f6st "q"\\:2:cd', 12.0),
+        Record(Status.DONE, "host:1:ab", token="a b\u00e9"),
+        Record(Status.RELEASED, ""),
+    ],
+)
+def test_records_are_the_compact_json_any_reader_expects(rec: Record) -> None:
+    value: dict[str, object] = {"s": rec.status.value, "o": rec.owner}
+    if rec.status is Status.PROCESSING:
+        value["d"] = round(rec.deadline, 3)
+    if rec.token:
+        value["t"] = rec.token
+    assert rec.encode() == json.dumps(value, separators=(",", ":")).encode()
+    decoded = Record.decode(rec.encode())
+    assert decoded == Record(rec.status, rec.owner, value.get("d", 0.0), rec.token)  # type: ignore[arg-type]
+    assert decoded.token == rec.token
 
 
 def test_a_record_names_the_claim_that_wrote_it() -> None:

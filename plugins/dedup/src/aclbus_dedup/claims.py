@@ -33,6 +33,7 @@ engine's clock in tests), so the claim timeout must be far above the clock skew 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import itertools
 import json
@@ -127,13 +128,17 @@ class Record:
     token: str = field(default="", compare=False)
 
     def encode(self) -> bytes:
-        """The record as compact JSON."""
-        value: dict[str, object] = {"s": self.status.value, "o": self.owner}
+        """The record as compact JSON: what ``json.dumps(separators=(",", ":"))`` writes.
+
+        Built by hand because it is written twice per delivery, and ``json.dumps`` with
+        separators makes a pure-Python encoder on each call (about 7 µs here).
+        """
+        text = f'{{"s":"{self.status.value}","o":{_quoted_owner(self.owner)}'
         if self.status is Status.PROCESSING:
-            value["d"] = round(self.deadline, 3)
+            text += f',"d":{round(self.deadline, 3)!r}'  # json writes a float as its repr
         if self.token:
-            value["t"] = self.token
-        return json.dumps(value, separators=(",", ":")).encode()
+            text += f',"t":{_quoted(self.token)}'
+        return (text + "}").encode()
 
     @classmethod
     def decode(cls, raw: bytes) -> Record | None:
@@ -152,6 +157,15 @@ class Record:
     def by(self, owner: str, token: str) -> bool:
         """Whether the claim ``token`` of ``owner`` wrote this record."""
         return bool(token) and self.token == token and self.owner == owner
+
+
+def _quoted(text: str) -> str:
+    """``text`` as a JSON string; ASCII letters and digits alone need no escaping."""
+    return f'"{text}"' if text.isascii() and text.isalnum() else json.dumps(text)
+
+
+# A process has a few owners (one per bus), written into every record: quote each once.
+_quoted_owner = functools.lru_cache(maxsize=64)(_quoted)
 
 
 def claim_key(agent: str, message_id: str) -> str:
