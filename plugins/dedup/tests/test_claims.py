@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator
 
@@ -60,6 +61,56 @@ def test_records_round_trip_and_garbage_is_none() -> None:
     assert Record.decode(Record(Status.DONE, "o").encode()) == Record(Status.DONE, "o")
     for junk in (b"", b"{", b"[]", b'{"s": "weird"}', b"\xff", b'{"o": "x"}'):
         assert Record.decode(junk) is None
+
+
+@pytest.mark.parametrize(
+    "rec",
+    [
+        Record(Status.PROCESSING, "host:1:ab", 1767225600.123456, "7f"),
+        Record(Status.PROCESSING, 'h\u00f6st "q"\\:2:cd', 12.0),
+        Record(Status.DONE, "host:1:ab", token="a b\u00e9"),
+        Record(Status.RELEASED, ""),
+    ],
+)
+def test_records_are_the_compact_json_any_reader_expects(rec: Record) -> None:
+    value: dict[str, object] = {"s": rec.status.value, "o": rec.owner}
+    if rec.status is Status.PROCESSING:
+        value["d"] = round(rec.deadline, 3)
+    if rec.token:
+        value["t"] = rec.token
+    assert rec.encode() == json.dumps(value, separators=(",", ":")).encode()
+    decoded = Record.decode(rec.encode())
+    assert decoded == Record(rec.status, rec.owner, value.get("d", 0.0), rec.token)  # type: ignore[arg-type]
+    assert decoded.token == rec.token
+
+
+def test_a_record_names_the_claim_that_wrote_it() -> None:
+    rec = Record(Status.PROCESSING, "host:1:ab", 1234.5, "7f")
+    decoded = Record.decode(rec.encode())
+    assert decoded is not None
+    assert decoded.token == "7f"
+    assert decoded.by("host:1:ab", "7f")
+    assert not decoded.by("host:1:ab", "80")
+    assert not decoded.by("other", "7f")
+    assert not Record(Status.DONE, "o").by("o", "")  # an untokened record is nobody's own
+    assert Record(Status.DONE, "o", token="1") == Record(Status.DONE, "o")  # says the same
+    assert Record.decode(b'{"s":"done","o":"o"}') == Record(Status.DONE, "o")  # older records
+
+
+async def test_a_retry_with_the_same_token_adopts_its_own_claim(
+    kv: KeyValue, backend: MemoryBackend
+) -> None:
+    """A create that landed but whose caller never heard back: retried with the same token,
+    it is the claim's own, not someone else's live claim."""
+    a = claims(kv, backend, "a")
+    first = await a.acquire("w", "m1", token="t1")
+    again = await a.acquire("w", "m1", token="t1")
+    assert again.outcome is Outcome.CLAIMED
+    assert again.revision == first.revision
+    other = await a.acquire("w", "m1", token="t2")  # same bus, another delivery: busy
+    assert other.outcome is Outcome.BUSY
+    await again.finish()
+    assert (await record(kv, "w.m1")) == Record(Status.DONE, "a")
 
 
 async def test_second_claimant_is_busy_until_done(kv: KeyValue, backend: MemoryBackend) -> None:

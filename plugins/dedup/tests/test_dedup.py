@@ -460,9 +460,20 @@ class TestSettings(MemoryConfig):
         monkeypatch.setenv("ACLBUS_DEDUP__CLAIM_TIMEOUT", "20")
         monkeypatch.setenv("ACLBUS_DEDUP__PUBLISH_RETRIES", "5")
         monkeypatch.setenv("ACLBUS_DEDUP__BUCKET", "claims")
+        monkeypatch.setenv("ACLBUS_DEDUP__KV_WAIT", "90")
+        monkeypatch.setenv("ACLBUS_DEDUP__DONE_WAIT", "5")
+        monkeypatch.setenv("ACLBUS_DEDUP__KV_BACKOFF", "0.5")
+        monkeypatch.setenv("ACLBUS_DEDUP__KV_BACKOFF_MAX", "4")
         dedup, core = DedupSettings(), Settings(backend="memory", subject_prefix="p")
         assert (dedup.window_for(core), dedup.claim_timeout_for(core)) == (300.0, 20.0)
         assert (dedup.publish_retries, dedup.bucket_for(core)) == (5, "claims")
+        assert (dedup.kv_wait, dedup.done_wait) == (90.0, 5.0)
+        assert (dedup.kv_backoff, dedup.kv_backoff_max) == (0.5, 4.0)
+
+    def test_the_outage_settings_have_sane_defaults(self) -> None:
+        dedup = DedupSettings()
+        assert (dedup.kv_wait, dedup.done_wait, dedup.error_delay) == (60.0, 10.0, 1.0)
+        assert (dedup.kv_backoff, dedup.kv_backoff_max) == (0.1, 2.0)
 
     def test_defaults_follow_the_bus_settings(self) -> None:
         core = Settings(

@@ -84,6 +84,15 @@ async def _open(middleware: ConsumeOnce) -> None:
     await middleware.open()
 
 
+@hookimpl
+def aclbus_bus_stopping(bus: Bus) -> Awaitable[None] | None:
+    """End the waits for an unreachable bucket, so that the agents can stop at once."""
+    for middleware in bus.middlewares:
+        if isinstance(middleware, ConsumeOnce):
+            return middleware.close()
+    return None
+
+
 def stats(bus: Bus) -> DedupStats:
     """A snapshot of what the dedup plugin of ``bus`` did since the bus started.
 

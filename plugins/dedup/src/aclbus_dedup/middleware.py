@@ -13,17 +13,20 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from aclbus.backend import DeliveryMode, KVSpec, PublishAck
+from aclbus.dlq import redact
 from aclbus.errors import BackendClosed, ConfigurationError, PublishTimeout
 from aclbus.middleware import ConsumeNext, Delivery, Middleware, Outgoing, PublishNext
-from aclbus_dedup.claims import Claims, Outcome
+from aclbus_dedup.claims import Claim, Claims, Outcome, claim_key, new_token
+from aclbus_dedup.outage import KeepAlive, Outage, Sleep
 from aclbus_dedup.received import ClaimedReceived
 from aclbus_dedup.settings import DedupSettings
 from aclbus_dedup.stats import DedupStats
+from aclbus_dedup.unfinished import Unfinished
 
 if TYPE_CHECKING:
     from aclbus.bus import Bus
 
-__all__ = ["ConsumeOnce", "PublishRetry", "wall_clock"]
+__all__ = ["ConsumeOnce", "PublishRetry", "engine_sleep", "wall_clock"]
 
 log = logging.getLogger("aclbus.dedup")
 
@@ -41,6 +44,14 @@ def wall_clock(backend: object) -> Callable[[], float]:
     if callable(wall):
         return lambda: float(wall().timestamp())
     return time.time
+
+
+def engine_sleep(backend: object) -> Sleep:
+    """``await sleep(seconds)`` on ``backend``'s clock (the memory engine's), else asyncio's."""
+    sleep = getattr(getattr(backend, "clock", None), "sleep", None)
+    if callable(sleep):
+        return sleep  # type: ignore[no-any-return]  # the memory engine's Clock.sleep
+    return asyncio.sleep
 
 
 class PublishRetry(Middleware):
@@ -105,6 +116,14 @@ class ConsumeOnce(Middleware):
     `aclbus_dedup.claims`); ``at_most_once`` deliveries (requests, fire-and-forget broadcasts)
     pass straight through, since the broker never redelivers them.
 
+    While the bucket is out of reach (a server restart, a KV leader election, a partition), a
+    delivery is held rather than nacked: kept from redelivery with ``in_progress()`` every
+    third of ``ack_wait``, so that JetStream counts no further delivery attempt, while its
+    claim is retried with a doubling pause for up to ``kv_wait`` seconds. Only then is it
+    nacked with ``error_delay``. The broker meanwhile hands this consumer no more than it has
+    handler slots for (on NATS, the deliveries already pushed to the client wait in its
+    queue with their ack timers running).
+
     Args:
         bus: The bus.
         settings: The plugin's settings.
@@ -120,6 +139,10 @@ class ConsumeOnce(Middleware):
         self.claim_timeout = settings.claim_timeout_for(bus.settings)
         self.bucket = settings.bucket_for(bus.settings)
         self.error_delay = settings.error_delay
+        self.kv_wait = settings.kv_wait
+        self.done_wait = settings.done_wait
+        # Like the retry plugin's "auto" heartbeat: three chances per ack_wait.
+        self.keep_alive = bus.settings.ack_wait / 3
         if self.window <= self.claim_timeout:
             raise ConfigurationError(
                 f"dedup window ({self.window:g} s) must be longer than the claim timeout "
@@ -129,6 +152,14 @@ class ConsumeOnce(Middleware):
             )
         self.stats = DedupStats()
         self.now = wall_clock(bus.backend)
+        self.outage = Outage(
+            self.bucket,
+            now=self.now,
+            sleep=engine_sleep(bus.backend),
+            first=settings.kv_backoff,
+            cap=settings.kv_backoff_max,
+        )
+        self.unfinished = Unfinished(self.stats, self.outage, window=self.window)
         self.claims: Claims | None = None
         self._opening = asyncio.Lock()
 
@@ -152,8 +183,17 @@ class ConsumeOnce(Middleware):
                     timeout=self.claim_timeout,
                     now=self.now,
                     stats=self.stats,
+                    outage=self.outage,
+                    done_wait=self.done_wait,
+                    keep_alive=self.keep_alive,
+                    unfinished=self.unfinished,
                 )
             return self.claims
+
+    async def close(self) -> None:
+        """The bus is stopping: end the waits for the bucket, stop the background writes."""
+        self.outage.stop()
+        await self.unfinished.close()
 
     async def consume(self, delivery: Delivery, call_next: ConsumeNext) -> None:
         """Claim the message, then run the handler, skip it, or hand it back for later."""
@@ -161,22 +201,20 @@ class ConsumeOnce(Middleware):
         if received.mode is not _ALO:
             await call_next(delivery)
             return
+        message_id = delivery.message.message_id
+        if self.unfinished and self.unfinished.holds(claim_key(delivery.agent, message_id)):
+            self.stats.skipped += 1  # it ran here; its done record is still on its way
+            await delivery.ack()
+            return
+        token = new_token()
         try:
             claims = self.claims or await self.open()
-            claim = await claims.acquire(delivery.agent, delivery.message.message_id)
+            claim = await claims.acquire(delivery.agent, message_id, token=token)
         except Exception as exc:
-            self.stats.kv_errors += 1
-            log.warning(
-                "dedup: agent %s: cannot check message %s for duplicates (%s: %s); it comes "
-                "back in %g s",
-                delivery.agent,
-                delivery.message.message_id,
-                type(exc).__name__,
-                exc,
-                self.error_delay,
-            )
-            await delivery.nack(self.error_delay)
-            return
+            waited = await self._wait_for_bucket(delivery, token, exc)
+            if waited is None:
+                return
+            claim = waited
         if claim.outcome is Outcome.DONE:
             self.stats.skipped += 1
             await delivery.ack()
@@ -191,3 +229,38 @@ class ConsumeOnce(Middleware):
         except BaseException:
             await claim.release()
             raise
+
+    async def _wait_for_bucket(
+        self, delivery: Delivery, token: str, error: Exception
+    ) -> Claim | None:
+        """Hold ``delivery`` while its claim is retried; None once it was nacked instead."""
+        outage = self.outage
+        self.stats.kv_errors += 1
+        self.stats.held += 1
+        outage.failed(error)
+        give_up = self.now() + self.kv_wait
+        async with KeepAlive(delivery.received, self.keep_alive, outage.sleep):
+            for pause in outage.pauses():
+                left = give_up - self.now()
+                if left <= 0 or not await outage.pause(min(pause, left)):
+                    break
+                try:
+                    claims = self.claims or await self.open()
+                    return await claims.acquire(
+                        delivery.agent, delivery.message.message_id, token=token
+                    )
+                except Exception as exc:
+                    self.stats.kv_errors += 1
+                    outage.failed(exc)
+                    error = exc
+        log.warning(
+            "dedup: agent %s: cannot check message %s for duplicates (%s: %s); it comes back "
+            "in %g s",
+            delivery.agent,
+            delivery.message.message_id,
+            type(error).__name__,
+            redact(str(error)),
+            self.error_delay,
+        )
+        await delivery.nack(self.error_delay)
+        return None

@@ -4,6 +4,8 @@ Settling it settles the claim first: an ack records the message as done *before*
 out, so a crash between the two leaves a record that makes the redelivery skip the handler
 (the other order would run it twice); a nack or term releases the claim first, so the retry
 (or a replay from the dead-letter queue) runs the handler again; ``in_progress`` extends it.
+While the ``done`` write is retried (the bucket does not answer), the wrapped delivery is kept
+from redelivery with ``in_progress()`` (see `aclbus_dedup.claims.Claim.finish`).
 """
 
 from __future__ import annotations
@@ -39,7 +41,7 @@ class ClaimedReceived(Received):
         self.claim = claim
 
     async def _ack(self) -> None:
-        await self.claim.finish()
+        await self.claim.finish(self.inner)
         await self.inner.ack()
 
     async def _nack(self, delay: float | None) -> None:

@@ -25,8 +25,19 @@ class DedupSettings(SectionSettings):
         publish_retries: Times an ambiguous publish is sent again before its error is raised.
         publish_backoff: Seconds before the first resend; doubled for each further one.
         publish_backoff_max: Longest pause between two resends.
-        error_delay: Seconds before a delivery comes back when the KV bucket could not be read
-            (it is nacked rather than run without the check).
+        kv_wait: Seconds a delivery that cannot reach the KV bucket is held while its claim
+            is retried. Held, it is kept from redelivery with ``in_progress()``, so an outage
+            spends none of its delivery attempts (``ACLBUS_MAX_DELIVER``); it is nacked with
+            ``error_delay`` (one attempt spent) only once this has passed.
+        done_wait: Seconds the ``done`` write is retried before the ack goes out, counted from
+            the start of the outage, while the delivery is kept with ``in_progress()``. If the
+            write still fails, the delivery is acked and the write goes on in the background
+            until it lands or the window is over.
+        kv_backoff: Seconds before the first retry of a KV operation; doubled for each
+            further one.
+        kv_backoff_max: Longest pause between two retries of a KV operation.
+        error_delay: Seconds before a delivery comes back when the KV bucket stayed out of
+            reach for ``kv_wait`` (it is nacked rather than run without the check).
         bucket: The KV bucket of the claims. None: ``{subject_prefix}-dedup``.
     """
 
@@ -39,6 +50,10 @@ class DedupSettings(SectionSettings):
     publish_retries: int = Field(default=3, ge=0, le=100)
     publish_backoff: float = Field(default=0.1, ge=0)
     publish_backoff_max: float = Field(default=2.0, ge=0)
+    kv_wait: float = Field(default=60.0, ge=0)
+    done_wait: float = Field(default=10.0, ge=0)
+    kv_backoff: float = Field(default=0.1, gt=0)
+    kv_backoff_max: float = Field(default=2.0, gt=0)
     error_delay: float = Field(default=1.0, gt=0)
     bucket: str | None = None
 

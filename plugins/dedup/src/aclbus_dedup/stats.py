@@ -22,8 +22,14 @@ class DedupStats:
         released: Claims given back because the handler failed or asked for a retry.
         lost: Claims another consumer took over while their handler still ran: that
             message ran twice (raise ``claim_timeout`` or call ``in_progress()``).
-        kv_errors: KV operations that failed (the delivery was nacked, or the record not
-            written).
+        held: Deliveries that could not reach the KV bucket and were held (kept from
+            redelivery with ``in_progress()``, no delivery attempt spent) while their claim
+            was retried.
+        late_done: ``done`` records written in the background, after the delivery had been
+            acked, because the bucket was out of reach for ``done_wait``.
+        abandoned: ``done`` writes given up for good (the bus stopped, or the record's window
+            was over): the record stays ``processing`` until it goes stale or expires.
+        kv_errors: KV operations that failed, each attempt counted (retried, or given up).
     """
 
     publish_retries: int = 0
@@ -34,6 +40,9 @@ class DedupStats:
     busy: int = 0
     released: int = 0
     lost: int = 0
+    held: int = 0
+    late_done: int = 0
+    abandoned: int = 0
     kv_errors: int = 0
 
     def as_dict(self) -> dict[str, int]:
