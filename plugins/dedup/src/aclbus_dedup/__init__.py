@@ -72,8 +72,8 @@ def aclbus_middlewares(settings: Settings) -> Sequence[MiddlewareFactory]:
 
 
 @hookimpl
-def aclbus_bus_started(bus: Bus) -> Awaitable[None] | None:
-    """Provision the claims bucket (a delivery that comes first provisions it itself)."""
+def aclbus_bus_provisioned(bus: Bus) -> Awaitable[None] | None:
+    """Provision the claims bucket before any agent starts, so no delivery waits for it."""
     for middleware in bus.middlewares:
         if isinstance(middleware, ConsumeOnce):
             return _open(middleware)

@@ -8,16 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from aclbus.backend import DeliveryMode, KVSpec, PublishAck
+from aclbus.backend import Backend, DeliveryMode, KVSpec, PublishAck
 from aclbus.dlq import redact
 from aclbus.errors import BackendClosed, ConfigurationError, PublishTimeout
 from aclbus.middleware import ConsumeNext, Delivery, Middleware, Outgoing, PublishNext
 from aclbus_dedup.claims import Claim, Claims, Outcome, claim_key, new_token
-from aclbus_dedup.outage import KeepAlive, Outage, Sleep
+from aclbus_dedup.outage import KeepAlive, Outage
 from aclbus_dedup.received import ClaimedReceived
 from aclbus_dedup.settings import DedupSettings
 from aclbus_dedup.stats import DedupStats
@@ -26,32 +25,21 @@ from aclbus_dedup.unfinished import Unfinished
 if TYPE_CHECKING:
     from aclbus.bus import Bus
 
-__all__ = ["ConsumeOnce", "PublishRetry", "engine_sleep", "wall_clock"]
+__all__ = ["ConsumeOnce", "PublishRetry", "wall_clock"]
 
 log = logging.getLogger("aclbus.dedup")
 
 _ALO = DeliveryMode.AT_LEAST_ONCE
 
 
-def wall_clock(backend: object) -> Callable[[], float]:
-    """Wall-clock seconds as ``backend`` sees them.
+def wall_clock(backend: Backend) -> Callable[[], float]:
+    """Wall-clock seconds of ``backend``'s clock (`Backend.clock`).
 
-    The backend's own clock when it has one (the memory engine's, so that a test's
-    `ManualClock` also moves claim deadlines, on the same time base as the bucket's TTL), else
-    `time.time`.
+    Claim deadlines are on the same time base as the bucket's TTL and `KVEntry.created`: on
+    the memory engine under a test's `ManualClock`, they move only when the test advances it.
     """
-    wall = getattr(getattr(backend, "clock", None), "wall", None)
-    if callable(wall):
-        return lambda: float(wall().timestamp())
-    return time.time
-
-
-def engine_sleep(backend: object) -> Sleep:
-    """``await sleep(seconds)`` on ``backend``'s clock (the memory engine's), else asyncio's."""
-    sleep = getattr(getattr(backend, "clock", None), "sleep", None)
-    if callable(sleep):
-        return sleep  # type: ignore[no-any-return]  # the memory engine's Clock.sleep
-    return asyncio.sleep
+    wall = backend.clock.wall
+    return lambda: wall().timestamp()
 
 
 class PublishRetry(Middleware):
@@ -155,7 +143,7 @@ class ConsumeOnce(Middleware):
         self.outage = Outage(
             self.bucket,
             now=self.now,
-            sleep=engine_sleep(bus.backend),
+            sleep=bus.backend.clock.sleep,
             first=settings.kv_backoff,
             cap=settings.kv_backoff_max,
         )
