@@ -18,7 +18,7 @@ import inspect
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from types import TracebackType
 from typing import TYPE_CHECKING, Generic, Literal, Self, TypeVar, cast
 
@@ -469,6 +469,4 @@ def _validation_problem(exc: ValidationError) -> str:
 
 def _now(bus: Bus) -> datetime:
     """The wall-clock time of the bus' backend (a test's manual clock on the memory engine)."""
-    from aclbus.directory.presence import wall_time
-
-    return datetime.fromtimestamp(wall_time(bus.backend)(), tz=UTC)
+    return bus.backend.clock.wall()

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self
 
 from aclbus.backend import KeyValue, KVEntry, KVSpec
 from aclbus.directory.description import AgentDescription, InvalidDescription
-from aclbus.directory.presence import Heartbeat, Presence, sleeper, wall_time
+from aclbus.directory.presence import Heartbeat, Presence
 from aclbus.dlq import redact
 from aclbus.errors import CapabilityError, ConfigurationError
 from aclbus.subjects import validate_id
@@ -71,12 +71,18 @@ class Directory:
         self.settings = bus.settings.directory
         self.bucket = bus.subjects.bucket("directory")
         self.presence_bucket = bus.subjects.bucket("presence")
-        self._now = wall_time(bus.backend)
-        self._sleep = sleeper(bus.backend)
+        # The backend's clock: beat times and the bucket's TTL move together (a test's
+        # ManualClock on the memory engine).
+        self._clock = bus.backend.clock
+        self._sleep = self._clock.sleep
         self._descriptions: KeyValue | None = None
         self._presence: KeyValue | None = None
         self._heartbeats: dict[str, Heartbeat] = {}
         self._watches: weakref.WeakSet[DirectoryWatch] = weakref.WeakSet()
+
+    def _now(self) -> float:
+        """Wall-clock seconds of the backend's clock."""
+        return self._clock.wall().timestamp()
 
     def __repr__(self) -> str:
         return f"Directory(bucket={self.bucket!r}, registered={sorted(self._heartbeats)!r})"

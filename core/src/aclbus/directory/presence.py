@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -25,32 +24,12 @@ import orjson
 from aclbus.dlq import redact
 from aclbus.subjects import validate_id
 
-__all__ = ["MISSED_BEATS", "Heartbeat", "Presence", "sleeper", "wall_time"]
+__all__ = ["MISSED_BEATS", "Heartbeat", "Presence"]
 
 log = logging.getLogger("aclbus.directory")
 
 MISSED_BEATS = 3
 """An agent whose last beat is this many intervals old (or older) is unavailable."""
-
-
-def wall_time(backend: object) -> Callable[[], float]:
-    """Wall-clock seconds as ``backend`` sees them: its own clock if it has one, else `time.time`.
-
-    The memory engine has a clock (a `ManualClock` in tests), so beat times and the bucket's
-    TTL move together when a test advances it.
-    """
-    wall = getattr(getattr(backend, "clock", None), "wall", None)
-    if callable(wall):
-        return lambda: float(wall().timestamp())
-    return time.time
-
-
-def sleeper(backend: object) -> Callable[[float], Awaitable[None]]:
-    """How to wait on ``backend``'s time: its clock's ``sleep`` if it has one, else asyncio's."""
-    sleep = getattr(getattr(backend, "clock", None), "sleep", None)
-    if callable(sleep):
-        return sleep  # type: ignore[no-any-return]
-    return asyncio.sleep
 
 
 @dataclass(frozen=True, slots=True)
