@@ -10,11 +10,13 @@ from xml.etree import ElementTree
 
 from aclbus.testing import (
     AckTestcase,
+    AgentConsumersTestcase,
     AgentResilienceTestcase,
     BackoffTestcase,
     BroadcastTestcase,
     BusRequestTestcase,
     CompetingConsumersTestcase,
+    ConsumerLimitTestcase,
     DedupTestcase,
     DurableTestcase,
     InProgressTestcase,
@@ -120,6 +122,14 @@ class TestAgentResilience(MemoryConfig, AgentResilienceTestcase):
 
 
 class TestMiddlewareOrder(MemoryConfig, MiddlewareOrderTestcase):
+    pass
+
+
+class TestConsumerLimit(MemoryConfig, ConsumerLimitTestcase):
+    pass
+
+
+class TestAgentConsumers(MemoryConfig, AgentConsumersTestcase):
     pass
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from aclbus.testing import (
     AckTestcase,
+    AgentConsumersTestcase,
     AgentResilienceTestcase,
     BackoffTestcase,
     BroadcastTestcase,
     BusRequestTestcase,
     CompetingConsumersTestcase,
+    ConsumerLimitTestcase,
     DedupTestcase,
     DurableTestcase,
     InProgressTestcase,
@@ -114,4 +116,12 @@ class TestAgentResilience(NatsConfig, AgentResilienceTestcase):
 
 
 class TestMiddlewareOrder(NatsConfig, MiddlewareOrderTestcase):
+    pass
+
+
+class TestConsumerLimit(NatsConfig, ConsumerLimitTestcase):
+    pass
+
+
+class TestAgentConsumers(NatsConfig, AgentConsumersTestcase):
     pass

@@ -4,9 +4,10 @@ Backend-level (the `Backend` contract): `PubSubTestcase`, `PersistentPubSubTestc
 `SubscriptionTestcase`, `CompetingConsumersTestcase`, `RequestReplyTestcase`, `AckTestcase`,
 `NackDelayTestcase`, `InProgressTestcase`, `TermTestcase`, `MaxDeliverTestcase`,
 `BackoffTestcase`, `DedupTestcase`, `OrderingTestcase`, `DurableTestcase`, `TTLTestcase`,
-`KeyValueTestcase`, `StoredMessagesTestcase`. Bus-level (a `Bus` on the backend):
-`PointToPointTestcase`, `BroadcastTestcase`, `BusRequestTestcase`, `AgentResilienceTestcase`,
-`MiddlewareOrderTestcase`, and the communication patterns: `BatchTestcase`, `GroupsTestcase`,
+`KeyValueTestcase`, `StoredMessagesTestcase`, `ConsumerLimitTestcase`. Bus-level (a `Bus` on
+the backend): `PointToPointTestcase`, `BroadcastTestcase`, `BusRequestTestcase`,
+`AgentResilienceTestcase`, `MiddlewareOrderTestcase`, `AgentConsumersTestcase`, and the
+communication patterns: `BatchTestcase`, `GroupsTestcase`,
 `TopicsTestcase`, `ContentFilterTestcase`, `TypedPayloadTestcase`, `HopProtectionTestcase`,
 `RequestFutureTestcase`, `ScatterGatherTestcase`, `ServiceInstancesTestcase`,
 `StreamingTestcase`, `StreamFaultsTestcase`, `SharedMapTestcase`, `DirectoryTestcase`,
@@ -20,6 +21,7 @@ from __future__ import annotations
 from aclbus.testing.cases.agents import BroadcastTestcase, BusRequestTestcase, PointToPointTestcase
 from aclbus.testing.cases.base import BackendTestcase, BusTestcase
 from aclbus.testing.cases.batches import BatchTestcase
+from aclbus.testing.cases.consumers import AgentConsumersTestcase, ConsumerLimitTestcase
 from aclbus.testing.cases.dedup import DedupTestcase
 from aclbus.testing.cases.delivery import (
     AckTestcase,
@@ -63,6 +65,7 @@ from aclbus.testing.cases.typed import TypedPayloadTestcase
 
 __all__ = [
     "AckTestcase",
+    "AgentConsumersTestcase",
     "AgentResilienceTestcase",
     "BackendTestcase",
     "BackoffTestcase",
@@ -72,6 +75,7 @@ __all__ = [
     "BusTestcase",
     "CancelTestcase",
     "CompetingConsumersTestcase",
+    "ConsumerLimitTestcase",
     "ContentFilterTestcase",
     "ContractNetTestcase",
     "DedupTestcase",
@@ -126,6 +130,7 @@ BACKEND_TESTCASES: tuple[type[BackendTestcase], ...] = (
     TTLTestcase,
     KeyValueTestcase,
     StoredMessagesTestcase,
+    ConsumerLimitTestcase,
 )
 """Every testcase of the `Backend` contract."""
 
@@ -135,6 +140,7 @@ BUS_TESTCASES: tuple[type[BusTestcase], ...] = (
     BusRequestTestcase,
     AgentResilienceTestcase,
     MiddlewareOrderTestcase,
+    AgentConsumersTestcase,
     BatchTestcase,
     ContentFilterTestcase,
     DirectoryTestcase,
