@@ -242,6 +242,42 @@ async def test_a_lane_message_stored_while_disconnected_is_found_on_reconnect(
         await server.astop()
 
 
+@pytest.mark.parametrize("priority", [0, 9], ids=["inbox", "lane"])
+async def test_instances_that_make_one_consumer_at_once_both_get_its_messages(
+    make_bus: MakeBus, priority: int
+) -> None:
+    """Two instances of an agent make its consumer in the same instant: both are bound to it.
+
+    The lane's consumer is made when the first urgent message is announced, to every
+    instance at once. Had the second creation moved the consumer to its own deliver subject,
+    the first instance would be left bound to nothing: once the second stops, the lane's
+    messages would wait for nobody.
+    """
+    sender, first, second = make_bus(), make_bus(), make_bus()
+    got: dict[str, list[Any]] = {"first": [], "second": []}
+    for bus, name in ((first, "first"), (second, "second")):
+
+        def record(into: list[Any]) -> Callable[[ACLMessage], Any]:
+            async def handler(msg: ACLMessage) -> None:
+                into.append(msg.payload)
+
+            return handler
+
+        bus.agent("pool").on()(record(got[name]))
+    await asyncio.gather(sender.start(), first.start(), second.start())
+    for i in range(40):
+        await sender.send(_inform(i, receiver_id="pool", priority=priority))
+    await eventually(
+        lambda: len(got["first"]) + len(got["second"]) >= 40, timeout=WAIT, what="all 40"
+    )
+    await second.stop()
+    for i in range(40, 50):
+        await sender.send(_inform(i, receiver_id="pool", priority=priority))
+    await eventually(lambda: len(got["first"]) + len(got["second"]) >= 50, timeout=WAIT, what="50")
+    assert sorted(got["first"] + got["second"]) == list(range(50))  # each once
+    assert got["first"][-10:] == list(range(40, 50))  # the first instance was bound all along
+
+
 async def test_no_broadcast_stream_when_broadcasts_are_not_persistent(
     make_bus: MakeBus, js: JetStreamContext, prefix: str
 ) -> None:

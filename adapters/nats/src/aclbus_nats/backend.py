@@ -124,6 +124,9 @@ _INVALID_STREAM_CHARS = frozenset(">*. /\\\t\r\n")
 """Characters no stream name may hold (nats-py refuses them before asking the server)."""
 
 
+DELIVER_PREFIX = "_INBOX.aclbus"
+"""Deliver subjects of the shared durable consumers the backend makes:
+``_INBOX.aclbus.<stream>.<consumer>`` (under ``_INBOX.`` like nats-py's own)."""
 _JS_MAX_CONSUMERS = 10026  # JSMaximumConsumersLimitErr: the stream's or the account's limit
 ANNOUNCEMENTS = "_aclbus.stored"
 """Where a stream announces what it stores under its `StreamSpec.announce` pattern (headers
@@ -935,6 +938,12 @@ class NatsBackend(Backend):
         )
         # A stream this backend provisioned spares nats-py the round trip to look it up.
         known = self._stream_covering(spec.subject)
+        if durable and spec.queue and known is not None:
+            # Instances of an agent may make its consumer in the same instant (a lazy lane,
+            # woken in all of them by one announcement): with a deliver subject of each
+            # one's own, the second creation would move the consumer to it and leave the
+            # first bound to nothing. One subject per consumer makes both creations equal.
+            config.deliver_subject = f"{DELIVER_PREFIX}.{known.name}.{durable}"
         try:
             # Making the consumer is a request on the JetStream API, which the server's
             # permissions may forbid: fail at once rather than after the API timeout.
