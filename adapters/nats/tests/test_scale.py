@@ -22,7 +22,7 @@ from aclbus_nats.testing import delete_streams
 
 AGENTS = 2000
 BUDGET = 300.0
-"""Seconds the whole test may take (measured: about 20 s on a loaded 2-core machine)."""
+"""Seconds the whole test may take (measured: 11-16 s on a shared 2-core machine)."""
 STARTING = 32
 """Agents starting at once: each start is a few round trips to the server."""
 ASKING = 64
