@@ -42,6 +42,23 @@ def test_doctor_shows_settings_with_secrets_masked(monkeypatch: pytest.MonkeyPat
     assert "s3cr3t" not in result.output
 
 
+def test_doctor_reports_the_consumer_headroom(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Per stream: consumers used and allowed; in agents: how many more can start."""
+    monkeypatch.setenv("ACLBUS_STREAMS__MAX_CONSUMERS", "50")
+    result = CliRunner().invoke(main, ["doctor"])
+    assert result.exit_code == 0, result.output
+    consumers = json.loads(result.output)["consumers"]
+    assert consumers["streams"]["ACLBUS_AGENT"] == {
+        "used": 0,
+        "max": 50,
+        "free": 50,
+        "per_agent": 1,
+        "agents": 50,
+    }
+    assert consumers["agents_headroom"] == 50
+    assert consumers["setting"] == "ACLBUS_STREAMS__MAX_CONSUMERS"
+
+
 def test_unknown_backend_is_a_clean_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ACLBUS_BACKEND", "kafka")
     result = CliRunner().invoke(main, ["doctor"])

@@ -10,12 +10,14 @@ from xml.etree import ElementTree
 
 from aclbus.testing import (
     AckTestcase,
+    AgentConsumersTestcase,
     AgentResilienceTestcase,
     BackoffTestcase,
     BroadcastTestcase,
     BusRequestTestcase,
     ClockTestcase,
     CompetingConsumersTestcase,
+    ConsumerLimitTestcase,
     DedupTestcase,
     DurableTestcase,
     InProgressTestcase,
@@ -125,6 +127,14 @@ class TestAgentResilience(MemoryConfig, AgentResilienceTestcase):
 
 
 class TestMiddlewareOrder(MemoryConfig, MiddlewareOrderTestcase):
+    pass
+
+
+class TestConsumerLimit(MemoryConfig, ConsumerLimitTestcase):
+    pass
+
+
+class TestAgentConsumers(MemoryConfig, AgentConsumersTestcase):
     pass
 
 

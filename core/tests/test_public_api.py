@@ -25,6 +25,7 @@ PUBLIC = [
     "CapabilityError",
     "Codec",
     "ConfigurationError",
+    "ConsumerLimitReached",
     "Delivery",
     "DeliveryMode",
     "InvalidIdentifier",

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from aclbus.testing import (
     AckTestcase,
+    AgentConsumersTestcase,
     AgentResilienceTestcase,
     BackoffTestcase,
     BroadcastTestcase,
     BusRequestTestcase,
     ClockTestcase,
     CompetingConsumersTestcase,
+    ConsumerLimitTestcase,
     DedupTestcase,
     DurableTestcase,
     InProgressTestcase,
@@ -119,4 +121,12 @@ class TestAgentResilience(NatsConfig, AgentResilienceTestcase):
 
 
 class TestMiddlewareOrder(NatsConfig, MiddlewareOrderTestcase):
+    pass
+
+
+class TestConsumerLimit(NatsConfig, ConsumerLimitTestcase):
+    pass
+
+
+class TestAgentConsumers(NatsConfig, AgentConsumersTestcase):
     pass

@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import uuid
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import nats
@@ -92,6 +93,7 @@ async def test_one_stream_per_traffic_class_with_the_configured_limits(
         duplicate_window=30.0,
         replicas=1,
         storage="file",
+        max_consumers=5000,
     )
     bus = make_bus(streams=limits, max_message_bytes=64 << 10)
     await bus.start()
@@ -119,6 +121,162 @@ async def test_one_stream_per_traffic_class_with_the_configured_limits(
         assert config.num_replicas == 1
         assert config.allow_msg_ttl is True  # nats-server 2.15 >= 2.11
         assert config.discard == api.DiscardPolicy.NEW  # a full stream refuses, drops nothing
+        assert config.max_consumers == 5000  # explicit: the server's default is 1,000
+    # The inbox stream announces what its priority lanes store (headers only): an agent
+    # makes its lane's consumer when the first urgent message comes, not at start.
+    lanes = (await js.stream_info(stream(prefix, "agent"))).config.republish
+    assert lanes is not None
+    assert (lanes.src, lanes.headers_only) == (f"{prefix}.agent.*.high", True)
+    assert lanes.dest == f"_aclbus.stored.{prefix}.agent.{{{{wildcard(1)}}}}.high"
+
+
+async def test_every_stream_gets_an_explicit_consumer_limit_by_default(
+    make_bus: MakeBus, js: JetStreamContext, prefix: str
+) -> None:
+    """ACLBUS_STREAMS__MAX_CONSUMERS (10,000) on every stream, not the server's 1,000."""
+    await make_bus().start()
+    for traffic in TRAFFIC:
+        config = (await js.stream_info(stream(prefix, traffic))).config
+        assert config.max_consumers == 10_000
+
+
+async def test_streams_of_an_older_version_get_the_limit_and_the_lane_announcements(
+    make_bus: MakeBus, js: JetStreamContext, prefix: str
+) -> None:
+    """A stream made without a consumer limit or announcements is updated, messages kept.
+
+    An agent of the older version had made its priority lane's consumer at start: the agent
+    binds it again and gets what waits in the lane.
+    """
+    inbox = stream(prefix, "agent")
+    await js.add_stream(name=inbox, subjects=[f"{prefix}.agent.>"], storage=api.StorageType.MEMORY)
+    await js.add_consumer(
+        inbox,
+        api.ConsumerConfig(
+            durable_name=f"{prefix}-prio-bob",
+            deliver_subject="_old.bob",
+            deliver_group=f"{prefix}-prio-bob",
+            filter_subject=f"{prefix}.agent.bob.high",
+            ack_policy=api.AckPolicy.EXPLICIT,
+        ),
+    )
+    for i in range(3):
+        await js.publish(f"{prefix}.agent.bob", f"ordinary-{i}".encode())
+    sender = make_bus()
+    await sender.start()
+    config = (await js.stream_info(inbox)).config
+    assert config.max_consumers == 10_000
+    assert config.republish is not None
+    assert (await js.stream_info(inbox)).state.messages == 3  # updated in place
+    await sender.send(_inform("urgent", receiver_id="bob", priority=9))
+
+    bob = make_bus()
+    got: Collector[Any] = Collector()
+
+    @bob.agent("bob").on()
+    async def record(msg: ACLMessage) -> None:
+        got.add(msg.payload)
+
+    await bob.start()
+    # the three ordinary ones are not ACL messages: bob dead-letters them; the urgent one
+    # is handled, through the lane consumer the older version made
+    assert await got.wait_for(1, timeout=WAIT) == ["urgent"]
+    names = sorted(c.name for c in await js.consumers_info(inbox))
+    assert names == [f"{prefix}-agent-bob", f"{prefix}-prio-bob"]
+
+
+async def test_a_lane_message_stored_while_disconnected_is_found_on_reconnect(
+    tmp_path: Path, prefix: str
+) -> None:
+    """An announcement lost while the connection was down: the agent looks again on return.
+
+    The lane's message is stored with the stream's announcements switched off (as if the
+    agent's connection had been down when it was announced), then the server restarts: the
+    agent, reconnected, finds the message and makes its lane.
+    """
+    server = EmbeddedServer(store_dir=tmp_path / "store")
+    await server.astart()
+    settings = Settings(
+        backend="nats", subject_prefix=prefix, streams=StreamLimits(max_bytes=1 << 20)
+    )
+    bus = Bus(
+        settings,
+        backend=NatsBackend(
+            settings,
+            nats=NatsSettings(servers=[server.url], reconnect_time_wait=0.1),
+        ),
+        entry_points=False,
+    )
+    got: Collector[Any] = Collector()
+
+    @bus.agent("carol").on()
+    async def record(msg: ACLMessage) -> None:
+        got.add(msg.payload)
+
+    sender = Bus(
+        settings,
+        backend=NatsBackend(settings, nats=NatsSettings(servers=[server.url])),
+        entry_points=False,
+    )
+    try:
+        await bus.start()
+        await sender.start()
+        nc = await nats.connect(server.url)
+        try:
+            js = nc.jetstream()
+            config = (await js.stream_info(stream(prefix, "agent"))).config
+            announcing, config.republish = config.republish, None
+            await js.update_stream(config)
+            await sender.send(_inform("missed", receiver_id="carol", priority=9))
+            config.republish = announcing
+            await js.update_stream(config)
+        finally:
+            await nc.close()
+        await sender.stop()
+        await asyncio.sleep(0.3)
+        assert len(got) == 0  # nothing announced it
+        await server.arestart()
+        assert await got.wait_for(1, timeout=WAIT) == ["missed"]
+    finally:
+        await sender.stop()
+        await bus.stop()
+        await server.astop()
+
+
+@pytest.mark.parametrize("priority", [0, 9], ids=["inbox", "lane"])
+async def test_instances_that_make_one_consumer_at_once_both_get_its_messages(
+    make_bus: MakeBus, priority: int
+) -> None:
+    """Two instances of an agent make its consumer in the same instant: both are bound to it.
+
+    The lane's consumer is made when the first urgent message is announced, to every
+    instance at once. Had the second creation moved the consumer to its own deliver subject,
+    the first instance would be left bound to nothing: once the second stops, the lane's
+    messages would wait for nobody.
+    """
+    sender, first, second = make_bus(), make_bus(), make_bus()
+    got: dict[str, list[Any]] = {"first": [], "second": []}
+    for bus, name in ((first, "first"), (second, "second")):
+
+        def record(into: list[Any]) -> Callable[[ACLMessage], Any]:
+            async def handler(msg: ACLMessage) -> None:
+                into.append(msg.payload)
+
+            return handler
+
+        bus.agent("pool").on()(record(got[name]))
+    await asyncio.gather(sender.start(), first.start(), second.start())
+    for i in range(40):
+        await sender.send(_inform(i, receiver_id="pool", priority=priority))
+    await eventually(
+        lambda: len(got["first"]) + len(got["second"]) >= 40, timeout=WAIT, what="all 40"
+    )
+    await second.stop()
+    for i in range(40, 50):
+        await sender.send(_inform(i, receiver_id="pool", priority=priority))
+    await eventually(lambda: len(got["first"]) + len(got["second"]) >= 50, timeout=WAIT, what="50")
+    assert sorted(got["first"] + got["second"]) == list(range(50))  # each once
+    assert got["first"][-10:] == list(range(40, 50))  # the first instance was bound all along
 
 
 async def test_no_broadcast_stream_when_broadcasts_are_not_persistent(

@@ -26,8 +26,9 @@ if TYPE_CHECKING:
     from aclbus.batches import Batcher
     from aclbus.bus import Bus
     from aclbus.middleware import Delivery
+    from aclbus.settings import Settings
 
-__all__ = ["Agent", "Handler", "Route"]
+__all__ = ["Agent", "Handler", "Route", "consumers_per_agent"]
 
 Handler = Callable[..., Any]
 """``async def handler(msg)`` or ``async def handler(msg, delivery)``; may return a reply.
@@ -390,7 +391,8 @@ class Agent:
             concurrency=s.handler_concurrency,
         )
         # The priority lane first, so that urgent messages waiting in it are not overtaken by
-        # the first of a backlog of ordinary ones.
+        # the first of a backlog of ordinary ones. It is lazy: most agents never get an
+        # urgent message, and a consumer each would halve how many agents a stream holds.
         lane = subjects.durable("prio", self.id)
         specs = [
             replace(
@@ -398,6 +400,7 @@ class Agent:
                 subject=subjects.priority_inbox(self.id),
                 durable=lane if durable else None,
                 queue=lane,
+                lazy=True,
             ),
             inbox_spec,
             SubscriptionSpec(
@@ -666,6 +669,27 @@ class Agent:
             max_deliver=s.max_deliver,
             concurrency=s.handler_concurrency,
         )
+
+
+def consumers_per_agent(settings: Settings) -> dict[TrafficClass, int]:
+    """The consumers one started agent takes on each stream of a persistent backend.
+
+    As `Agent.start` subscribes: a durable inbox consumer, and one for broadcasts when they
+    are stored. Not counted, because they depend on what the agent does: its priority lane
+    (one more on the inbox stream, made when its first urgent message comes), each group
+    joined and each durable topic subscription (one on that stream).
+
+    Args:
+        settings: The bus' settings.
+    """
+    stored_broadcasts = settings.broadcast_mode is DeliveryMode.AT_LEAST_ONCE
+    return {
+        TrafficClass.INBOX: 1,
+        TrafficClass.BROADCAST: 1 if stored_broadcasts else 0,
+        TrafficClass.GROUP: 0,
+        TrafficClass.TOPIC: 0,
+        TrafficClass.DLQ: 0,
+    }
 
 
 @dataclass(slots=True)

@@ -51,6 +51,7 @@ __all__ = [
     "Reply",
     "StoredMessage",
     "StreamSpec",
+    "StreamUsage",
     "Subscription",
     "SubscriptionSpec",
     "SystemClock",
@@ -164,6 +165,15 @@ class StreamSpec:
     Durations are in seconds; None means no limit. ``discard`` says what a full stream does:
     ``"new"`` refuses the publish with `StreamFull` (nothing stored is lost), ``"old"`` drops
     the oldest messages to make room, read or not.
+
+    ``max_consumers`` is how many consumers the stream may have; one more is refused with
+    `ConsumerLimitReached`. None leaves it to the broker, whose default may be low
+    (nats-server 2.15 refuses the 1,001st consumer of a stream that sets no limit).
+
+    ``announce`` is a subject pattern within ``subjects`` whose messages the broker announces
+    as it stores them, so that `SubscriptionSpec.lazy` subscriptions to subjects under it make
+    their consumer when the first message comes (one pattern per stream; NATS: the stream's
+    RePublish, headers only). None: no lazy subscription on this stream.
     """
 
     name: str
@@ -177,6 +187,30 @@ class StreamSpec:
     storage: Literal["file", "memory"] = "file"
     replicas: int = 1
     discard: Literal["old", "new"] = "new"
+    max_consumers: int | None = None
+    announce: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StreamUsage:
+    """How many consumers a stream has, against its limit (what `Backend.stream_usage` says).
+
+    Attributes:
+        stream: The stream's name.
+        consumers: Its consumers now, durable ones without a subscriber included.
+        max_consumers: Its limit; None when it sets none (the broker's default applies).
+    """
+
+    stream: str
+    consumers: int
+    max_consumers: int | None
+
+    @property
+    def free(self) -> int | None:
+        """Consumers that may still be made; None when the stream sets no limit."""
+        if self.max_consumers is None:
+            return None
+        return max(self.max_consumers - self.consumers, 0)
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +253,12 @@ class SubscriptionSpec:
         max_ack_pending: Deliveries in flight (unacked) at most, per consumer.
         concurrency: Deliveries this subscription hands to its handler at the same time; 1
             keeps publish order.
+        lazy: For a durable ``at_least_once`` subscription to a subject that is rarely used
+            (an agent's priority lane): its consumer is made only once the subject has a
+            message, one stored before or the first one stored later, so until then the
+            subscription costs the broker no consumer. Once made, the consumer is a durable
+            like any other. Lazy only where the stream announces the subject
+            (`StreamSpec.announce`); elsewhere the consumer is made at once.
     """
 
     subject: str
@@ -231,6 +271,7 @@ class SubscriptionSpec:
     backoff: tuple[float, ...] = ()
     max_ack_pending: int = 1000
     concurrency: int = 1
+    lazy: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -566,6 +607,15 @@ class Backend(ABC):
     async def describe(self) -> dict[str, Any]:
         """Facts about the broker for ``aclbus doctor`` (server version, limits, …)."""
         return {"backend": self.name}
+
+    async def stream_usage(self, stream: str) -> StreamUsage:
+        """How many consumers ``stream`` has and may have (``aclbus doctor`` shows it).
+
+        Raises:
+            ConfigurationError: No such stream.
+            NotImplementedError: The backend stores nothing (no ``persistent`` capability).
+        """
+        raise NotImplementedError(f"backend {self.name!r} has no streams")
 
     # -- stored messages (persistent backends; the dead-letter queue is built on these) ------
 

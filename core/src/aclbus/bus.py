@@ -26,7 +26,7 @@ from pydantic import BaseModel, ValidationError
 
 from aclbus import wire
 from aclbus.acl import ACLMessage, Performative
-from aclbus.agent import Agent, call_handler
+from aclbus.agent import Agent, call_handler, consumers_per_agent
 from aclbus.backend import (
     Backend,
     DeliveryMode,
@@ -250,12 +250,7 @@ class Bus:
         await self.backend.connect()
         try:
             if self.backend.capabilities.persistent:
-                for traffic in TrafficClass:
-                    # A stream over at_most_once broadcasts would store them all the same.
-                    if traffic is TrafficClass.BROADCAST and (
-                        self.settings.broadcast_mode is DeliveryMode.AT_MOST_ONCE
-                    ):
-                        continue
+                for traffic in self._provisioned():
                     await self.backend.provision(self._stream_spec(traffic))
             self.middlewares = [
                 factory(self) for factory in self.plugins.middlewares(self.settings)
@@ -327,6 +322,18 @@ class Bus:
             if inspect.isawaitable(result):
                 await result
 
+    def _provisioned(self) -> list[TrafficClass]:
+        """The traffic classes that get a stream on a persistent backend."""
+        return [
+            traffic
+            for traffic in TrafficClass
+            # A stream over at_most_once broadcasts would store them all the same.
+            if not (
+                traffic is TrafficClass.BROADCAST
+                and self.settings.broadcast_mode is DeliveryMode.AT_MOST_ONCE
+            )
+        ]
+
     def _stream_spec(self, traffic: TrafficClass) -> StreamSpec:
         limits = self.settings.streams
         return StreamSpec(
@@ -340,6 +347,9 @@ class Bus:
             storage="memory" if limits.storage == "memory" else "file",
             replicas=limits.replicas,
             discard="old" if limits.discard == "old" else "new",
+            max_consumers=limits.max_consumers,
+            # An agent's priority lane makes its consumer when its first message is stored.
+            announce=self.subjects.priority_lanes if traffic is TrafficClass.INBOX else None,
         )
 
     # -- agents ----------------------------------------------------------------------------
@@ -1072,14 +1082,50 @@ class Bus:
     # -- introspection ---------------------------------------------------------------------
 
     async def describe(self) -> dict[str, Any]:
-        """What ``aclbus doctor`` shows: settings (secrets masked), plugins, backend facts."""
+        """What ``aclbus doctor`` shows: settings (secrets masked), plugins, backend facts.
+
+        ``consumers`` (on a started bus of a persistent backend) has, per stream, the
+        consumers ``used``, the ``max`` allowed, how many are ``free``, what one more agent
+        takes (``per_agent``) and so how many more ``agents`` fit; ``agents_headroom`` is the
+        least of those: how many more agents of the namespace can start.
+        """
         return {
             "settings": self.settings.masked(),
             "backend": self.backend.name,
             "capabilities": self.backend.capabilities.names(),
             "plugins": [p.name for p in self.plugins.info()],
             "server": await self.backend.describe() if self._started else {},
+            "consumers": await self._consumer_headroom() if self._started else {},
             "stats": self.stats.as_dict(),
+        }
+
+    async def _consumer_headroom(self) -> dict[str, Any]:
+        if not self.backend.capabilities.persistent:
+            return {}
+        per_agent = consumers_per_agent(self.settings)
+        streams: dict[str, dict[str, Any]] = {}
+        headroom: int | None = None
+        for traffic in self._provisioned():
+            name = self.subjects.stream(traffic)
+            try:
+                usage = await self.backend.stream_usage(name)
+            except NotImplementedError:  # a backend that cannot tell: nothing to show
+                return {}
+            cost = per_agent[traffic]
+            agents = usage.free // cost if cost and usage.free is not None else None
+            streams[name] = {
+                "used": usage.consumers,
+                "max": usage.max_consumers,
+                "free": usage.free,
+                "per_agent": cost,
+                "agents": agents,
+            }
+            if agents is not None:
+                headroom = agents if headroom is None else min(headroom, agents)
+        return {
+            "streams": streams,
+            "agents_headroom": headroom,
+            "setting": "ACLBUS_STREAMS__MAX_CONSUMERS",
         }
 
 

@@ -12,6 +12,7 @@ __all__ = [
     "BackendClosed",
     "CapabilityError",
     "ConfigurationError",
+    "ConsumerLimitReached",
     "HeadersTooLarge",
     "HopLimitExceeded",
     "InvalidIdentifier",
@@ -45,6 +46,31 @@ class ACLBusError(Exception):
 
 class ConfigurationError(ACLBusError, ValueError):
     """Settings or arguments that are invalid or cannot work together."""
+
+
+class ConsumerLimitReached(ConfigurationError):
+    """A stream refused one more consumer: it has as many as its ``max_consumers`` allows.
+
+    Attributes:
+        stream: The stream.
+        limit: Its consumer limit, or None when the limit that was hit is not the stream's
+            own (the broker's account limit, or its default for streams without one).
+        subject: The subject of the subscription that was refused.
+    """
+
+    def __init__(self, stream: str, limit: int | None, subject: str, detail: str = "") -> None:
+        self.stream = stream
+        self.limit = limit
+        self.subject = subject
+        what = f"its limit of {limit} consumers" if limit is not None else "a consumer limit"
+        super().__init__(
+            f"stream {stream!r} has reached {what}: the subscription to {subject!r} cannot get "
+            f"one more{f' ({detail})' if detail else ''}. Raise ACLBUS_STREAMS__MAX_CONSUMERS"
+            f"{f' (now {limit})' if limit is not None else ''} and start the bus again (the "
+            "stream is updated in place), or delete consumers nobody uses; each agent takes "
+            "one consumer on the inbox stream and one on the broadcast stream, and "
+            "`aclbus doctor` shows how many are left"
+        )
 
 
 class ACLDecodeError(ACLBusError, ValueError):

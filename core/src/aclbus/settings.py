@@ -177,6 +177,12 @@ class StreamLimits(BaseModel):
         storage: ``file`` (survives restarts) or ``memory``.
         discard: When a stream is full: ``new`` refuses publishes with `StreamFull` (no
             message is lost unread), ``old`` drops the oldest messages.
+        max_consumers: Consumers a stream may have. Each agent takes one on the inbox
+            stream (one more once its priority lane is used) and one on the broadcast
+            stream; each group membership and durable topic subscription one on its stream.
+            A start that needs one more fails with `ConsumerLimitReached`. Set explicitly
+            because the broker's own default is low: nats-server 2.15 stops a stream at
+            1,000 consumers unless the stream says otherwise.
     """
 
     max_age: float | None = Field(default=7 * 24 * 3600.0, gt=0)
@@ -186,6 +192,7 @@ class StreamLimits(BaseModel):
     replicas: int = Field(default=1, ge=1, le=5)
     storage: str = Field(default="file", pattern="^(file|memory)$")
     discard: str = Field(default="new", pattern="^(old|new)$")
+    max_consumers: int = Field(default=10_000, ge=1)
 
 
 class MemorySettings(BaseModel):

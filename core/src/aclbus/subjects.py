@@ -161,6 +161,11 @@ class Subjects:
         """
         return f"{self.prefix}.agent.{validate_id(agent)}.high"
 
+    @property
+    def priority_lanes(self) -> str:
+        """The pattern of every agent's priority lane: ``{prefix}.agent.*.high``."""
+        return f"{self.prefix}.agent.*.high"
+
     def rpc(self, agent: str) -> str:
         """The request-reply subject of an agent (not persisted): ``{prefix}.rpc.{agent}``."""
         return f"{self.prefix}.rpc.{validate_id(agent)}"

@@ -45,14 +45,16 @@ from aclbus.backend import (
     Reply,
     StoredMessage,
     StreamSpec,
+    StreamUsage,
     Subscription,
     SubscriptionSpec,
 )
-from aclbus.backends.memory.matching import check_filter
+from aclbus.backends.memory.matching import check_filter, covers
 from aclbus.errors import (
     ACLBusError,
     BackendClosed,
     ConfigurationError,
+    ConsumerLimitReached,
     HeadersTooLarge,
     MessageTooLarge,
     NoResponders,
@@ -151,6 +153,34 @@ def _storage_type(storage: str) -> api.StorageType:
 
 def _storage_name(storage: api.StorageType | None) -> str:
     return "memory" if storage == api.StorageType.MEMORY else "file"
+
+
+DELIVER_PREFIX = "_INBOX.aclbus"
+"""Deliver subjects of the shared durable consumers the backend makes:
+``_INBOX.aclbus.<stream>.<consumer>`` (under ``_INBOX.`` like nats-py's own)."""
+_JS_MAX_CONSUMERS = 10026  # JSMaximumConsumersLimitErr: the stream's or the account's limit
+ANNOUNCEMENTS = "_aclbus.stored"
+"""Where a stream announces what it stores under its `StreamSpec.announce` pattern (headers
+only, by JetStream's RePublish): a message stored on ``S`` is announced on
+``_aclbus.stored.S``. A lazy subscription listens there until its consumer is made."""
+
+
+def announcement_subject(subject: str) -> str:
+    """Where a stream announces the messages it stores on ``subject`` (or a pattern)."""
+    return f"{ANNOUNCEMENTS}.{subject}"
+
+
+def _republish(pattern: str) -> api.RePublish:
+    """The RePublish that announces ``pattern``'s messages on `announcement_subject`."""
+    tokens, wildcard = [], 0
+    for token in pattern.split("."):
+        if token == "*":
+            wildcard += 1
+            token = f"{{{{wildcard({wildcard})}}}}"
+        tokens.append(token)
+    return api.RePublish(
+        src=pattern, dest=announcement_subject(".".join(tokens)), headers_only=True
+    )
 
 
 _REPLY_WINDOW = 4096
@@ -332,6 +362,8 @@ class NatsBackend(Backend):
         self._js: JetStreamContext | None = None
         self._subscriptions: set[NatsSubscription] = set()
         self._streams: dict[str, StreamSpec] = {}
+        self._announced: dict[str, str] = {}  # stream -> the pattern it announces
+        self._rechecks: set[asyncio.Task[None]] = set()
         self._server_version: tuple[int, int, int] = (0, 0, 0)
         self._permissions = PermissionWatch()
         self._closing = False
@@ -445,6 +477,20 @@ class NatsBackend(Backend):
             # A server that went away never sends the PubAck of what it got just before:
             # publishes with a Nats-Msg-Id are sent again (and stored once).
             self._inbox.interrupt()
+        # What was announced while the connection was down never came: lazy subscriptions
+        # look again (nats-py has sent their SUBs again before calling us).
+        waiting = [sub for sub in self._subscriptions if sub.listening]
+        if waiting:
+            task = asyncio.create_task(self._look_again(waiting), name="aclbus-lazy-recheck")
+            self._rechecks.add(task)
+            task.add_done_callback(self._rechecks.discard)
+
+    async def _look_again(self, waiting: list[NatsSubscription]) -> None:
+        for sub in waiting:
+            try:
+                await sub.look_again()
+            except Exception as exc:  # the connection went again: the next reconnection retries
+                log.warning("nats: lazy subscription to %s: %s", sub.spec.subject, exc)
 
     @property
     def connected(self) -> bool:
@@ -557,10 +603,31 @@ class NatsBackend(Backend):
         """The embedded server, when the backend runs one."""
         return self._server
 
+    async def stream_usage(self, stream: str) -> StreamUsage:
+        """The consumers of ``stream`` against its ``max_consumers`` (one STREAM.INFO).
+
+        Raises:
+            ConfigurationError: No such stream.
+            RequestTimeout: JetStream did not answer in time.
+            BackendClosed: Not connected.
+        """
+        _, js = self._conn()
+        await self._check_stream_name(stream)
+        info = await self._stored_call(stream, js.stream_info(stream))
+        limit = info.config.max_consumers
+        return StreamUsage(
+            stream, info.state.consumer_count, limit if limit is not None and limit > 0 else None
+        )
+
     async def describe(self) -> dict[str, Any]:
-        """Server version, limits, JetStream account usage."""
+        """Server version, limits, JetStream account usage, consumers of aclbus' streams."""
         nc, js = self._conn()
         info = await js.account_info()
+        streams: dict[str, Any] = {}
+        for name in sorted(self._streams):
+            with contextlib.suppress(ACLBusError):  # deleted meanwhile: nothing to report
+                usage = await self.stream_usage(name)
+                streams[name] = {"consumers": usage.consumers, "max_consumers": usage.max_consumers}
         return {
             "backend": self.name,
             "servers": self.nats_settings.masked_servers()
@@ -573,7 +640,9 @@ class NatsBackend(Backend):
                 "consumers": info.consumers,
                 "memory": info.memory,
                 "storage": info.storage,
+                "max_consumers": info.limits.max_consumers,  # the account's; -1: none
             },
+            "streams": streams,
             "embedded": self._server is not None,
         }
 
@@ -597,7 +666,15 @@ class NatsBackend(Backend):
             num_replicas=spec.replicas,
             discard=api.DiscardPolicy.NEW if spec.discard == "new" else api.DiscardPolicy.OLD,
             allow_msg_ttl=spec.allow_msg_ttl and self._server_version[:2] >= MIN_TTL_SERVER,
+            # -1 is "no limit of its own": nats-server 2.15 then stops it at 1,000 consumers.
+            max_consumers=spec.max_consumers or -1,
+            republish=_republish(spec.announce) if spec.announce else None,
         )
+        if spec.announce and not any(covers(s, spec.announce) for s in spec.subjects):
+            raise ConfigurationError(
+                f"cannot create stream {spec.name!r}: announce={spec.announce!r} is not within "
+                f"its subjects {list(spec.subjects)}"
+            )
         try:
             await js.add_stream(config)
         except js_errors.BadRequestError as exc:
@@ -626,6 +703,12 @@ class NatsBackend(Backend):
                 f"stream {spec.name!r} does not capture {sorted(missing)} after provisioning"
             )
         self._streams[spec.name] = spec
+        # Lazy subscriptions rely on the announcements: only where the server kept them.
+        republish = info.config.republish
+        if spec.announce and republish is not None and republish.src == spec.announce:
+            self._announced[spec.name] = spec.announce
+        else:
+            self._announced.pop(spec.name, None)
 
     async def _overlap(self, js: JetStreamContext, spec: StreamSpec) -> str:
         """Name the stream that already captures ``spec``'s subjects, for the error."""
@@ -826,6 +909,13 @@ class NatsBackend(Backend):
             return None
         return spec.max_msg_size + NATS_HEADER_ALLOWANCE
 
+    def _stream_covering(self, pattern: str) -> StreamSpec | None:
+        """The provisioned stream that stores every subject matching ``pattern``, or None."""
+        for spec in self._streams.values():
+            if any(covers(p, pattern) for p in spec.subjects):
+                return spec
+        return None
+
     def _stream_of(self, subject: str) -> StreamSpec | None:
         for spec in self._streams.values():
             if any(subject_matches(p, subject) for p in spec.subjects):
@@ -851,57 +941,43 @@ class NatsBackend(Backend):
     # -- subscribing -----------------------------------------------------------------------
 
     async def subscribe(self, spec: SubscriptionSpec, handler: DeliveryHandler) -> Subscription:
-        """Subscribe on core NATS, or bind a push consumer on JetStream with manual acks."""
-        nc, js = self._conn()
+        """Subscribe on core NATS, or bind a push consumer on JetStream with manual acks.
+
+        A lazy subscription (`SubscriptionSpec.lazy`) to a subject its stream announces
+        listens to the announcements instead, and makes its consumer once the subject has a
+        message: at once if one is stored already, else when the first one is announced.
+
+        Raises:
+            ConsumerLimitReached: The stream (or the JetStream account) has as many
+                consumers as it may.
+            NoStream: ``at_least_once`` on a subject no stream captures.
+            PermissionDenied: The server forbids the subscription or the JetStream API.
+            ConfigurationError: Any other refusal of the consumer, with the server's reason.
+        """
+        nc, _ = self._conn()
         sub = NatsSubscription(self, spec, handler)
         if spec.mode is DeliveryMode.AT_MOST_ONCE:
             sub.nats_sub = await nc.subscribe(
                 spec.subject, queue=spec.queue or "", cb=sub.on_core_message
             )
-        else:
-            durable = spec.durable or spec.queue
-            if spec.queue and spec.durable and spec.queue != spec.durable:
-                # JetStream's deliver group is the consumer: one name for both.
-                durable = spec.durable
-            config = api.ConsumerConfig(
-                ack_policy=api.AckPolicy.EXPLICIT,
-                ack_wait=spec.ack_wait,
-                max_deliver=spec.max_deliver or -1,
-                backoff=list(spec.backoff) or None,
-                max_ack_pending=spec.max_ack_pending,
-                deliver_policy=(
-                    api.DeliverPolicy.NEW if spec.deliver == "new" else api.DeliverPolicy.ALL
-                ),
-            )
-            try:
-                # Making the consumer is a request on the JetStream API, which the server's
-                # permissions may forbid: fail at once rather than after the API timeout.
-                sub.nats_sub = await self._permissions.guard(
-                    "publish",
-                    "$JS.API.>",
-                    js.subscribe(
-                        spec.subject,
-                        queue=durable if spec.queue else None,
-                        durable=durable,
-                        cb=sub.on_js_message,
-                        manual_ack=True,
-                        config=config,
-                        pending_msgs_limit=max(spec.max_ack_pending * 2, 1024),
-                    ),
+        elif spec.lazy and (stream := self._announcing(spec)) is not None:
+            if spec.deliver != "all":
+                # The first message is stored before the consumer exists: "new" skips it.
+                raise ConfigurationError(
+                    f"subscription to {spec.subject!r}: a lazy subscription delivers what is "
+                    "stored: deliver must be 'all'"
                 )
-            except PermissionDenied as exc:
-                raise PermissionDenied("subscribe", spec.subject) from exc
-            except js_errors.NotFoundError:
-                raise NoStream(spec.subject) from None
-            except js_errors.APIError as exc:
-                raise ConfigurationError(
-                    f"cannot consume {spec.subject!r} as {durable or 'an ephemeral consumer'}: "
-                    f"{exc.description} (code {exc.err_code})"
-                ) from exc
-            except js_errors.Error as exc:
-                raise ConfigurationError(
-                    f"cannot consume {spec.subject!r} as {durable!r}: {exc}"
-                ) from exc
+            # Listening before looking: the SUB reaches the server before the look, so a
+            # message stored after the look is announced to us.
+            try:
+                await sub.listen(stream, announcement_subject(spec.subject))
+                if await self._holds(stream, spec.subject):
+                    await sub.bind()
+            except BaseException:
+                await sub.unsubscribe()
+                raise
+        else:
+            sub.nats_sub = await self._consume(spec, sub)
         sub.start_workers()
         self._subscriptions.add(sub)
         # nats-py writes a flush's PING straight to the socket, ahead of the SUB still in its
@@ -911,10 +987,114 @@ class NatsBackend(Backend):
         await nc.flush()
         try:
             self._permissions.check_subscribe(spec.subject)
+            if sub.listening:
+                self._permissions.check_subscribe(announcement_subject(spec.subject))
         except PermissionDenied:
             await sub.unsubscribe()  # the client would otherwise keep a dead subscription
             raise
         return sub
+
+    def _announcing(self, spec: SubscriptionSpec) -> str | None:
+        """The stream that announces ``spec``'s subject to a lazy durable, or None."""
+        if spec.durable is None:
+            return None
+        for stream, pattern in self._announced.items():
+            if covers(pattern, spec.subject):
+                return stream
+        return None
+
+    async def _holds(self, stream: str, subject: str) -> bool:
+        """Whether ``stream`` stores a message on ``subject`` (one request to its leader)."""
+        _, js = self._conn()
+        try:
+            await self._stored_call(stream, js.get_msg(stream, 1, subject=subject, next=True))
+        except _NoMessage:
+            return False
+        return True
+
+    async def _consume(self, spec: SubscriptionSpec, sub: NatsSubscription) -> Any:
+        """Make (or bind) the JetStream push consumer of ``spec`` for ``sub``."""
+        _, js = self._conn()
+        durable = spec.durable or spec.queue
+        if spec.queue and spec.durable and spec.queue != spec.durable:
+            # JetStream's deliver group is the consumer: one name for both.
+            durable = spec.durable
+        config = api.ConsumerConfig(
+            ack_policy=api.AckPolicy.EXPLICIT,
+            ack_wait=spec.ack_wait,
+            max_deliver=spec.max_deliver or -1,
+            backoff=list(spec.backoff) or None,
+            max_ack_pending=spec.max_ack_pending,
+            deliver_policy=(
+                api.DeliverPolicy.NEW if spec.deliver == "new" else api.DeliverPolicy.ALL
+            ),
+        )
+        # A stream this backend provisioned spares nats-py the round trip to look it up.
+        known = self._stream_covering(spec.subject)
+        if durable and spec.queue and known is not None:
+            # Instances of an agent may make its consumer in the same instant (a lazy lane,
+            # woken in all of them by one announcement): with a deliver subject of each
+            # one's own, the second creation would move the consumer to it and leave the
+            # first bound to nothing. One subject per consumer makes both creations equal.
+            config.deliver_subject = f"{DELIVER_PREFIX}.{known.name}.{durable}"
+        try:
+            # Making the consumer is a request on the JetStream API, which the server's
+            # permissions may forbid: fail at once rather than after the API timeout.
+            return await self._permissions.guard(
+                "publish",
+                "$JS.API.>",
+                js.subscribe(
+                    spec.subject,
+                    queue=durable if spec.queue else None,
+                    durable=durable,
+                    stream=known.name if known is not None else None,
+                    cb=sub.on_js_message,
+                    manual_ack=True,
+                    config=config,
+                    pending_msgs_limit=max(spec.max_ack_pending * 2, 1024),
+                ),
+            )
+        except PermissionDenied as exc:
+            raise PermissionDenied("subscribe", spec.subject) from exc
+        except js_errors.NotFoundError:
+            raise NoStream(spec.subject) from None
+        except js_errors.APIError as exc:
+            if exc.err_code == _JS_MAX_CONSUMERS:
+                raise await self._consumer_limit(spec.subject) from exc
+            raise ConfigurationError(
+                f"cannot consume {spec.subject!r} as {durable or 'an ephemeral consumer'}: "
+                f"{exc.description} (code {exc.err_code})"
+            ) from exc
+        except js_errors.Error as exc:
+            raise ConfigurationError(
+                f"cannot consume {spec.subject!r} as {durable!r}: {exc}"
+            ) from exc
+
+    async def _consumer_limit(self, subject: str) -> ConsumerLimitReached:
+        """The error for a consumer refused with "maximum consumers limit reached".
+
+        The server gives that reason for the stream's limit and the account's alike: the
+        stream's count against its limit tells which it was.
+        """
+        _, js = self._conn()
+        known = self._stream_covering(subject)
+        name = known.name if known is not None else "?"
+        with contextlib.suppress(Exception):  # only detail: the error stands without it
+            if known is None:
+                name = await js.find_stream_name_by_subject(subject)
+            info = await js.stream_info(name)
+            limit = info.config.max_consumers
+            if limit is not None and 0 < limit <= info.state.consumer_count:
+                return ConsumerLimitReached(name, limit, subject)
+            account = (await js.account_info()).limits.max_consumers
+            return ConsumerLimitReached(
+                name,
+                None,
+                subject,
+                f"the JetStream account's limit of {account} consumers, or the server's "
+                f"default for the stream ({info.state.consumer_count} consumers now)",
+            )
+        return ConsumerLimitReached(name, None, subject)
 
     async def kv(self, bucket: str) -> KeyValue:
         """The provisioned bucket ``bucket``."""
@@ -1140,11 +1320,70 @@ class NatsSubscription(Subscription):
         self._workers: list[asyncio.Task[None]] = []
         self._callers: list[asyncio.Task[Any] | None] = []  # the tasks running a handler now
         self._idle: asyncio.Event | None = None  # set when a handler returns, while unsubscribing
+        # A lazy subscription: its stream, the announcements it listens to until its
+        # consumer is made, and the task that makes it when one comes.
+        self._stream: str | None = None
+        self._announcements: NatsPySubscription | None = None
+        self._binding = asyncio.Lock()
+        self._waking: asyncio.Task[None] | None = None
 
     @property
     def active(self) -> bool:
         """False once unsubscribed or once the backend closed."""
         return self._active and self._backend.connected
+
+    @property
+    def listening(self) -> bool:
+        """True while a lazy subscription waits for the first message of its subject."""
+        return self._announcements is not None
+
+    async def listen(self, stream: str, announcements: str) -> None:
+        """Wait, lazily, for what ``stream`` announces on ``announcements``."""
+        nc, _ = self._backend._conn()
+        self._stream = stream
+        self._announcements = await nc.subscribe(announcements, cb=self._on_announcement)
+
+    async def bind(self) -> None:
+        """Make (or bind) the consumer of a lazy subscription, then stop listening.
+
+        Raises:
+            ConsumerLimitReached: The stream has no room for it (it keeps listening).
+        """
+        async with self._binding:
+            if self.nats_sub is not None or not self._active:
+                return
+            self.nats_sub = await self._backend._consume(self.spec, self)
+            announcements, self._announcements = self._announcements, None
+            if announcements is not None:
+                with contextlib.suppress(Exception):
+                    await announcements.unsubscribe()
+
+    async def look_again(self) -> None:
+        """Bind if the subject has a message now.
+
+        After a reconnection: what was announced while the connection was down was lost.
+        """
+        if (
+            self.listening
+            and self._stream is not None
+            and self._active
+            and await self._backend._holds(self._stream, self.spec.subject)
+        ):
+            await self._wake()
+
+    async def _on_announcement(self, msg: Msg) -> None:
+        # nats-py runs this in the announcements' own task, which unsubscribing cancels:
+        # bind from a task of its own.
+        if self._waking is None or self._waking.done():
+            self._waking = asyncio.create_task(self._wake(), name=f"aclbus-lazy-{msg.subject}")
+
+    async def _wake(self) -> None:
+        try:
+            await self.bind()
+        except ACLBusError as exc:
+            # Nobody to raise it to: the message waits in the stream, and the next
+            # announcement (or reconnection) tries again.
+            log.error("nats: lazy subscription to %s: %s", self.spec.subject, exc)
 
     def start_workers(self) -> None:
         """With concurrency above 1, hand deliveries to a pool of worker tasks."""
@@ -1207,6 +1446,7 @@ class NatsSubscription(Subscription):
             return
         self._active = False
         self._backend._forget(self)
+        await self._stop_listening()
         # nats-py's unsubscribe cancels the task that runs the handler: let the handlers that
         # run now finish and settle their deliveries first.
         await self._finish_handlers()
@@ -1225,6 +1465,18 @@ class NatsSubscription(Subscription):
                 self.spec.durable or self.spec.queue
             ):
                 await self._delete_ephemeral()
+
+    async def _stop_listening(self) -> None:
+        announcements, self._announcements = self._announcements, None
+        if announcements is not None:
+            with contextlib.suppress(Exception):
+                await announcements.unsubscribe()
+        # A bind under way is let finish (cancelled, it could leave a nats-py subscription
+        # nobody stops); what it bound is stopped with the rest of the subscription.
+        waking, self._waking = self._waking, None
+        if waking is not None and waking is not asyncio.current_task():
+            with contextlib.suppress(Exception):
+                await waking
 
     async def _stop_nats_sub(self) -> None:
         """End the nats-py subscription, handing back what was already sent to it.

@@ -20,11 +20,12 @@ from aclbus.backend import (
     Reply,
     StoredMessage,
     StreamSpec,
+    StreamUsage,
     Subscription,
     SubscriptionSpec,
 )
 from aclbus.backends.memory.clock import Clock
-from aclbus.backends.memory.consumer import ConsumerInfo
+from aclbus.backends.memory.consumer import Consumer, ConsumerInfo
 from aclbus.backends.memory.faults import FaultInjector, Faults
 from aclbus.backends.memory.kv import KVWatch, MemoryKeyValue
 from aclbus.backends.memory.matching import check_filter, check_subject
@@ -92,6 +93,11 @@ def _check_spec(spec: SubscriptionSpec) -> None:
         validate_id(spec.durable, "durable consumer name")
     if spec.queue is not None:
         validate_id(spec.queue, "queue group")
+    if spec.lazy and spec.mode == _ALO and spec.deliver != "all":
+        # The first message is stored before the consumer exists: "new" would skip it.
+        raise ConfigurationError(
+            f"{where}: a lazy subscription delivers what is stored: deliver must be 'all'"
+        )
 
 
 class MemoryBackend(Backend):
@@ -161,6 +167,7 @@ class MemoryBackend(Backend):
         self._max_payload = max_payload
         self._state: Literal["new", "open", "closed"] = "new"
         self._subscriptions: set[MemorySubscription] = set()
+        self._lazy: set[_LazySubscription] = set()  # lazy ones waiting for a first message
         self._requests: set[asyncio.Future[Reply]] = set()
         self._watches: weakref.WeakSet[KVWatch] = weakref.WeakSet()
 
@@ -192,8 +199,8 @@ class MemoryBackend(Backend):
 
     @property
     def subscriptions(self) -> list[Subscription]:
-        """The active subscriptions made through this backend."""
-        return list(self._subscriptions)
+        """The active subscriptions made through this backend (lazy ones still waiting too)."""
+        return [*self._subscriptions, *self._lazy]
 
     def stream_info(self, name: str) -> StreamInfo:
         """The state of stream ``name``: message count, bytes, first and last sequence.
@@ -243,6 +250,8 @@ class MemoryBackend(Backend):
         if self._state == "closed":
             return
         self._state = "closed"
+        for lazy in list(self._lazy):
+            lazy.stop()
         tasks = [task for sub in list(self._subscriptions) for task in sub.abort()]
         for waiter in self._requests:
             if not waiter.done():
@@ -358,13 +367,27 @@ class MemoryBackend(Backend):
         """
         self._check()
         _check_spec(spec)
-        source: DeliverySource
-        stream = consumer = None
         if spec.mode == _AMO:
-            source = self._server.router.add(spec.subject, spec.queue)
-        else:
-            bound = self._server.consumer_for(spec)
-            source, stream, consumer = bound, bound.stream.name, bound.name
+            return self._start(spec, handler, self._server.router.add(spec.subject, spec.queue))
+        if spec.lazy:
+            lazy = _LazySubscription(spec, self._lazy.discard)
+
+            def ready(bound: Consumer) -> None:
+                lazy.bound(self._start(spec, handler, bound))
+
+            cancel = self._server.wait_for_consumer(spec, ready)
+            if cancel is not None:
+                lazy.waiting(cancel)
+                self._lazy.add(lazy)
+                return lazy
+        return self._start(spec, handler, self._server.consumer_for(spec))
+
+    def _start(
+        self, spec: SubscriptionSpec, handler: DeliveryHandler, source: DeliverySource
+    ) -> MemorySubscription:
+        stream = consumer = None
+        if isinstance(source, Consumer):
+            stream, consumer = source.stream.name, source.name
         subscription = MemorySubscription(
             spec,
             handler,
@@ -427,6 +450,17 @@ class MemoryBackend(Backend):
             track=self._watches.add,
             max_payload=self._max_payload,
         )
+
+    async def stream_usage(self, stream: str) -> StreamUsage:
+        """How many consumers ``stream`` has, against its ``max_consumers``.
+
+        Raises:
+            ConfigurationError: No such stream; the message names the provisioned ones.
+            BackendClosed: Not connected.
+        """
+        self._check()
+        owner = self._server.stream(stream)
+        return StreamUsage(owner.name, len(owner.consumers), owner.spec.max_consumers)
 
     async def describe(self) -> dict[str, Any]:
         """Facts for ``aclbus doctor``: streams, consumers, buckets, subscriptions, faults."""
@@ -545,3 +579,54 @@ class MemoryBackend(Backend):
             found.detach(subscription)
         found.delete()
         return True
+
+
+class _LazySubscription(Subscription):
+    """A lazy subscription (`SubscriptionSpec.lazy`) waiting for its subject's first message.
+
+    Once that comes, it stands for the subscription it made for it.
+
+    Args:
+        spec: What was subscribed to.
+        on_end: Called once it stops waiting (made its subscription, or unsubscribed).
+    """
+
+    def __init__(self, spec: SubscriptionSpec, on_end: Callable[[_LazySubscription], None]) -> None:
+        self.spec = spec
+        self._on_end = on_end
+        self._cancel: Callable[[], None] | None = None
+        self._inner: MemorySubscription | None = None
+        self._active = True
+
+    @property
+    def active(self) -> bool:
+        """False once unsubscribed or once the backend closed."""
+        return self._active and (self._inner is None or self._inner.active)
+
+    @property
+    def consumer(self) -> str | None:
+        """The name of its consumer once made, else None."""
+        return self._inner.consumer if self._inner is not None else None
+
+    def waiting(self, cancel: Callable[[], None]) -> None:
+        """It waits; ``cancel`` ends the wait."""
+        self._cancel = cancel
+
+    def bound(self, inner: MemorySubscription) -> None:
+        """Its consumer was made: from now on it is ``inner``."""
+        self._inner, self._cancel = inner, None
+        self._on_end(self)
+
+    def stop(self) -> None:
+        """Stop waiting (the backend closes)."""
+        self._active = False
+        if self._cancel is not None:
+            self._cancel()
+            self._cancel = None
+            self._on_end(self)
+
+    async def unsubscribe(self) -> None:
+        """Stop waiting, or stop the subscription it made."""
+        self.stop()
+        if self._inner is not None:
+            await self._inner.unsubscribe()

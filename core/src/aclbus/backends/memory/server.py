@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import logging
 import uuid
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -30,10 +31,18 @@ from aclbus.backends.memory.kv import Bucket
 from aclbus.backends.memory.matching import check_filter, covers, overlaps
 from aclbus.backends.memory.pubsub import CoreRouter
 from aclbus.backends.memory.stream import Stream, StreamInfo
-from aclbus.errors import ACLBusError, BackendClosed, ConfigurationError, NoStream
+from aclbus.errors import (
+    ACLBusError,
+    BackendClosed,
+    ConfigurationError,
+    ConsumerLimitReached,
+    NoStream,
+)
 from aclbus.subjects import validate_id
 
 __all__ = ["MemoryServer"]
+
+_log = logging.getLogger("aclbus.backends.memory")
 
 _AMO = DeliveryMode.AT_MOST_ONCE
 _NOT_STORED = PublishAck()
@@ -112,6 +121,17 @@ class MemoryServer:
             raise ConfigurationError(
                 f"stream {name!r}: duplicate_window={spec.duplicate_window!r} must be >= 0"
             )
+        if spec.max_consumers is not None and spec.max_consumers < 1:
+            raise ConfigurationError(
+                f"stream {name!r}: max_consumers={spec.max_consumers!r} must be >= 1 (or None)"
+            )
+        if spec.announce is not None:
+            check_filter(spec.announce, "announced subjects")
+            if not any(covers(subject, spec.announce) for subject in spec.subjects):
+                raise ConfigurationError(
+                    f"stream {name!r}: announce={spec.announce!r} is not within its subjects "
+                    f"{list(spec.subjects)}"
+                )
         for other in self._streams.values():
             if other.name == name:
                 continue
@@ -271,6 +291,9 @@ class MemoryServer:
             name, durable = f"ephemeral-{next(self._ephemeral_ids)}", False
         consumer = stream.consumers.get(name)
         if consumer is None:
+            limit = stream.spec.max_consumers
+            if limit is not None and len(stream.consumers) >= limit:
+                raise ConsumerLimitReached(stream.name, limit, spec.subject)
             consumer = Consumer(
                 stream,
                 name,
@@ -289,6 +312,48 @@ class MemoryServer:
         elif durable:
             consumer.durable = True
         return consumer
+
+    def wait_for_consumer(
+        self, spec: SubscriptionSpec, ready: Callable[[Consumer], None]
+    ) -> Callable[[], None] | None:
+        """Put off making the consumer of a lazy subscription until its subject has a message.
+
+        Args:
+            spec: A lazy, durable ``at_least_once`` subscription.
+            ready: Called with the consumer once made (when a matching message is stored).
+
+        Returns:
+            A function that stops the wait; None when the consumer must be bound now: it
+            exists already, a matching message is stored, or the stream does not announce
+            the subject (`StreamSpec.announce`).
+
+        Raises:
+            NoStream: No stream stores subjects matching ``spec.subject``.
+        """
+        stream = self._stream_for_filter(spec.subject)
+        if stream is None:
+            raise NoStream(spec.subject)
+        announce = stream.spec.announce
+        if (
+            spec.durable is None
+            or announce is None
+            or not covers(announce, spec.subject)
+            or spec.durable in stream.consumers
+            or stream.holds(spec.subject, self.clock.now())
+        ):
+            return None
+
+        def wake() -> bool:
+            try:
+                consumer = self.consumer_for(spec)
+            except ConsumerLimitReached as exc:
+                # Nobody to raise it to: the message waits, and the next one tries again.
+                _log.error("lazy subscription to %r: %s", spec.subject, exc)
+                return False
+            ready(consumer)
+            return True
+
+        return stream.wait(spec.subject, wake)
 
     def stream_info(self, name: str) -> StreamInfo:
         """The state of stream ``name`` (see `StreamInfo`)."""
@@ -333,6 +398,7 @@ class MemoryServer:
                 "first_seq": info.first_seq,
                 "last_seq": info.last_seq,
                 "consumers": consumers,
+                "max_consumers": stream.spec.max_consumers,
             }
         return {
             "clock": type(self.clock).__name__,

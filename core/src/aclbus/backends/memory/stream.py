@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -126,6 +126,12 @@ class Stream:
         self._dedup_order: deque[tuple[float, str]] = deque()
         self.consumers: dict[str, Consumer] = {}
         self._interest: dict[str, tuple[Consumer, ...]] = {}
+        # Stored messages per subject, so that a lazy subscription asks "anything for me?"
+        # without a scan of the stream (one per agent start).
+        self._subjects: dict[str, int] = {}
+        # Lazy subscriptions waiting for their first message: (filter, wake) pairs; wake
+        # returns True once it has made its consumer.
+        self._waiting: list[tuple[str, Callable[[], bool]]] = []
 
     # -- configuration ---------------------------------------------------------------------
 
@@ -209,6 +215,7 @@ class Stream:
         )
         self.count += 1
         self.bytes += size
+        self._subjects[subject] = self._subjects.get(subject, 0) + 1
         if msg_id is not None and window > 0:
             self._dedup[msg_id] = (seq, now + window)
             self._dedup_order.append((now + window, msg_id))
@@ -225,6 +232,8 @@ class Stream:
             consumers = self._interested(subject)
         for consumer in consumers:
             consumer.notify(seq)
+        if self._waiting:
+            self._wake(subject)
         return PublishAck(self.name, seq)
 
     def _prune_dedup(self, now: float) -> None:
@@ -343,6 +352,15 @@ class Stream:
         self._compact()
         return purged
 
+    def holds(self, pattern: str, now: float) -> bool:
+        """Whether a live message whose subject matches ``pattern`` is stored."""
+        if "*" in pattern or ">" in pattern:
+            if not any(subject_matches(pattern, subject) for subject in self._subjects):
+                return False
+        elif pattern not in self._subjects:
+            return False
+        return bool(self.read(1, pattern, 1, now))
+
     def count_live(self, seqs: deque[int], now: float) -> int:
         """How many of ``seqs`` are still stored and unexpired."""
         return sum(1 for seq in seqs if self.get(seq, now) is not None)
@@ -363,6 +381,11 @@ class Stream:
         self._messages[index] = None
         self.count -= 1
         self.bytes -= msg.size
+        left = self._subjects[msg.subject] - 1
+        if left:
+            self._subjects[msg.subject] = left
+        else:
+            del self._subjects[msg.subject]
         if index == self._head:
             self._advance_head()
 
@@ -409,6 +432,26 @@ class Stream:
         if self.consumers.get(consumer.name) is consumer:
             del self.consumers[consumer.name]
             self._interest.clear()
+
+    def wait(self, pattern: str, wake: Callable[[], bool]) -> Callable[[], None]:
+        """Call ``wake`` when a message matching ``pattern`` is stored, until it returns True.
+
+        Returns:
+            A function that stops the wait.
+        """
+        entry = (pattern, wake)
+        self._waiting.append(entry)
+
+        def cancel() -> None:
+            if entry in self._waiting:
+                self._waiting.remove(entry)
+
+        return cancel
+
+    def _wake(self, subject: str) -> None:
+        for entry in [e for e in self._waiting if subject_matches(e[0], subject)]:
+            if entry in self._waiting and entry[1]():
+                self._waiting.remove(entry)
 
     def _interested(self, subject: str) -> tuple[Consumer, ...]:
         found = tuple(c for c in self.consumers.values() if subject_matches(c.filter, subject))

@@ -4,9 +4,10 @@ Backend-level (the `Backend` contract): `PubSubTestcase`, `PersistentPubSubTestc
 `SubscriptionTestcase`, `CompetingConsumersTestcase`, `RequestReplyTestcase`, `AckTestcase`,
 `NackDelayTestcase`, `InProgressTestcase`, `TermTestcase`, `MaxDeliverTestcase`,
 `BackoffTestcase`, `DedupTestcase`, `OrderingTestcase`, `DurableTestcase`, `TTLTestcase`,
-`KeyValueTestcase`, `StoredMessagesTestcase`, `ClockTestcase`. Bus-level (a `Bus` on the backend):
-`PointToPointTestcase`, `BroadcastTestcase`, `BusRequestTestcase`, `AgentResilienceTestcase`,
-`MiddlewareOrderTestcase`, `DeadLetterTestcase`, and the communication patterns:
+`KeyValueTestcase`, `StoredMessagesTestcase`, `ClockTestcase`, `ConsumerLimitTestcase`.
+Bus-level (a `Bus` on the backend): `PointToPointTestcase`, `BroadcastTestcase`,
+`BusRequestTestcase`, `AgentResilienceTestcase`, `MiddlewareOrderTestcase`,
+`AgentConsumersTestcase`, `DeadLetterTestcase`, and the communication patterns:
 `BatchTestcase`, `GroupsTestcase`,
 `TopicsTestcase`, `ContentFilterTestcase`, `TypedPayloadTestcase`, `HopProtectionTestcase`,
 `RequestFutureTestcase`, `ScatterGatherTestcase`, `ServiceInstancesTestcase`,
@@ -22,6 +23,7 @@ from aclbus.testing.cases.agents import BroadcastTestcase, BusRequestTestcase, P
 from aclbus.testing.cases.base import BackendTestcase, BusTestcase
 from aclbus.testing.cases.batches import BatchTestcase
 from aclbus.testing.cases.clock import ClockTestcase
+from aclbus.testing.cases.consumers import AgentConsumersTestcase, ConsumerLimitTestcase
 from aclbus.testing.cases.dead_letters import DeadLetterTestcase
 from aclbus.testing.cases.dedup import DedupTestcase
 from aclbus.testing.cases.delivery import (
@@ -66,6 +68,7 @@ from aclbus.testing.cases.typed import TypedPayloadTestcase
 
 __all__ = [
     "AckTestcase",
+    "AgentConsumersTestcase",
     "AgentResilienceTestcase",
     "BackendTestcase",
     "BackoffTestcase",
@@ -76,6 +79,7 @@ __all__ = [
     "CancelTestcase",
     "ClockTestcase",
     "CompetingConsumersTestcase",
+    "ConsumerLimitTestcase",
     "ContentFilterTestcase",
     "ContractNetTestcase",
     "DeadLetterTestcase",
@@ -132,6 +136,7 @@ BACKEND_TESTCASES: tuple[type[BackendTestcase], ...] = (
     KeyValueTestcase,
     StoredMessagesTestcase,
     ClockTestcase,
+    ConsumerLimitTestcase,
 )
 """Every testcase of the `Backend` contract."""
 
@@ -141,6 +146,7 @@ BUS_TESTCASES: tuple[type[BusTestcase], ...] = (
     BusRequestTestcase,
     AgentResilienceTestcase,
     MiddlewareOrderTestcase,
+    AgentConsumersTestcase,
     DeadLetterTestcase,
     BatchTestcase,
     ContentFilterTestcase,
