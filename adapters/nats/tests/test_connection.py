@@ -35,6 +35,7 @@ from aclbus.errors import (
     PublishTimeout,
     StreamFull,
 )
+from aclbus.middleware import Delivery
 from aclbus.settings import Settings, StreamLimits
 from aclbus.testing.collector import Collector, eventually
 from aclbus_nats.backend import NATS_HEADER_ALLOWANCE, NatsBackend
@@ -621,3 +622,49 @@ async def test_a_header_block_of_exactly_64_kib_minus_one_is_stored(
         await backend.publish(f"{prefix}.core", block(70_000), b"", mode=DeliveryMode.AT_MOST_ONCE)
     finally:
         await backend.close()
+
+
+@pytest.mark.usefixtures("cleanup")
+async def test_stopping_with_a_backlog_does_not_spend_its_delivery_attempts(
+    nats_server: EmbeddedServer, prefix: str
+) -> None:
+    """Stopping hands the queued deliveries back, after the subscription has ended.
+
+    Handed back while the subscription still stood, the server sent them straight back to it,
+    to be handed back again, each round one more delivery attempt: under load a stop could
+    use up ``max_deliver`` and dead-letter good messages.
+    """
+    gate = asyncio.Event()
+    started: Collector[Any] = Collector()
+
+    async def slow(msg: ACLMessage) -> None:
+        started.add(msg.payload)
+        await gate.wait()
+
+    bus = make_bus(nats_server.url, prefix, ack_wait=5.0, max_deliver=2)
+    bus.agent("bob").on()(slow)
+    async with bus:
+        for i in range(300):
+            await bus.send(inform("bob", i))
+        await started.wait_for(1, timeout=WAIT)
+        await asyncio.sleep(0.3)  # the server has pushed the backlog: it waits in the queue
+        stopping = asyncio.create_task(bus.agent("bob").stop())
+        await asyncio.sleep(0.1)
+        gate.set()
+        await stopping
+        await asyncio.sleep(0.5)  # an advisory of exhausted deliveries would come meanwhile
+        assert await bus.dead_letters.list() == []
+    again = make_bus(nats_server.url, prefix, ack_wait=5.0, max_deliver=2)
+    got: Collector[ACLMessage] = Collector()
+    attempts: list[int] = []
+
+    async def take(msg: ACLMessage, delivery: Delivery) -> None:
+        attempts.append(delivery.attempt)
+        got.add(msg)
+
+    again.agent("bob").on()(take)
+    async with again:
+        await got.wait_for(299, timeout=30)
+        assert await again.dead_letters.list() == []
+    assert sorted(m.payload for m in got.items) == list(range(1, 300))
+    assert max(attempts) <= 2

@@ -1320,6 +1320,10 @@ class NatsSubscription(Subscription):
         self._workers: list[asyncio.Task[None]] = []
         self._callers: list[asyncio.Task[Any] | None] = []  # the tasks running a handler now
         self._idle: asyncio.Event | None = None  # set when a handler returns, while unsubscribing
+        # While unsubscribing, until the server has the UNSUB: deliveries kept, not handed
+        # back (the server would send a handed-back delivery straight back to this very
+        # subscription, one more delivery attempt each round, until max_deliver).
+        self._held: list[Received] | None = None
         # A lazy subscription: its stream, the announcements it listens to until its
         # consumer is made, and the task that makes it when one comes.
         self._stream: str | None = None
@@ -1415,7 +1419,10 @@ class NatsSubscription(Subscription):
 
     async def _dispatch(self, received: Received) -> None:
         if not self._active:
-            await _hand_back(received)
+            if self._held is not None:
+                self._held.append(received)
+            else:
+                await _hand_back(received)
             return
         if self._queue is not None:
             await self._queue.put(received)
@@ -1445,6 +1452,7 @@ class NatsSubscription(Subscription):
         if not self._active:
             return
         self._active = False
+        self._held = []
         self._backend._forget(self)
         await self._stop_listening()
         # nats-py's unsubscribe cancels the task that runs the handler: let the handlers that
@@ -1457,14 +1465,21 @@ class NatsSubscription(Subscription):
         for task in workers:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-        while self._queue is not None and not self._queue.empty():
-            await _hand_back(self._queue.get_nowait())
+        # End the subscription before handing anything back: a delivery handed back while it
+        # stands is sent straight back to it by the server, to be handed back again, one more
+        # delivery attempt each round, until max_deliver dead-letters a good message.
         if self.nats_sub is not None:
             await self._stop_nats_sub()
-            if self.spec.mode is DeliveryMode.AT_LEAST_ONCE and not (
-                self.spec.durable or self.spec.queue
-            ):
-                await self._delete_ephemeral()
+        held, self._held = self._held or [], None
+        for received in held:
+            await _hand_back(received)
+        while self._queue is not None and not self._queue.empty():
+            await _hand_back(self._queue.get_nowait())
+        if self.nats_sub is not None and (
+            self.spec.mode is DeliveryMode.AT_LEAST_ONCE
+            and not (self.spec.durable or self.spec.queue)
+        ):
+            await self._delete_ephemeral()
 
     async def _stop_listening(self) -> None:
         announcements, self._announcements = self._announcements, None
@@ -1479,11 +1494,12 @@ class NatsSubscription(Subscription):
                 await waking
 
     async def _stop_nats_sub(self) -> None:
-        """End the nats-py subscription, handing back what was already sent to it.
+        """End the nats-py subscription, keeping what was already sent to it.
 
         A drain (unsubscribe, a round trip, then the messages still queued in nats-py) lets
-        `_dispatch` hand each of those back at once: an instance that leaves does not hold
-        messages that the others would otherwise get only after ``ack_wait``. A handler that
+        `_dispatch` keep each of those, for `unsubscribe` to hand back once the server has the
+        UNSUB: an instance that leaves does not hold messages that the others would otherwise
+        get only after ``ack_wait``. A handler that
         unsubscribes its own subscription cannot wait for that queue (it is in it), so it just
         unsubscribes.
         """
