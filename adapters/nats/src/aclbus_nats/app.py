@@ -403,7 +403,8 @@ def _add_agents(schema: ApplicationSchema, bus: Bus) -> None:
             lane,
             f"The priority lane of agent `{agent.id}`'s inbox: messages of priority "
             f"{settings.priority_threshold} or more, consumed beside the inbox (durable "
-            f"consumer `{lane_consumer}`, stream `{inbox_stream}`) so they overtake a backlog.",
+            f"consumer `{lane_consumer}`, stream `{inbox_stream}`, made when the lane first "
+            "holds a message) so they overtake a backlog.",
             [_ANY_MESSAGE_KEY, *handled],
             bindings={"nats": {"subject": lane, "queue": lane_consumer}},
             **{
