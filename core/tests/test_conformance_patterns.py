@@ -6,6 +6,7 @@ from aclbus.testing import MemoryConfig
 from aclbus.testing.cases.batches import BatchTestcase
 from aclbus.testing.cases.groups import GroupsTestcase
 from aclbus.testing.cases.hops import HopProtectionTestcase
+from aclbus.testing.cases.refusals import RefusalTestcase
 from aclbus.testing.cases.scatter import (
     RequestFutureTestcase,
     ScatterGatherTestcase,
@@ -36,6 +37,10 @@ class TestTypedPayload(MemoryConfig, TypedPayloadTestcase):
 
 
 class TestHopProtection(MemoryConfig, HopProtectionTestcase):
+    pass
+
+
+class TestRefusals(MemoryConfig, RefusalTestcase):
     pass
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from aclbus.testing.cases.batches import BatchTestcase
 from aclbus.testing.cases.groups import GroupsTestcase
 from aclbus.testing.cases.hops import HopProtectionTestcase
+from aclbus.testing.cases.refusals import RefusalTestcase
 from aclbus.testing.cases.scatter import (
     RequestFutureTestcase,
     ScatterGatherTestcase,
@@ -36,6 +37,10 @@ class TestTypedPayload(NatsConfig, TypedPayloadTestcase):
 
 
 class TestHopProtection(NatsConfig, HopProtectionTestcase):
+    pass
+
+
+class TestRefusals(NatsConfig, RefusalTestcase):
     pass
 
 

@@ -8,6 +8,7 @@ Backend-level (the `Backend` contract): `PubSubTestcase`, `PersistentPubSubTestc
 `PointToPointTestcase`, `BroadcastTestcase`, `BusRequestTestcase`, `AgentResilienceTestcase`,
 `MiddlewareOrderTestcase`, and the communication patterns: `BatchTestcase`, `GroupsTestcase`,
 `TopicsTestcase`, `ContentFilterTestcase`, `TypedPayloadTestcase`, `HopProtectionTestcase`,
+`RefusalTestcase`,
 `RequestFutureTestcase`, `ScatterGatherTestcase`, `ServiceInstancesTestcase`,
 `StreamingTestcase`, `StreamFaultsTestcase`, `SharedMapTestcase`, `DirectoryTestcase`,
 `PresenceTestcase`, and the FIPA protocols: `RequestProtocolTestcase`, `QueryProtocolTestcase`,
@@ -47,6 +48,7 @@ from aclbus.testing.cases.protocols import (
 )
 from aclbus.testing.cases.pubsub import PersistentPubSubTestcase, PubSubTestcase
 from aclbus.testing.cases.queue import CompetingConsumersTestcase
+from aclbus.testing.cases.refusals import RefusalTestcase
 from aclbus.testing.cases.request import RequestReplyTestcase
 from aclbus.testing.cases.resilience import AgentResilienceTestcase
 from aclbus.testing.cases.scatter import (
@@ -91,6 +93,7 @@ __all__ = [
     "ProtocolRobustnessTestcase",
     "PubSubTestcase",
     "QueryProtocolTestcase",
+    "RefusalTestcase",
     "RequestFutureTestcase",
     "RequestProtocolTestcase",
     "RequestReplyTestcase",
@@ -141,6 +144,7 @@ BUS_TESTCASES: tuple[type[BusTestcase], ...] = (
     GroupsTestcase,
     HopProtectionTestcase,
     PresenceTestcase,
+    RefusalTestcase,
     RequestFutureTestcase,
     ScatterGatherTestcase,
     ServiceInstancesTestcase,
