@@ -118,6 +118,31 @@ async def test_malformed_headers_are_dead_lettered_apart_and_never_replayed() ->
         assert good.sender_id == "cli"
 
 
+async def test_a_replay_to_another_agent_replaces_headers_written_in_any_case() -> None:
+    """A Go client writes ``Acl-Receiver-Id``: the replay's own must not make it twice."""
+    async with Bus(Settings()) as bus:
+        spare = bus.agent("spare")
+        got: list[ACLMessage] = []
+
+        @spare.on()
+        async def take(msg: ACLMessage) -> None:
+            got.append(msg)
+
+        await spare.start()
+        headers, _ = encode(_msg(receiver_id="broken"), bus.codecs)
+        go_case = {k.title(): v for k, v in headers.items()}
+        go_case["Aclbus-Replay-Of"] = "1"
+        await bus.backend.publish(bus.subjects.inbox("broken"), go_case, b"{not json")
+        broken = bus.agent("broken")
+        broken.on()(_noop)
+        await broken.start()
+        [letter] = await _eventually(lambda: bus.dead_letters.list())
+        await bus.dead_letters.replay(letter.sequence, to="spare")
+        [again] = await _eventually(lambda: _with_count(bus.dead_letters.list(origin="spare"), 1))
+        assert again.reason == Reason.MALFORMED  # the body, still: not its headers
+        assert again.replay_of == letter.sequence
+
+
 async def test_what_a_block_reader_found_wrong_survives_the_dead_letter_queue() -> None:
     """A backend's `ParsedHeaders` defect (a repeat the mapping cannot show) is kept."""
     async with Bus(Settings()) as bus:

@@ -961,12 +961,10 @@ class Bus:
         if any(value.strip(" \t") == _NOT_UNDERSTOOD for value in headers.get("ce-type", ())):
             return
         receiver = None
-        if not received.reply:
-            if isinstance(exc, MalformedHeaders):
-                return
+        if not isinstance(exc, MalformedHeaders):  # else who sent it is what is not known
             receiver = _one_id(headers, "acl-reply-to") or _one_id(headers, "ce-source")
-            if receiver is None:
-                return
+        if receiver is None and not received.reply:
+            return
         msg_id = _one_id(headers, "ce-id")
         answer = ACLMessage(
             performative=Performative.NOT_UNDERSTOOD,

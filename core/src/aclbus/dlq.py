@@ -346,7 +346,14 @@ class DeadLetters:
                 f"{exc.problem}; dead letter {sequence} is not replayed, since its headers "
                 "cannot be sent again as they came: purge it, or send a corrected message",
             ) from None
-        headers = {k: v for k, v in letter.headers.items() if not k.lower().startswith("nats-")}
+        # Headers set below replace the original's in any case (a Go client writes
+        # Acl-Receiver-Id): two of them would make the replay malformed.
+        replaced = {REPLAY_HEADER, "acl-receiver-id"} if to else {REPLAY_HEADER}
+        headers = {
+            k: v
+            for k, v in letter.headers.items()
+            if not k.lower().startswith("nats-") and k.lower() not in replaced
+        }
         headers[REPLAY_HEADER] = str(sequence)
         subject = self._bus.subjects.inbox(to) if to else letter.subject
         if to:

@@ -121,6 +121,7 @@ class RefusalTestcase(BusTestcase):
         reply = await bus.backend.request(bus.subjects.rpc("svc"), headers, b"[1,", timeout=5)
         answer = decode(reply.headers, reply.body, bus.codecs)
         assert answer.performative is Performative.NOT_UNDERSTOOD
+        assert (answer.sender_id, answer.receiver_id) == ("svc", "kit")
         assert answer.payload["field"] == "body"
         assert answer.in_reply_to == headers["ce-id"]
         await self._still_serving(bus, handled)
