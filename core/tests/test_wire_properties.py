@@ -306,6 +306,32 @@ def test_quick_header_reading_equals_reading_header_by_header(
         assert outcomes[0][1] == wire.encoded_size(counted, body)
 
 
+_TOKEN_CHARS = string.ascii_letters + string.digits + "!#$%&'*+-.^_`|~"
+_token_names = st.one_of(
+    st.sampled_from(KNOWN_HEADERS).map(lambda n: n.title()),
+    st.sampled_from(KNOWN_HEADERS),
+    st.text(_TOKEN_CHARS, min_size=1, max_size=12),
+)
+
+
+def _outcome(headers: Any, body: bytes) -> Any:
+    try:
+        return wire.decode(headers, body, CODECS)
+    except ACLDecodeError as exc:
+        return (type(exc), exc.field, str(exc))
+
+
+@BOUNDED
+@given(messages, st.dictionaries(_token_names, garbage_text, max_size=5))
+def test_headers_a_backend_checked_decode_as_any_mapping_does(
+    msg: ACLMessage, extra: dict[str, str]
+) -> None:
+    """`ParsedHeaders` skip only the token check, which their backend made: nothing else."""
+    headers, body = wire.encode(msg, CODECS)
+    headers.update(extra)
+    assert _outcome(wire.ParsedHeaders(headers), body) == _outcome(headers, body)
+
+
 @BOUNDED
 @given(st.lists(st.datetimes(timezones=st.just(UTC)), min_size=1, max_size=4))
 def test_time_text_is_isoformat_whatever_second_came_before(times: list[datetime]) -> None:

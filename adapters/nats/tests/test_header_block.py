@@ -84,9 +84,11 @@ async def test_the_block_reader_gives_the_headers_nats_py_gives(block: bytes) ->
 @given(blocks)
 def test_the_block_reader_never_raises_and_always_explains_a_defect(block: bytes) -> None:
     headers = read_header_block(block)
-    if headers is not None and headers.defect is not None:
+    if isinstance(headers, NatsHeaders) and headers.defect is not None:
         assert headers.defect.field.isprintable()
         assert headers.defect.field.isascii()
+    else:
+        assert headers is None or isinstance(headers, NatsHeaders)
 
 
 _lines = st.builds(
@@ -128,7 +130,7 @@ def test_a_usual_block_has_no_defect() -> None:
 )
 def test_a_header_given_twice_in_one_block_is_a_defect(lines: bytes, field: str) -> None:
     headers = read_header_block(b"NATS/1.0\r\n" + ENVELOPE + lines + b"\r\n")
-    assert headers is not None
+    assert isinstance(headers, NatsHeaders)
     assert headers.defect is not None
     assert headers.defect.field == field
     with pytest.raises(MalformedHeaders) as exc:
@@ -163,7 +165,7 @@ def test_names_differing_in_case_are_kept_apart_for_decode_to_refuse(
 )
 def test_some_repeated_headers_are_no_defect(lines: bytes) -> None:
     headers = read_header_block(b"NATS/1.0\r\n" + ENVELOPE + b"ce-source: alice\r\n" + lines)
-    assert headers is not None
+    assert isinstance(headers, NatsHeaders)
     assert headers.defect is None
 
 
@@ -184,7 +186,7 @@ def test_a_line_whose_name_is_not_a_token_is_a_defect(line: bytes, field: str) -
     """nats-py drops such a line (or strips the name); the message must not pass for clean."""
     block = b"NATS/1.0\r\n" + ENVELOPE + b"ce-source: alice\r\n" + line + b"\r\n\r\n"
     headers = read_header_block(block)
-    assert headers is not None
+    assert isinstance(headers, NatsHeaders)
     assert headers.defect is not None
     assert headers.defect.field == field
     with pytest.raises(MalformedHeaders):
@@ -201,7 +203,7 @@ def test_a_block_of_bad_names_only_still_carries_its_defect() -> None:
 
 def test_a_block_that_does_not_start_with_the_nats_line_is_a_defect() -> None:
     headers = read_header_block(b"XATS/1.0\r\n" + ENVELOPE + b"ce-source: alice\r\n\r\n")
-    assert headers is not None
+    assert isinstance(headers, NatsHeaders)
     assert headers.defect is not None
     assert headers.defect.field == "headers"
 
@@ -235,6 +237,7 @@ def test_the_line_parser_keeps_nats_py_s_dict_and_adds_the_defect() -> None:
     raw = b"ce-id: 42\r\nacl-receiver-id:  bob \r\nBad Name: x\r\nce-id: 43\r\n\r\n"
     headers = parse_header_lines(raw)
     assert headers == Client._parse_header_lines(raw) == {"ce-id": "43", "acl-receiver-id": "bob"}
+    assert isinstance(headers, NatsHeaders)
     assert headers.defect is not None
 
 

@@ -949,11 +949,11 @@ class Bus:
         broadcast, group or topic message (one bad broadcast would make every agent answer
         its sender), nor a message that says it is a not-understood itself, whatever else is
         wrong with it (two agents that cannot read each other would answer each other
-        forever). It goes to the request's reply subject if there is one; else to
-        ``acl-reply-to`` or ``ce-source`` if that is an id. A message whose header block is
-        malformed is answered on its reply subject only: its headers may name an agent that
-        did not send it (a second ``ce-source``), which must not be sent answers it never
-        asked for.
+        forever). It goes to the request's reply subject if there is one, else to the inbox of
+        ``acl-reply-to`` or ``ce-source`` if that is an id, the answer's receiver either way.
+        A message whose header block is malformed is answered on its reply subject only, with
+        no receiver: its headers may name an agent that did not send it (a second
+        ``ce-source``), which must not be sent answers to messages it never sent.
         """
         if self._is_one_to_many(received.subject):
             return
@@ -966,18 +966,18 @@ class Bus:
         if receiver is None and not received.reply:
             return
         msg_id = _one_id(headers, "ce-id")
-        answer = ACLMessage(
-            performative=Performative.NOT_UNDERSTOOD,
-            sender_id=agent_id,
-            receiver_id=receiver,
-            correlation_id=_one_id(headers, "acl-correlation-id") or msg_id,
-            in_reply_to=_one_id(headers, "acl-reply-with") or msg_id,
-            protocol=_one_id(headers, "acl-protocol"),
-            hops=1,
-            caused_by=(msg_id,) if msg_id else (),
-            payload={"reason": redact(str(exc)), "field": exc.field, "message_id": msg_id},
-        )
         try:
+            answer = ACLMessage(
+                performative=Performative.NOT_UNDERSTOOD,
+                sender_id=agent_id,
+                receiver_id=receiver,
+                correlation_id=_one_id(headers, "acl-correlation-id") or msg_id,
+                in_reply_to=_one_id(headers, "acl-reply-with") or msg_id,
+                protocol=_one_id(headers, "acl-protocol"),
+                hops=1,
+                caused_by=(msg_id,) if msg_id else (),
+                payload={"reason": redact(str(exc)), "field": exc.field, "message_id": msg_id},
+            )
             await self._send_result(answer, received)
         except Exception as error:
             log.warning(

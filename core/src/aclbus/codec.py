@@ -129,24 +129,12 @@ def _is_big_int(value: Any) -> bool:
     )
 
 
-# Digits as "0", "-" as "-", every other byte as " ": the digits of a number become one run.
-_DIGIT_RUNS = bytes(
-    ord("0") if chr(b).isdigit() and b < 128 else b if b == ord("-") else ord(" ")
-    for b in range(256)
-)
-_LONG_POSITIVE = b"0" * 20  # 20 digits: 10**19 and more, beyond 2**64 - 1 from 18446744073709551616
-_LONG_NEGATIVE = b"-" + b"0" * 19  # 19 digits after "-": below -2**63 from -9223372036854775809
-
-
-def _may_hold_a_long_integer(body: bytes) -> bool:
-    """Whether ``body`` has a run of digits long enough for an integer orjson rounds.
-
-    orjson keeps 64 bits exactly, then silently reads an integer as a float. A long run in a
-    string or a fraction says yes too: the exact reading gives the same value for those, more
-    slowly. Two C-speed passes over the body (a translation and a substring search).
-    """
-    runs = body.translate(_DIGIT_RUNS)
-    return _LONG_POSITIVE in runs or _LONG_NEGATIVE in runs
+# Digits and "-" as "0", every other byte as " ": the text of an integer becomes one run of
+# "0", a negative one counting its sign. orjson keeps integers from -2**63 to 2**64 - 1
+# exactly and silently reads any other as a float: those take 20 characters or more
+# (18446744073709551616, -9223372036854775809).
+_NUMBER_RUNS = bytes(ord("0") if chr(b) in "-0123456789" else ord(" ") for b in range(256))
+_LONG_INTEGER = b"0" * 20
 
 
 def _no_constant(name: str) -> Any:
@@ -221,7 +209,11 @@ class JsonCodec:
             if isinstance(exc.doc, str) and exc.doc[exc.pos : exc.pos + 1] in _NUMBER_START:
                 return _decode_exactly(body, exc)
             raise ACLDecodeError("body", f"malformed JSON: {exc}") from None
-        if len(body) >= 20 and _may_hold_a_long_integer(body):
+        # A long run of digits may be an integer orjson rounded (or a long string of digits,
+        # a long fraction: the exact reading gives the same value for those, more slowly).
+        # One translation and one substring search, both in C: about half what orjson takes
+        # for a small body (``find`` costs less than ``in`` here: measured with callgrind).
+        if len(body) >= 20 and body.translate(_NUMBER_RUNS).find(_LONG_INTEGER) >= 0:
             return _decode_exactly(body, None)
         return value
 

@@ -439,15 +439,17 @@ def _int(value: str | None) -> int | None:
 
 def _dead_letter(stored: StoredMessage) -> DeadLetter:
     h = {k.lower(): v for k, v in stored.headers.items()}
-    original = ParsedHeaders(
-        (k, v)
+    original: Mapping[str, str] = {
+        k: v
         for k, v in stored.headers.items()
         if not k.lower().startswith((DLQ_HEADER_PREFIX, "nats-"))
-    )
+    }
+    defect = stored.headers.defect if isinstance(stored.headers, ParsedHeaders) else None
     if _DEFECT in h:
-        original.defect = MalformedHeaders(h.get(_DEFECT_FIELD, "headers"), h[_DEFECT])
-    elif isinstance(stored.headers, ParsedHeaders):
-        original.defect = stored.headers.defect
+        defect = MalformedHeaders(h.get(_DEFECT_FIELD, "headers"), h[_DEFECT])
+    if defect is not None:  # (only then: a ParsedHeaders' names are taken as checked)
+        original = ParsedHeaders(original)
+        original.defect = defect
     when = h.get(f"{DLQ_HEADER_PREFIX}time")
     try:
         dead_at = datetime.fromisoformat(when) if when else stored.time

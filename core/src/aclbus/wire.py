@@ -85,7 +85,10 @@ _MAX_INT_DIGITS: Final = 10
 _TCHAR: Final = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
 HEADER_TOKEN: Final = re.compile(_TCHAR + "+")
 """A header name: an RFC 7230 token (ASCII letters, digits and ``!#$%&'*+-.^_`|~``)."""
-_TOKENS: Final = re.compile(f"{_TCHAR}+(?:\x00{_TCHAR}+)*")  # NUL-joined names
+# NUL-joined names; possessive, so that a name that fails does not make it backtrack
+_TOKENS: Final = re.compile(f"{_TCHAR}++(?:\x00{_TCHAR}++)*+")
+_LOWER_TCHAR: Final = r"[!#$%&'*+\-.^_`|~0-9a-z]"
+_LOWER_TOKENS: Final = re.compile(f"{_LOWER_TCHAR}++(?:\x00{_LOWER_TCHAR}++)*+")
 
 ENVELOPE_HEADER_PREFIXES: Final = ("ce-", "acl-", "aclbus-")
 """Headers with these prefixes (and ``content-type``) may appear once in a message, in any
@@ -132,7 +135,9 @@ class ParsedHeaders(dict[str, str]):
     it), a line that is no header. A backend that reads blocks itself returns this type and
     sets `defect` to the first such problem; `decode` then refuses the message with it. The
     mapping holds the headers as the backend's client library reads them (for NATS: the last
-    of repeated names wins, invalid names are left out).
+    of repeated names wins, invalid names are left out). A backend returning this type
+    promises that, unless `defect` is set, every name in it is a token (`HEADER_TOKEN`):
+    `decode` does not check them again.
 
     Attributes:
         defect: What is wrong with the block, or None.
@@ -379,7 +384,8 @@ def _normalized(headers: Mapping[str, str], body: bytes) -> tuple[dict[str, str]
 
     The usual headers (text, the names tokens, already lower case or only differing in case
     from no other, the values already stripped: what NATS clients deliver) take a few string
-    operations on all of them at once; anything else is read header by header.
+    operations on all of them at once; anything else is read header by header. The names of
+    `ParsedHeaders` are not checked again: their backend checked them as it read the block.
 
     Raises:
         MalformedHeaders: A name or value that is not text, a name that is not a token, a
@@ -392,8 +398,7 @@ def _normalized(headers: Mapping[str, str], body: bytes) -> tuple[dict[str, str]
     except TypeError:
         return _normalized_slowly(headers, body)
     if (
-        not _all_tokens(names, len(headers))
-        or values.startswith((" ", "\t"))
+        values.startswith((" ", "\t"))
         or values.endswith((" ", "\t"))
         or " \x00" in values
         or "\t\x00" in values
@@ -401,7 +406,16 @@ def _normalized(headers: Mapping[str, str], body: bytes) -> tuple[dict[str, str]
         or "\x00\t" in values
     ):
         return _normalized_slowly(headers, body)
-    if names.islower():
+    if isinstance(headers, ParsedHeaders):
+        lower = names.islower()
+    elif names.count("\x00") != len(headers) - 1:  # a NUL in a name would pass for a separator
+        return _normalized_slowly(headers, body)
+    else:
+        # Tokens, and in lower case, in one pass over the names (no more than islower costs).
+        lower = _LOWER_TOKENS.fullmatch(names) is not None
+        if not lower and _TOKENS.fullmatch(names) is None:
+            return _normalized_slowly(headers, body)
+    if lower:
         h = dict(headers)
     else:
         h = {k.lower(): v for k, v in headers.items()}
@@ -419,27 +433,6 @@ def _normalized(headers: Mapping[str, str], body: bytes) -> tuple[dict[str, str]
             if k.startswith("nats-"):
                 size -= 4 + len(k) + len(v)
     return h, size
-
-
-def _all_tokens(names: str, count: int) -> bool:
-    """Whether the NUL-joined ``names`` are ``count`` tokens (`HEADER_TOKEN`).
-
-    What aclbus and NATS clients write (letters, digits, ``-``) takes a few string methods;
-    anything else the regular expression. A NUL inside a name would pass for a separator:
-    the count of NULs rules that out.
-    """
-    if names.count("\x00") != count - 1:
-        return False
-    bare = names.replace("-", "").replace("\x00", "")
-    if (
-        bare.isascii()
-        and bare.isalnum()
-        and "\x00\x00" not in names
-        and not names.startswith("\x00")
-        and not names.endswith("\x00")
-    ):
-        return True
-    return _TOKENS.fullmatch(names) is not None
 
 
 def _normalized_slowly(headers: Mapping[str, str], body: bytes) -> tuple[dict[str, str], int]:

@@ -39,10 +39,11 @@ __all__ = [
 _CRLF = b"\r\n"
 _NAME_SPACE = re.compile(rb"[\t-\r\x1c- ]")
 """The ASCII characters `str.isspace` is true for: none may be in a header name."""
-_NATS_LINE = b"NATS/1.0\r\n"
+_NATS_LINE = b"NATS/1.0\r\n"  # 10 bytes
 _TCHAR = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
 _TOKEN = re.compile(_TCHAR + b"+")
-_TOKEN_LIST = re.compile(f"{_TCHAR.decode()}+(?::{_TCHAR.decode()}+)*")  # names joined by ":"
+# names joined by ":" (possessive: a name that fails does not make it backtrack)
+_TOKEN_LIST = re.compile(f"{_TCHAR.decode()}++(?::{_TCHAR.decode()}++)*+")
 
 
 class NatsHeaders(ParsedHeaders):
@@ -63,13 +64,14 @@ def read_header_block(block: bytes) -> NatsHeaders | None:
     The mapping is nats-py's (``Client._process_headers``): the last of a repeated name wins,
     a name that is not ASCII or holds whitespace is left out, values are stripped and read as
     UTF-8 with replacement, an empty block is None. Besides, ``defect`` names the first of:
-    a header of the envelope given more than once in any case, another header given twice
-    with different values, a name that is not a token, a line with no ``:``, a first line that
-    is not ``NATS/1.0``; and ``status`` is set for a status line. A block with a defect is
-    never None, even when nothing in it could be read.
+    a header given more than once in one case (of the envelope, or with different values), a
+    name that is not a token, a line with no ``:``, a first line that is not ``NATS/1.0``; and
+    ``status`` is set for a status line. (Names differing only in case are two keys, for
+    `aclbus.wire.decode` to judge.) A block with a defect is never None, even when nothing in
+    it could be read.
     """
     if block.startswith(_NATS_LINE):
-        headers = parse_header_lines(block[len(_NATS_LINE) :])
+        headers = parse_header_lines(block[10:])
         return headers if headers or headers.defect is not None else None
     if block[8:9] == b" ":
         lines = parse_header_lines(block.partition(_CRLF)[2])
@@ -77,11 +79,11 @@ def read_header_block(block: bytes) -> NatsHeaders | None:
         if code.isdigit():  # as nats-py reads a status: three characters
             lines["Status"] = code.decode("ascii")
         return _status_frame(block, lines)
-    headers = parse_header_lines(block[len(_NATS_LINE) :])
-    headers.defect = MalformedHeaders(
+    odd = NatsHeaders(parse_header_lines(block[10:]))
+    odd.defect = MalformedHeaders(
         "headers", f"the header block starts with {_shown(block[:10])!r}, not 'NATS/1.0'"
     )
-    return headers
+    return odd
 
 
 def _status_frame(block: bytes, headers: dict[str, str]) -> NatsHeaders:
@@ -103,31 +105,27 @@ def parse_header_lines(raw: bytes) -> NatsHeaders:
     than the rest of nats-py's work on the message. This one gives the same mapping (a name
     that is not ASCII or holds whitespace is skipped, the last of a repeated name wins,
     values are stripped and decoded as UTF-8 with replacement) for a fraction of that, and
-    sets ``defect`` (see `read_header_block`). The usual block (ASCII, one line per header,
-    the names tokens, none repeated) is decoded once, not line by line, and checked with a
-    few string operations on all its names at once; anything else is read line by line.
+    checks the block (see `read_header_block`). The usual block (ASCII, one line per header,
+    the names tokens, none repeated) is decoded once, not line by line, checked with a few
+    string operations on all its names at once; anything else is read line by line.
     """
     if raw.isascii():
         text = raw.decode("ascii")
-        out = NatsHeaders(
-            {
-                name: value.strip(_BYTES_SPACE)
-                for name, sep, value in [line.partition(":") for line in text.split("\r\n")]
-                if sep
-            }
-        )
+        lines = [line.partition(":") for line in text.split("\r\n")]
+        out = {name: value.strip(_BYTES_SPACE) for name, sep, value in lines if sep}
         # One line per name, each line a header (the block ends with an empty line) and
-        # every name a token: nothing nats-py would strip or skip, nothing to refuse.
-        names = ":".join(out)  # no name holds a ":"
+        # every name a token: nothing nats-py would strip or skip, nothing to refuse. (One
+        # regular expression over the names costs less here than string methods: each of
+        # those is a pass over them too.)
         if (
-            len(out) == text.count("\r\n") - 1
+            len(out) == len(lines) - 2  # (the two empty strings after the final "\r\n\r\n")
             and text.endswith("\r\n\r\n")
-            and (_usual_names(names, ":") or _TOKEN_LIST.fullmatch(names))
+            and _TOKEN_LIST.fullmatch(":".join(out)) is not None  # no name holds a ":"
         ):
-            return out
-    out = NatsHeaders(_parse_bytes(raw))
-    out.defect = _defect(raw)
-    return out
+            return NatsHeaders(out)  # checked: decode need not look at its names again
+    headers = NatsHeaders(_parse_bytes(raw))
+    headers.defect = _defect(raw)
+    return headers
 
 
 def _defect(raw: bytes) -> MalformedHeaders | None:
@@ -213,19 +211,19 @@ def header_block(headers: dict[str, Any]) -> bytes | None:
     return ("NATS/1.0\r\n" + lines + "\r\n\r\n").encode("ascii")
 
 
-def _usual_names(names: str, sep: str = "\x00") -> bool:
-    """Every ``sep``-separated name is 1+ ASCII letters, digits or ``-`` (what aclbus writes).
+def _usual_names(names: str) -> bool:
+    """Every NUL-separated name is 1+ ASCII letters, digits or ``-`` (what aclbus writes).
 
     A few string methods instead of the regular expressions, which cost more than the rest
-    of writing (or reading) the block; False sends the names to the regular expression.
+    of writing the block; False sends the names to the regular expression.
     """
-    bare = names.replace("-", "").replace(sep, "")
+    bare = names.replace("-", "").replace("\x00", "")
     return (
         bare.isascii()
         and bare.isalnum()
-        and sep + sep not in names
-        and names[:1] != sep
-        and names[-1:] != sep
+        and "\x00\x00" not in names
+        and names[0] != "\x00"
+        and names[-1] != "\x00"
     )
 
 
