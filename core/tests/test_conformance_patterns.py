@@ -7,6 +7,7 @@ from aclbus.testing.cases.batches import BatchTestcase
 from aclbus.testing.cases.dead_letters import DeadLetterTestcase
 from aclbus.testing.cases.groups import GroupsTestcase
 from aclbus.testing.cases.hops import HopProtectionTestcase
+from aclbus.testing.cases.refusals import RefusalTestcase
 from aclbus.testing.cases.scatter import (
     RequestFutureTestcase,
     ScatterGatherTestcase,
@@ -41,6 +42,10 @@ class TestHopProtection(MemoryConfig, HopProtectionTestcase):
 
 
 class TestDeadLetters(MemoryConfig, DeadLetterTestcase):
+    pass
+
+
+class TestRefusals(MemoryConfig, RefusalTestcase):
     pass
 
 

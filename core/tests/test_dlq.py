@@ -6,10 +6,11 @@ from typing import Any
 
 import pytest
 
-from aclbus import ACLMessage, Bus, Delivery, Performative, Settings
+from aclbus import ACLMessage, Bus, Delivery, Performative, Received, Settings
 from aclbus.dlq import Reason, redact
+from aclbus.errors import MalformedHeaders
 from aclbus.subjects import TrafficClass
-from aclbus.wire import encode
+from aclbus.wire import ParsedHeaders, encode
 
 WAIT = 5.0
 
@@ -84,6 +85,95 @@ async def test_malformed_and_expired_messages_are_dead_lettered() -> None:
         assert reasons[Reason.MALFORMED].body == b"{not json"
         assert reasons[Reason.MALFORMED].error_type == "ACLDecodeError"
         assert reasons[Reason.EXPIRED].message_id == stale.message_id
+
+
+async def test_malformed_headers_are_dead_lettered_apart_and_never_replayed() -> None:
+    """A name that is not a token, a second ``ce-source``: ``malformed-headers``. Replaying
+    such a letter is refused: the agent would be sent something other than what it refused."""
+    async with Bus(Settings()) as bus:
+        agent = bus.agent("worker")
+        got: list[ACLMessage] = []
+
+        @agent.on()
+        async def handle(msg: ACLMessage) -> None:
+            got.append(msg)
+
+        await agent.start()
+        inbox = bus.subjects.inbox("worker")
+        for extra in ({"bad name": "x"}, {"CE-SOURCE": "mallory"}):
+            headers, body = encode(_msg(receiver_id="worker"), bus.codecs)
+            await bus.backend.publish(inbox, {**headers, **extra}, body)
+        await bus.send(_msg(receiver_id="worker"))
+        letters = await _eventually(lambda: _with_count(bus.dead_letters.list(), 2))
+        assert {d.reason for d in letters} == {Reason.MALFORMED_HEADERS}
+        assert sorted((d.error or "").split(":")[0] for d in letters) == ["bad name", "ce-source"]
+        for letter in letters:
+            assert letter.error_type == "MalformedHeaders"
+            with pytest.raises(MalformedHeaders):
+                letter.message(bus)
+            with pytest.raises(MalformedHeaders, match="is not replayed"):
+                await bus.dead_letters.replay(letter.sequence)
+        assert len(await bus.dead_letters.list()) == 2  # kept, for an operator to look at
+        [good] = await _eventually(lambda: _ready(got))
+        assert good.sender_id == "cli"
+
+
+async def test_a_replay_to_another_agent_replaces_headers_written_in_any_case() -> None:
+    """A Go client writes ``Acl-Receiver-Id``: the replay's own must not make it twice."""
+    async with Bus(Settings()) as bus:
+        spare = bus.agent("spare")
+        got: list[ACLMessage] = []
+
+        @spare.on()
+        async def take(msg: ACLMessage) -> None:
+            got.append(msg)
+
+        await spare.start()
+        headers, _ = encode(_msg(receiver_id="broken"), bus.codecs)
+        go_case = {k.title(): v for k, v in headers.items()}
+        go_case["Aclbus-Replay-Of"] = "1"
+        await bus.backend.publish(bus.subjects.inbox("broken"), go_case, b"{not json")
+        broken = bus.agent("broken")
+        broken.on()(_noop)
+        await broken.start()
+        [letter] = await _eventually(lambda: bus.dead_letters.list())
+        await bus.dead_letters.replay(letter.sequence, to="spare")
+        [again] = await _eventually(lambda: _with_count(bus.dead_letters.list(origin="spare"), 1))
+        assert again.reason == Reason.MALFORMED  # the body, still: not its headers
+        assert again.replay_of == letter.sequence
+
+
+async def test_what_a_block_reader_found_wrong_survives_the_dead_letter_queue() -> None:
+    """A backend's `ParsedHeaders` defect (a repeat the mapping cannot show) is kept."""
+    async with Bus(Settings()) as bus:
+        headers, body = encode(_msg(receiver_id="worker"), bus.codecs)
+        block = ParsedHeaders(headers)
+        block.defect = MalformedHeaders("ce-source", "given more than once")
+        received = _Stored(bus.subjects.inbox("worker"), block, body)
+        await bus.dead_letters.add(received, origin="worker", reason=Reason.MAX_DELIVER, error=None)
+        [letter] = await bus.dead_letters.list()
+        assert letter.headers == headers  # what the mapping held, and besides:
+        with pytest.raises(MalformedHeaders) as exc:
+            letter.message(bus)
+        assert (exc.value.field, exc.value.problem) == ("ce-source", "given more than once")
+        with pytest.raises(MalformedHeaders):
+            await bus.dead_letters.replay(letter.sequence)
+
+
+class _Stored(Received):
+    """A delivery as a backend that reads raw header blocks would make it."""
+
+    async def _ack(self) -> None:
+        return None
+
+    async def _nack(self, delay: float | None) -> None:
+        return None
+
+    async def _term(self, reason: str | None) -> None:
+        return None
+
+    async def _in_progress(self) -> None:
+        return None
 
 
 async def test_expired_messages_can_be_dropped_instead() -> None:

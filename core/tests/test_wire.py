@@ -13,7 +13,7 @@ import pytest
 from aclbus import wire
 from aclbus.acl import ENVELOPE_EXTENSION_NAMES, ACLMessage, Performative
 from aclbus.codec import CodecRegistry, EncodeError, JsonCodec
-from aclbus.errors import ACLDecodeError, MessageTooLarge, UnsupportedVersion
+from aclbus.errors import ACLDecodeError, MalformedHeaders, MessageTooLarge, UnsupportedVersion
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "wire-format.md"
 T0 = datetime(2026, 1, 31, 12, 0, tzinfo=UTC)
@@ -289,13 +289,68 @@ def test_spaces_around_values_are_stripped() -> None:
     assert msg.language == "json"
 
 
-def test_a_header_repeated_with_the_same_value_is_fine() -> None:
-    msg = wire.decode(minimal_headers(**{"CE-ID": "m-1"}), b"", CODECS)
-    assert msg.message_id == "m-1"
+def test_an_application_header_repeated_with_the_same_value_is_fine() -> None:
+    msg = wire.decode(minimal_headers(**{"x-tenant": "t1", "X-Tenant": "t1"}), b"", CODECS)
+    assert msg.headers == {"x-tenant": "t1"}
 
 
 def test_a_header_repeated_with_another_value_is_refused() -> None:
     assert decode_error(minimal_headers(**{"CE-ID": "m-2"})).field == "ce-id"
+    assert decode_error(minimal_headers(**{"x-tenant": "a", "X-TENANT": "b"})).field == "x-tenant"
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["CE-ID", "Ce-Source", "CE-TYPE", "Content-Type", "ACL-RECEIVER-ID", "Acl-Future", "ACLBUS-X"],
+)
+def test_an_envelope_header_given_twice_is_refused_whatever_its_values(name: str) -> None:
+    """``ce-*``, ``acl-*``, ``aclbus-*`` and ``content-type`` appear once: a second copy, in
+    any case, could make two readers see two messages (a spoofed ``ce-source``)."""
+    headers = minimal_headers(
+        **{"content-type": "application/json", "acl-future": "x", "acl-receiver-id": "bob"}
+    )
+    headers["aclbus-x"] = "y"
+    headers[name] = headers[name.lower()]  # the same value: still refused
+    error = decode_error(headers, b"{}")
+    assert error.field == name.lower()
+    assert "more than once" in error.problem
+    assert isinstance(error, MalformedHeaders)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["bad name", "ce-s\u00f6urce", "", "x\x00y", "nats-x y", "ce-foo bar", "x:y", " ce-id", "a\tb"],
+)
+def test_a_header_name_that_is_not_a_token_is_refused(name: str) -> None:
+    """Even in the ``nats-`` and ``ce-`` namespaces decode otherwise ignores (RFC 7230 token)."""
+    error = decode_error(minimal_headers(**{name: "v"}), b"{}")
+    assert isinstance(error, MalformedHeaders)
+    assert "not a valid header name" in error.problem
+    assert error.field.isprintable()
+
+
+def test_repeats_of_the_servers_nats_headers_are_left_to_it() -> None:
+    headers = minimal_headers(**{"Nats-Msg-Id": "a", "nats-msg-id": "b"})
+    assert wire.decode(headers, b"", CODECS).headers == {}
+
+
+def test_every_token_character_is_a_valid_header_name() -> None:
+    headers = minimal_headers(**{"nats-!#$%&'*+-.^_`|~09azAZ": "v"})
+    assert wire.decode(headers, b"", CODECS).headers == {}
+
+
+def test_headers_read_from_a_block_carry_its_defects_to_decode() -> None:
+    """A backend that read a raw block hands over what a dict cannot show (two lines of one
+    name, a name that was not text); decode refuses the message, naming the header."""
+    block = wire.ParsedHeaders(minimal_headers())
+    assert wire.decode(block, b"", CODECS).sender_id == "alice"
+    block.defect = MalformedHeaders("ce-source", "given more than once")
+    error = decode_error(block)
+    assert (error.field, error.problem) == ("ce-source", "given more than once")
+    assert error is not block.defect  # a fresh error each time: the block may be read again
+    empty = wire.ParsedHeaders()
+    empty.defect = MalformedHeaders("ce-sourc\\xff", "is not a valid header name")
+    assert decode_error(empty).field == "ce-sourc\\xff"  # not "headers: missing"
 
 
 def test_nats_and_other_cloudevents_headers_are_ignored() -> None:

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import json
 import string
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
@@ -78,6 +79,8 @@ json_scalars = st.one_of(
     st.none(),
     st.booleans(),
     st.integers(min_value=-(2**63), max_value=2**64 - 1),
+    st.integers(),  # any size: JSON integers have no limit, and aclbus keeps them exact
+    st.sampled_from([2**64, -(2**63) - 1, 10**400, -(10**400)]),
     st.floats(allow_nan=False, allow_infinity=False),
     unicode_text,
 )
@@ -147,6 +150,25 @@ def test_decode_encode_round_trip(msg: ACLMessage, case: Any) -> None:
     assert wire.decode({case(k): v for k, v in headers.items()}, body, CODECS) == msg
 
 
+@BOUNDED
+@given(json_values, st.booleans())
+def test_json_bodies_read_as_the_standard_library_reads_them(value: Any, ascii_only: bool) -> None:
+    """Integers of any size come back exactly, of type int; what orjson writes reads back."""
+    body = json.dumps(value, ensure_ascii=ascii_only).encode()
+    decoded = JsonCodec().decode(body)
+    assert decoded == json.loads(body)
+    assert _types(decoded) == _types(json.loads(body))
+    assert JsonCodec().decode(JsonCodec().encode(value)) == value
+
+
+def _types(value: Any) -> list[type]:
+    if isinstance(value, dict):
+        return [t for v in value.values() for t in _types(v)]
+    if isinstance(value, list):
+        return [t for v in value for t in _types(v)]
+    return [type(value)]
+
+
 # -- (b) decode never raises anything but ACLDecodeError ---------------------------------------
 
 KNOWN_HEADERS = [
@@ -193,7 +215,21 @@ garbage_headers = st.dictionaries(garbage_names, garbage_text, max_size=12)
 garbage_bodies = st.one_of(
     st.binary(max_size=200),
     json_values.map(lambda v: JsonCodec().encode(v)),
-    st.sampled_from([b"", b"null", b"NaN", b"1e400", b"[" * 2000, b'"\\ud800"']),
+    st.sampled_from(
+        [
+            b"",
+            b"null",
+            b"NaN",
+            b"1e400",
+            b"[" * 2000,
+            b'"\\ud800"',
+            b"1" + b"0" * 400,
+            b"[1" + b"0" * 5000 + b"]",
+            b'[-1e400, "\\ud800"]',
+            b"[" * 2000 + b"1" * 25,
+            b'{"a": 1' + b"0" * 30 + b', "b": NaN}',
+        ]
+    ),
 )
 
 
@@ -268,6 +304,32 @@ def test_quick_header_reading_equals_reading_header_by_header(
     if isinstance(outcomes[0][0], dict):
         counted = {k: v for k, v in outcomes[0][0].items() if not k.startswith("nats-")}
         assert outcomes[0][1] == wire.encoded_size(counted, body)
+
+
+_TOKEN_CHARS = string.ascii_letters + string.digits + "!#$%&'*+-.^_`|~"
+_token_names = st.one_of(
+    st.sampled_from(KNOWN_HEADERS).map(lambda n: n.title()),
+    st.sampled_from(KNOWN_HEADERS),
+    st.text(_TOKEN_CHARS, min_size=1, max_size=12),
+)
+
+
+def _outcome(headers: Any, body: bytes) -> Any:
+    try:
+        return wire.decode(headers, body, CODECS)
+    except ACLDecodeError as exc:
+        return (type(exc), exc.field, str(exc))
+
+
+@BOUNDED
+@given(messages, st.dictionaries(_token_names, garbage_text, max_size=5))
+def test_headers_a_backend_checked_decode_as_any_mapping_does(
+    msg: ACLMessage, extra: dict[str, str]
+) -> None:
+    """`ParsedHeaders` skip only the token check, which their backend made: nothing else."""
+    headers, body = wire.encode(msg, CODECS)
+    headers.update(extra)
+    assert _outcome(wire.ParsedHeaders(headers), body) == _outcome(headers, body)
 
 
 @BOUNDED

@@ -26,6 +26,7 @@ from nats.js import api
 
 from aclbus.acl import ACLMessage, Performative
 from aclbus.bus import Bus
+from aclbus.errors import MalformedHeaders
 from aclbus.settings import Settings, StreamLimits
 from aclbus.testing.collector import Collector, eventually
 from aclbus_nats.backend import NatsBackend
@@ -37,6 +38,7 @@ WAIT = 5.0  # seconds any single wait may take
 # -- The doc client: nats-py and docs/wire-format.md only ---------------------------------------
 
 ID = re.compile(r"[A-Za-z0-9_-]{1,128}")  # §1
+TOKEN = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")  # §3: a header name
 WRITER_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")  # §4.1, what writers write
 TTL = re.compile(r"[0-9]{1,20}(\.[0-9]{1,20})?([eE][+-]?[0-9]{1,3})?")  # §4.2
 INTEGER = re.compile(r"[0-9]{1,10}")  # §4.3
@@ -73,9 +75,13 @@ def doc_decode(headers: dict[str, str] | None, body: bytes) -> tuple[dict[str, s
     envelope: dict[str, str] = {}
     for name, value in (headers or {}).items():
         key, text = name.lower(), value.strip(" \t")
+        assert TOKEN.fullmatch(name), f"{name!r} is not a token"  # §3
+        if key.startswith("nats-"):
+            continue
+        envelope_header = key.startswith(("ce-", "acl-", "aclbus-")) or key == "content-type"
+        assert key not in envelope or not envelope_header, f"{key} given twice"
         assert envelope.get(key, text) == text, f"{key} given twice with different values"
-        if not key.startswith("nats-"):
-            envelope[key] = text
+        envelope[key] = text
     version = envelope.get("acl-version", "1.0")
     assert VERSION.fullmatch(version), version
     assert version.split(".")[0].lstrip("0") == "1", version  # §8: major 1 only
@@ -585,3 +591,211 @@ async def test_aclbus_request_served_by_a_plain_nats_agent(
     assert answer.correlation_id == question.message_id
     assert answer.in_reply_to == question.message_id
     assert answer.payload == {"sum": 6}
+
+
+# -- hostile frames: a connection written by hand ------------------------------------------------
+
+
+class RawConnection:
+    """A NATS client written by hand (asyncio streams and the protocol's text frames), to send
+    what no client library would: a header given twice, a name that is not UTF-8, a status
+    line (§3)."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._reader = reader
+        self._writer = writer
+        self.messages: list[tuple[str, bytes, bytes]] = []  # (subject, header block, body)
+
+    @classmethod
+    async def open(cls, url: str) -> RawConnection:
+        host, port = url.removeprefix("nats://").rsplit(":", 1)
+        reader, writer = await asyncio.open_connection(host, int(port))
+        await reader.readline()  # INFO
+        writer.write(
+            b'CONNECT {"verbose":false,"pedantic":false,"headers":true,'
+            b'"no_responders":true,"protocol":1}\r\n'
+        )
+        conn = cls(reader, writer)
+        await conn.ping()
+        return conn
+
+    async def close(self) -> None:
+        self._writer.close()
+        await self._writer.wait_closed()
+
+    async def sub(self, subject: str, sid: int) -> None:
+        self._writer.write(f"SUB {subject} {sid}\r\n".encode())
+        await self.ping()
+
+    async def hpub(self, subject: str, block: bytes, body: bytes = b"", reply: str = "") -> None:
+        head = f"HPUB {subject} {reply} {len(block)} {len(block) + len(body)}\r\n"
+        self._writer.write(head.replace("  ", " ").encode() + block + body + b"\r\n")
+        await self.ping()
+
+    async def ping(self) -> None:
+        """Round trip to the server: what was written before has been processed."""
+        self._writer.write(b"PING\r\n")
+        await self._writer.drain()
+        while await self._frame() != b"PONG":
+            pass
+
+    async def wait_message(self, subject: str, timeout: float = WAIT) -> tuple[bytes, bytes]:
+        """The next message on ``subject``: (header block, body)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            for i, (got, block, body) in enumerate(self.messages):
+                if got == subject:
+                    del self.messages[i]
+                    return block, body
+            await asyncio.wait_for(self._frame(), max(deadline - time.monotonic(), 0.01))
+
+    async def _frame(self) -> bytes:
+        line = (await self._reader.readline()).rstrip(b"\r\n")
+        op, *args = line.split(b" ")
+        if op == b"PING":
+            self._writer.write(b"PONG\r\n")
+        elif op == b"MSG":
+            data = await self._reader.readexactly(int(args[-1]) + 2)
+            self.messages.append((args[0].decode(), b"", data[:-2]))
+        elif op == b"HMSG":
+            data = await self._reader.readexactly(int(args[-1]) + 2)
+            size = int(args[-2])
+            self.messages.append((args[0].decode(), data[:size], data[size:-2]))
+        elif op == b"-ERR":
+            raise AssertionError(line.decode(errors="replace"))
+        return op
+
+
+def raw_block(*lines: bytes) -> bytes:
+    """A header block from raw lines: ``NATS/1.0``, the lines, an empty line."""
+    return b"NATS/1.0\r\n" + b"".join(line + b"\r\n" for line in lines) + b"\r\n"
+
+
+def raw_envelope(ce_type: str = "fipa.acl.inform") -> list[bytes]:
+    return [
+        b"ce-specversion: 1.0",
+        b"ce-id: " + str(uuid.uuid4()).encode(),
+        b"ce-type: " + ce_type.encode(),
+        b"acl-receiver-id: svc",
+    ]
+
+
+def raw_headers(block: bytes) -> dict[str, list[str]]:
+    """Every value of every header of a block, by lower-case name (§3)."""
+    out: dict[str, list[str]] = {}
+    for line in block.split(b"\r\n")[1:]:
+        name, sep, value = line.partition(b":")
+        if sep:
+            out.setdefault(name.decode().lower(), []).append(value.strip().decode())
+    return out
+
+
+@pytest_asyncio.fixture
+async def raw(nats_server: EmbeddedServer) -> AsyncIterator[RawConnection]:
+    conn = await RawConnection.open(nats_server.url)
+    yield conn
+    await conn.close()
+
+
+async def test_a_header_given_twice_or_unreadable_on_the_wire_is_refused(
+    make_bus: Callable[..., Awaitable[Bus]], raw: RawConnection, prefix: str
+) -> None:
+    """§3: two ``ce-source`` lines (nats-py would keep the last: a spoofed sender), a name
+    that is not UTF-8 (nats-py would drop it), a line with no name: each refused as
+    ``malformed-headers``, never answered to a claimed sender, and the agent goes on."""
+    bus = await make_bus()
+    got = listen(bus, "svc")
+    await bus.agent("svc").start()
+    await raw.sub(f"{prefix}.agent.alice", 1)
+    await raw.sub(f"{prefix}.agent.mallory", 2)
+    inbox = f"{prefix}.agent.svc"
+    spoofs = [
+        (b"ce-source: alice", b"ce-source: mallory"),
+        (b"ce-source: alice", b"ce-source\xff: mallory"),
+        (b"ce-source: alice", b"CE-SOURCE: alice"),
+        (b"ce-source: alice", b"acl-reply-to: mallory", b"acl-reply-to: alice"),
+        (b"ce-source: alice", b"this line has no colon"),
+    ]
+    for lines in spoofs:
+        await raw.hpub(inbox, raw_block(*raw_envelope(), *lines), b"{}")
+    await bus.send(ACLMessage(performative="inform", sender_id="alice", receiver_id="svc"))
+    [handled] = await got.wait_for(1)
+    assert handled.sender_id == "alice"
+
+    async def all_dead() -> bool:
+        return len(await bus.dead_letters.list(origin="svc")) == len(spoofs)
+
+    await eventually(all_dead, timeout=WAIT, what="every spoof dead-lettered")
+    letters = await bus.dead_letters.list(origin="svc")
+    assert {letter.reason for letter in letters} == {"malformed-headers"}
+    errors = sorted((letter.error or "").split(":")[0] for letter in letters)
+    assert errors == ["acl-reply-to", "ce-source", "ce-source", "ce-source\\xff", "headers"]
+    for letter in letters:
+        with pytest.raises(MalformedHeaders):
+            letter.message(bus)  # read back from the DLQ stream, still refused
+        with pytest.raises(MalformedHeaders):
+            await bus.dead_letters.replay(letter.sequence)  # replaying would launder it
+    await asyncio.sleep(0.5)
+    assert [m for m in raw.messages if ".agent." in m[0]] == []  # nobody was answered
+    assert len(got) == 1
+
+
+async def test_a_spoofed_request_is_answered_on_its_reply_subject_only(
+    make_bus: Callable[..., Awaitable[Bus]], raw: RawConnection, prefix: str
+) -> None:
+    """The requester waits on its reply subject; it hears why, and no claimed sender does."""
+    bus = await make_bus()
+    got = listen(bus, "svc", answer="inform")
+    await bus.agent("svc").start()
+    await raw.sub("_RAW.>", 1)
+    await raw.sub(f"{prefix}.agent.*", 2)
+    block = raw_block(*raw_envelope("fipa.acl.request"), b"ce-source: alice", b"ce-source: eve")
+    await raw.hpub(f"{prefix}.rpc.svc", block, b"{}", reply="_RAW.1")
+    answer_block, body = await raw.wait_message("_RAW.1")
+    answer = raw_headers(answer_block)
+    assert answer["ce-type"] == ["fipa.acl.not-understood"]
+    assert answer["ce-source"] == ["svc"]
+    assert "acl-receiver-id" not in answer  # who sent it is what is not known
+    payload = json.loads(body)
+    assert payload["field"] == "ce-source"
+    assert "more than once" in payload["reason"]
+    await asyncio.sleep(0.3)
+    assert [m for m in raw.messages if ".agent." in m[0]] == []
+    assert len(got) == 0
+
+
+async def test_status_frames_are_not_messages(
+    make_bus: Callable[..., Awaitable[Bus]], raw: RawConnection, prefix: str
+) -> None:
+    """A ``NATS/1.0 503`` or ``100`` frame on an agent's request subject is no message: no
+    handler, no dead letter, no answer, and the connection reads on (nats-py alone stops
+    reading for good at a status that is not UTF-8). Published to the inbox, JetStream
+    stores it without its header block (nats-server 2.15): a message without headers,
+    refused as malformed."""
+    bus = await make_bus()
+    got = listen(bus, "svc", answer="inform")
+    await bus.agent("svc").start()
+    await raw.sub("_RAW.>", 1)
+    rpc = f"{prefix}.rpc.svc"
+    await raw.hpub(rpc, b"NATS/1.0 503\r\n\r\n", reply="_RAW.status")
+    await raw.hpub(rpc, b"NATS/1.0 100 Idle Heartbeat\r\n\r\n", b"{}", reply="_RAW.status")
+    await raw.hpub(rpc, b"NATS/1.0 404 No Messages\r\n" + raw_block(*raw_envelope())[10:])
+    # nats-py itself fails on a status that is not UTF-8, which would end its reading task
+    await raw.hpub(rpc, b"NATS/1.0 \xff\xfe\xfd\r\n\r\n", reply="_RAW.status")
+    await raw.hpub(f"{prefix}.agent.svc", b"NATS/1.0 503\r\n\r\n")
+    # A good request after them is answered: the subscription goes on.
+    good = raw_block(*raw_envelope("fipa.acl.request"), b"ce-source: alice")
+    await raw.hpub(rpc, good, b"{}", reply="_RAW.good")
+    answer, _ = await raw.wait_message("_RAW.good")
+    assert raw_headers(answer)["ce-type"] == ["fipa.acl.inform"]
+
+    async def stored_one_refused() -> bool:
+        return len(await bus.dead_letters.list(origin="svc")) == 1
+
+    await eventually(stored_one_refused, timeout=WAIT, what="the headerless inbox message")
+    await asyncio.sleep(0.5)
+    [letter] = await bus.dead_letters.list(origin="svc")
+    assert (letter.reason, letter.subject) == ("malformed", f"{prefix}.agent.svc")
+    assert (letter.error or "").startswith("headers: missing")
+    assert [m for m in raw.messages if m[0] == "_RAW.status"] == []
+    assert len(got) == 1  # the good request only

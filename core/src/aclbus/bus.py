@@ -48,9 +48,9 @@ from aclbus.errors import (
     HopLimitExceeded,
     InvalidIdentifier,
     InvalidPayload,
+    MalformedHeaders,
     MessageTooLarge,
     UnknownBackend,
-    UnsupportedVersion,
 )
 from aclbus.middleware import (
     ConsumeNext,
@@ -980,14 +980,21 @@ class Bus:
         await received.term(term_reason)
 
     async def _refuse(self, received: Received, agent_id: str, exc: ACLDecodeError) -> None:
-        """A delivery that is not a valid message: dead-letter it, tell the sender if we can."""
+        """A delivery that is not a valid message: dead-letter it, tell the sender if we can.
+
+        A header block that breaks the block's rules is dead-lettered as ``malformed-headers``,
+        anything else as ``malformed``; `_answer_refusal` says who is told.
+        """
         self.stats.decode_errors += 1
         log.warning(
-            "agent %s: refused a malformed message on %s: %s", agent_id, received.subject, exc
+            "agent %s: refused a malformed message on %s: %s",
+            agent_id,
+            received.subject,
+            redact(str(exc)),  # it quotes header values, which the sender chose
         )
-        await self.give_up(received, agent=agent_id, reason=Reason.MALFORMED, error=exc)
-        if isinstance(exc, UnsupportedVersion) or received.reply:
-            await self._answer_not_understood(received, agent_id, str(exc))
+        reason = Reason.MALFORMED_HEADERS if isinstance(exc, MalformedHeaders) else Reason.MALFORMED
+        await self.give_up(received, agent=agent_id, reason=reason, error=exc)
+        await self._answer_refusal(received, agent_id, exc)
 
     async def _not_understood(self, delivery: Delivery, reason: str) -> None:
         msg = delivery.message
@@ -1006,25 +1013,49 @@ class Bus:
         """Broadcast, group and topic traffic: an agent may well ignore some of it."""
         return self.subjects.reaches_many(subject)
 
-    async def _answer_not_understood(self, received: Received, agent_id: str, reason: str) -> None:
-        sender = _header(received, "ce-source")
-        try:
-            receiver = validate_id(sender) if sender is not None else None
-        except ValueError:
-            receiver = None
+    async def _answer_refusal(self, received: Received, agent_id: str, exc: ACLDecodeError) -> None:
+        """Answer a delivery that could not be decoded with ``not-understood``, where it is safe.
+
+        FIPA's answer to a message one cannot understand; its payload is
+        ``{"reason", "field", "message_id"}``, and it quotes the message's id (``in_reply_to``,
+        ``caused_by``) and conversation as far as the headers can be read. Never answered: a
+        broadcast, group or topic message (one bad broadcast would make every agent answer
+        its sender), nor a message that says it is a not-understood itself, whatever else is
+        wrong with it (two agents that cannot read each other would answer each other
+        forever). It goes to the request's reply subject if there is one, else to the inbox of
+        ``acl-reply-to`` or ``ce-source`` if that is an id, the answer's receiver either way.
+        A message whose header block is malformed is answered on its reply subject only, with
+        no receiver: its headers may name an agent that did not send it (a second
+        ``ce-source``), which must not be sent answers to messages it never sent.
+        """
+        if self._is_one_to_many(received.subject):
+            return
+        headers = _all_values(received.headers)
+        if any(value.strip(" \t") == _NOT_UNDERSTOOD for value in headers.get("ce-type", ())):
+            return
+        receiver = None
+        if not isinstance(exc, MalformedHeaders):  # else who sent it is what is not known
+            receiver = _one_id(headers, "acl-reply-to") or _one_id(headers, "ce-source")
         if receiver is None and not received.reply:
             return
-        msg_id = _header(received, "ce-id")
-        reply = ACLMessage(
-            performative=Performative.NOT_UNDERSTOOD,
-            sender_id=agent_id,
-            receiver_id=receiver,
-            payload={"reason": reason, "message_id": msg_id},
-        )
+        msg_id = _one_id(headers, "ce-id")
         try:
-            await self._send_result(reply, received)
-        except Exception as exc:
-            log.warning("agent %s: could not answer not-understood: %s", agent_id, exc)
+            answer = ACLMessage(
+                performative=Performative.NOT_UNDERSTOOD,
+                sender_id=agent_id,
+                receiver_id=receiver,
+                correlation_id=_one_id(headers, "acl-correlation-id") or msg_id,
+                in_reply_to=_one_id(headers, "acl-reply-with") or msg_id,
+                protocol=_one_id(headers, "acl-protocol"),
+                hops=1,
+                caused_by=(msg_id,) if msg_id else (),
+                payload={"reason": redact(str(exc)), "field": exc.field, "message_id": msg_id},
+            )
+            await self._send_result(answer, received)
+        except Exception as error:
+            log.warning(
+                "agent %s: could not answer not-understood: %s", agent_id, redact(str(error))
+            )
 
     # -- streaming --------------------------------------------------------------------------
 
@@ -1129,8 +1160,24 @@ class Bus:
         }
 
 
-def _header(received: Received, name: str) -> str | None:
-    for key, value in received.headers.items():
-        if key.lower() == name:
-            return value
-    return None
+_NOT_UNDERSTOOD = wire.CE_TYPE_PREFIX + Performative.NOT_UNDERSTOOD.value
+
+
+def _all_values(headers: Mapping[str, str]) -> dict[str, list[str]]:
+    """Every text value of each header, by lower-case name (names in any case are one)."""
+    out: dict[str, list[str]] = {}
+    for key, value in headers.items():
+        if isinstance(key, str) and isinstance(value, str):
+            out.setdefault(key.lower(), []).append(value)
+    return out
+
+
+def _one_id(headers: Mapping[str, list[str]], name: str) -> str | None:
+    """The header's value if it was given once and is an id, else None (it cannot be read)."""
+    values = headers.get(name, ())
+    if len(values) != 1:
+        return None
+    try:
+        return validate_id(values[0].strip(" \t"), name, remember=False)
+    except InvalidIdentifier:
+        return None

@@ -28,8 +28,9 @@ import orjson
 from aclbus import wire
 from aclbus.acl import ACLMessage
 from aclbus.backend import DeliveryMode, PublishAck, Received, StoredMessage
-from aclbus.errors import ACLBusError
+from aclbus.errors import ACLBusError, MalformedHeaders
 from aclbus.subjects import TrafficClass, validate_id
+from aclbus.wire import ParsedHeaders
 
 if TYPE_CHECKING:
     from aclbus.bus import Bus
@@ -40,6 +41,8 @@ log = logging.getLogger("aclbus.dlq")
 
 DLQ_HEADER_PREFIX = "aclbus-dlq-"
 REPLAY_HEADER = "aclbus-replay-of"
+_DEFECT_FIELD = f"{DLQ_HEADER_PREFIX}header-defect-field"
+_DEFECT = f"{DLQ_HEADER_PREFIX}header-defect"
 _MAX_ERROR = 500
 
 
@@ -58,7 +61,12 @@ class Reason:
     EXPIRED = "expired"
     """Its TTL ran out before a handler saw it."""
     MALFORMED = "malformed"
-    """It is not a valid ACL message."""
+    """It is not a valid ACL message (a header or the body is missing, malformed, out of
+    range)."""
+    MALFORMED_HEADERS = "malformed-headers"
+    """Its header block breaks the rules of a block (`aclbus.errors.MalformedHeaders`): a
+    header of the envelope given twice (a spoofed ``ce-source``), a name that is not a token.
+    Such a dead letter cannot be replayed: its headers cannot be sent again as they came."""
     INVALID_PAYLOAD = "invalid-payload"
     """Its payload does not validate against the model its handler declared."""
     HOP_LIMIT = "hop-limit"
@@ -107,7 +115,9 @@ class DeadLetter:
         stream: The stream it was stored in, if it was.
         stream_sequence: Its sequence there.
         message_id: Its ``ce-id``, if it had one.
-        headers: The original headers.
+        headers: The original headers; for a header block that was malformed, an
+            `aclbus.wire.ParsedHeaders` whose ``defect`` says how (the copy kept here cannot
+            hold two lines of one name, or a name that was not text).
         body: The original body.
         replay_of: For a replayed message that died again, the dead letter it was replayed from.
     """
@@ -260,6 +270,12 @@ class DeadLetters:
             out[f"{DLQ_HEADER_PREFIX}error"] = redact(str(error))
         if handler:
             out[f"{DLQ_HEADER_PREFIX}handler"] = redact(handler, 200)
+        defect = headers.defect if isinstance(headers, ParsedHeaders) else None
+        if defect is not None:
+            # The copy above cannot hold what was wrong (two lines of one name, a name that
+            # was not text): keep it, so that reading the letter back refuses it again.
+            out[_DEFECT_FIELD] = redact(defect.field, 100)
+            out[_DEFECT] = redact(defect.problem)
         message_id = _header(headers, "ce-id")
         if stream is not None and sequence is not None:
             # Per agent: one broadcast stored once in its stream fails at each agent apart.
@@ -322,16 +338,35 @@ class DeadLetters:
 
         Raises:
             KeyError: No such dead letter.
+            MalformedHeaders: Its header block was malformed (reason ``malformed-headers``):
+                sent again it would be another message than the one refused, the second
+                ``ce-source`` lost, say.
         """
         letter = await self.get(sequence)
-        headers = {k: v for k, v in letter.headers.items() if not k.lower().startswith("nats-")}
-        headers[REPLAY_HEADER] = str(sequence)
+        try:
+            wire.check_headers(letter.headers)
+        except MalformedHeaders as exc:
+            raise MalformedHeaders(
+                exc.field,
+                f"{exc.problem}; dead letter {sequence} is not replayed, since its headers "
+                "cannot be sent again as they came: purge it, or send a corrected message",
+            ) from None
+        # A broadcast, group or topic message goes back to the one agent it failed at.
         if (
             to is None
             and self._bus.subjects.reaches_many(letter.subject)
             and letter.origin != "unknown"
         ):
             to = letter.origin
+        # Headers set below replace the original's in any case (a Go client writes
+        # Acl-Receiver-Id): two of them would make the replay malformed.
+        replaced = {REPLAY_HEADER, "acl-receiver-id"} if to else {REPLAY_HEADER}
+        headers = {
+            k: v
+            for k, v in letter.headers.items()
+            if not k.lower().startswith("nats-") and k.lower() not in replaced
+        }
+        headers[REPLAY_HEADER] = str(sequence)
         subject = self._bus.subjects.inbox(to) if to else letter.subject
         if to:
             headers["acl-receiver-id"] = validate_id(to)
@@ -429,11 +464,17 @@ def _int(value: str | None) -> int | None:
 
 def _dead_letter(stored: StoredMessage) -> DeadLetter:
     h = {k.lower(): v for k, v in stored.headers.items()}
-    original = {
+    original: Mapping[str, str] = {
         k: v
         for k, v in stored.headers.items()
         if not k.lower().startswith((DLQ_HEADER_PREFIX, "nats-"))
     }
+    defect = stored.headers.defect if isinstance(stored.headers, ParsedHeaders) else None
+    if _DEFECT in h:
+        defect = MalformedHeaders(h.get(_DEFECT_FIELD, "headers"), h[_DEFECT])
+    if defect is not None:  # (only then: a ParsedHeaders' names are taken as checked)
+        original = ParsedHeaders(original)
+        original.defect = defect
     when = h.get(f"{DLQ_HEADER_PREFIX}time")
     try:
         dead_at = datetime.fromisoformat(when) if when else stored.time

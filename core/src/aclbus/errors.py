@@ -17,6 +17,7 @@ __all__ = [
     "HopLimitExceeded",
     "InvalidIdentifier",
     "InvalidPayload",
+    "MalformedHeaders",
     "MessageTooLarge",
     "NoResponders",
     "NoStream",
@@ -85,6 +86,17 @@ class ACLDecodeError(ACLBusError, ValueError):
         self.field = field
         self.problem = problem
         super().__init__(f"{field}: {problem}")
+
+
+class MalformedHeaders(ACLDecodeError):
+    """A header block that breaks the rules of the block itself (docs/wire-format.md, 3).
+
+    A header of the envelope (``ce-*``, ``acl-*``, ``aclbus-*``, ``content-type``) given more
+    than once in any mix of cases, another header given twice with different values, a name
+    that is not an RFC 7230 token (not ASCII, a space, a control character), a line that is
+    no header. Such a message cannot be read one way only, so it is refused as a whole and
+    its sender, which its headers cannot name for sure, is not taken at its word.
+    """
 
 
 class UnsupportedVersion(ACLDecodeError):

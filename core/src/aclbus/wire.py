@@ -4,7 +4,10 @@ CloudEvents binary mode carries the identity of the message (``ce-id``, ``ce-sou
 ``ce-type``, ``ce-specversion``, ``ce-time``); ``acl-*`` headers carry the other envelope fields,
 named after the field (``reply_with`` → ``acl-reply-with``); ``content-type`` picks the codec of
 the body, which holds the payload alone. Decoding checks every header itself and builds the
-message without validating it twice; any problem is an `ACLDecodeError` naming the header.
+message without validating it twice; any problem is an `ACLDecodeError` naming the header, and
+a header block that breaks the rules of the block (a header of the envelope given twice, a name
+that is not a token) is a `MalformedHeaders`. A backend that reads raw header blocks hands over
+what a mapping cannot show in `ParsedHeaders`.
 """
 
 from __future__ import annotations
@@ -33,15 +36,28 @@ from aclbus.acl import (
     trusted,
 )
 from aclbus.codec import JSON, CodecRegistry, EncodeError
-from aclbus.errors import ACLDecodeError, InvalidIdentifier, MessageTooLarge, UnsupportedVersion
+from aclbus.errors import (
+    ACLDecodeError,
+    InvalidIdentifier,
+    MalformedHeaders,
+    MessageTooLarge,
+    UnsupportedVersion,
+)
 from aclbus.subjects import validate_id, validate_topic
 
 __all__ = [
     "CE_SPECVERSION",
     "CE_TYPE_PREFIX",
+    "ENVELOPE_HEADER_PREFIXES",
+    "HEADER_TOKEN",
+    "ParsedHeaders",
+    "check_headers",
     "decode",
     "encode",
     "encoded_size",
+    "header_name_error",
+    "is_envelope_header",
+    "repeated_header_error",
 ]
 
 CE_SPECVERSION: Final = "1.0"
@@ -65,6 +81,88 @@ _CANONICAL_TIME: Final = re.compile(
 # A decimal number of seconds: what JSON, Go's strconv and Python's repr(float) write.
 _DECIMAL: Final = re.compile(r"[0-9]{1,20}(?:\.[0-9]{1,20})?(?:[eE][+-]?[0-9]{1,3})?")
 _MAX_INT_DIGITS: Final = 10
+
+_TCHAR: Final = r"[!#$%&'*+\-.^_`|~0-9A-Za-z]"
+HEADER_TOKEN: Final = re.compile(_TCHAR + "+")
+"""A header name: an RFC 7230 token (ASCII letters, digits and ``!#$%&'*+-.^_`|~``)."""
+# NUL-joined names; possessive, so that a name that fails does not make it backtrack
+_TOKENS: Final = re.compile(f"{_TCHAR}++(?:\x00{_TCHAR}++)*+")
+_LOWER_TCHAR: Final = r"[!#$%&'*+\-.^_`|~0-9a-z]"
+_LOWER_TOKENS: Final = re.compile(f"{_LOWER_TCHAR}++(?:\x00{_LOWER_TCHAR}++)*+")
+
+ENVELOPE_HEADER_PREFIXES: Final = ("ce-", "acl-", "aclbus-")
+"""Headers with these prefixes (and ``content-type``) may appear once in a message, in any
+case: each says something about the message that one reader must not read differently from
+another (who sent it, where replies go)."""
+
+
+def is_envelope_header(name: str) -> bool:
+    """Whether the lower-case header ``name`` may appear only once (`ENVELOPE_HEADER_PREFIXES`)."""
+    return name.startswith(ENVELOPE_HEADER_PREFIXES) or name == "content-type"
+
+
+def repeated_header_error(name: str, first: str, again: str) -> MalformedHeaders | None:
+    """The error for header ``name`` (lower case) seen again, or None if that is allowed.
+
+    A header of the envelope is refused whatever its values; an application header only
+    when its values differ (once stripped): repeated with its value, it is read once. A
+    ``nats-*`` header belongs to the server, which decode ignores, so its repeats too.
+    """
+    if is_envelope_header(name):
+        return MalformedHeaders(
+            _field(name),
+            "given more than once (a header of the envelope appears once, in any case)",
+        )
+    if first != again and not name.startswith("nats-"):
+        return MalformedHeaders(_field(name), "given twice with different values")
+    return None
+
+
+def header_name_error(shown: str) -> MalformedHeaders:
+    """The error for a header name that is not a token; ``shown`` is it in printable ASCII."""
+    return MalformedHeaders(
+        _field(shown),
+        "is not a valid header name (an RFC 7230 token: 1 or more ASCII letters, digits or "
+        "!#$%&'*+-.^_`|~)",
+    )
+
+
+class ParsedHeaders(dict[str, str]):
+    """Headers a backend read from a raw header block, with the first defect found in it.
+
+    A mapping of names to values cannot show everything a block can hold: two lines of one
+    name in one case (a dict keeps one value), a name that is not text (a dict has no key for
+    it), a line that is no header. A backend that reads blocks itself returns this type and
+    sets `defect` to the first such problem; `decode` then refuses the message with it. The
+    mapping holds the headers as the backend's client library reads them (for NATS: the last
+    of repeated names wins, invalid names are left out). A backend returning this type
+    promises that, unless `defect` is set, every name in it is a token (`HEADER_TOKEN`):
+    `decode` does not check them again.
+
+    Attributes:
+        defect: What is wrong with the block, or None.
+    """
+
+    defect: MalformedHeaders | None = None  # a class default: most blocks have none
+
+
+def check_headers(headers: Mapping[str, str]) -> None:
+    """Check ``headers`` against the rules of a header block, as `decode` does first.
+
+    Raises:
+        MalformedHeaders: A defect the backend found in the block (`ParsedHeaders`), a header
+            of the envelope given more than once, another header given twice with different
+            values, a name that is not a token, or a name or value that is not text.
+    """
+    if isinstance(headers, ParsedHeaders) and headers.defect is not None:
+        raise _again(headers.defect)
+    if headers:
+        _normalized(headers, b"")
+
+
+def _again(defect: MalformedHeaders) -> MalformedHeaders:
+    """A fresh copy: the same headers may be decoded again (a dead letter read twice)."""
+    return MalformedHeaders(defect.field, defect.problem)
 
 
 def _fmt_time(value: datetime) -> str:
@@ -183,9 +281,11 @@ def decode(
     """Decode ``(headers, body)`` from the wire into an `ACLMessage`.
 
     Header names are read case-insensitively and values without the spaces or tabs around
-    them (as NATS clients do). Unknown ``acl-*`` headers are kept in ``extensions``; headers
-    outside the ``ce-``/``acl-``/``nats-`` namespaces and ``content-type`` are kept in
-    ``headers``; other ``ce-*`` and all ``nats-*`` headers are ignored.
+    them (as NATS clients do). Every name must be a token, and a header of the envelope
+    (`is_envelope_header`) may appear only once; a `ParsedHeaders` carries what its backend
+    found wrong in the raw block. Unknown ``acl-*`` headers are kept in ``extensions``;
+    headers outside the ``ce-``/``acl-``/``nats-`` namespaces and ``content-type`` are kept
+    in ``headers``; other ``ce-*`` and all ``nats-*`` headers are ignored.
 
     Args:
         headers: The message's headers.
@@ -198,12 +298,15 @@ def decode(
     Raises:
         ACLDecodeError: A header or the body is missing, malformed or out of range, or the
             message is over ``max_bytes`` (field ``"message"``); its ``field`` names which.
+        MalformedHeaders: The header block breaks the rules of a block (see `check_headers`).
         UnsupportedVersion: ``acl-version`` has a major version this library does not speak.
     """
     if max_bytes is not None and len(body) > max_bytes:  # cheap early refusal of a huge body
         raise ACLDecodeError(
             "message", f"{len(body)} bytes of body alone, over the limit of {max_bytes}"
         )
+    if isinstance(headers, ParsedHeaders) and headers.defect is not None:
+        raise _again(headers.defect)  # before "missing": a block of bad names only is empty
     if not headers:
         raise ACLDecodeError("headers", "missing: an ACL message carries its envelope in headers")
     try:
@@ -279,13 +382,15 @@ def _normalized(headers: Mapping[str, str], body: bytes) -> tuple[dict[str, str]
 
     The size is the message's as `encoded_size` counts it, without the ``nats-*`` headers.
 
-    The usual headers (text, the names already lower case or only differing in case from
-    no other, the values already stripped: what NATS clients deliver) take a few string
-    operations on all of them at once; anything else is read header by header.
+    The usual headers (text, the names tokens, already lower case or only differing in case
+    from no other, the values already stripped: what NATS clients deliver) take a few string
+    operations on all of them at once; anything else is read header by header. The names of
+    `ParsedHeaders` are not checked again: their backend checked them as it read the block.
 
     Raises:
-        ACLDecodeError: A name or value that is not text, or a name given twice (ignoring
-            case) with different values.
+        MalformedHeaders: A name or value that is not text, a name that is not a token, a
+            header of the envelope given twice (ignoring case), another header given twice
+            with different values.
     """
     try:
         names = "\x00".join(headers)
@@ -301,14 +406,23 @@ def _normalized(headers: Mapping[str, str], body: bytes) -> tuple[dict[str, str]
         or "\x00\t" in values
     ):
         return _normalized_slowly(headers, body)
-    if names.islower():
+    if isinstance(headers, ParsedHeaders):
+        lower = names.islower()
+    elif names.count("\x00") != len(headers) - 1:  # a NUL in a name would pass for a separator
+        return _normalized_slowly(headers, body)
+    else:
+        # Tokens, and in lower case, in one pass over the names (no more than islower costs).
+        lower = _LOWER_TOKENS.fullmatch(names) is not None
+        if not lower and _TOKENS.fullmatch(names) is None:
+            return _normalized_slowly(headers, body)
+    if lower:
         h = dict(headers)
     else:
         h = {k.lower(): v for k, v in headers.items()}
         if len(h) != len(headers):
             return _normalized_slowly(headers, body)
         names = names.lower()
-    if not (names.isascii() and values.isascii()):
+    if not values.isascii():  # (tokens are ASCII)
         return h, _size(h, body)
     # encoded_size: body + 12 + 4 per header + the names' and values' characters (each joined
     # text holds n - 1 separators)
@@ -325,12 +439,29 @@ def _normalized_slowly(headers: Mapping[str, str], body: bytes) -> tuple[dict[st
     h: dict[str, str] = {}
     for k, v in headers.items():
         if not isinstance(k, str) or not isinstance(v, str):
-            raise ACLDecodeError(_field(str(k)), "header names and values must be text")
+            raise MalformedHeaders(_field(_shown(str(k))), "header names and values must be text")
+        if HEADER_TOKEN.fullmatch(k) is None:
+            raise header_name_error(_shown(k))
         key = k.lower()
         value = v.strip(" \t")
-        if h.setdefault(key, value) != value:
-            raise ACLDecodeError(_field(key), "given twice with different values")
+        first = h.get(key)
+        if first is None:
+            h[key] = value
+            continue
+        error = repeated_header_error(key, first, value)
+        if error is not None:
+            raise error
     return h, _size(h, body)
+
+
+def _shown(name: str) -> str:
+    r"""``name`` in printable ASCII, other characters escaped (``\x00``, ``\xf6``).
+
+    An error names the header without carrying control characters into logs.
+    """
+    if name.isascii() and name.isprintable():
+        return name
+    return "".join(c if " " <= c <= "~" else c.encode("unicode_escape").decode() for c in name)
 
 
 def _size(h: dict[str, str], body: bytes) -> int:

@@ -67,6 +67,7 @@ from aclbus.errors import (
 from aclbus.settings import Settings
 from aclbus.subjects import subject_matches
 from aclbus.wire import encoded_size
+from aclbus_nats.headers import NatsHeaders, read_header_block
 from aclbus_nats.headers import install as install_header_codec
 from aclbus_nats.kv import NatsKeyValue
 from aclbus_nats.permissions import Interrupted, PermissionWatch, ViolationLogFilter
@@ -936,7 +937,7 @@ class NatsBackend(Backend):
             raise RequestTimeout(subject, timeout) from None
         if _no_responders(msg):
             raise NoResponders(subject)
-        return Reply(msg.subject, msg.headers or {}, msg.data)
+        return Reply(msg.subject, msg.headers if msg.headers is not None else {}, msg.data)
 
     # -- subscribing -----------------------------------------------------------------------
 
@@ -1430,20 +1431,38 @@ class NatsSubscription(Subscription):
             await self._call(received)
 
     async def on_core_message(self, msg: Msg) -> None:
-        """nats-py's callback for a core NATS message."""
-        await self._dispatch(
-            CoreReceived(msg.subject, msg.headers or {}, msg.data, msg.reply or None)
-        )
+        """nats-py's callback for a core NATS message.
+
+        A status frame (``NATS/1.0 503``: the server's word to a client, or a peer's forgery
+        of one) is no message: it is dropped, never handled, dead-lettered or answered.
+        """
+        headers = msg.headers
+        if headers is None:
+            headers = {}
+        elif headers.__class__ is NatsHeaders and headers.status is not None:
+            _drop_status_frame(msg.subject, headers.status)
+            return
+        await self._dispatch(CoreReceived(msg.subject, headers, msg.data, msg.reply or None))
 
     async def on_js_message(self, msg: Msg) -> None:
-        """nats-py's callback for a JetStream delivery."""
+        """nats-py's callback for a JetStream delivery.
+
+        A stored message whose header block claims a status is terminated unseen (it would
+        otherwise come back after every ``ack_wait``). nats-server 2.15 drops such a block
+        when it stores the message, so only another server could deliver one.
+        """
         nc = self._backend._nc
         if nc is None:
             return
+        headers = msg.headers if msg.headers is not None else {}
         try:
-            received = JetStreamReceived(nc, msg.subject, msg.headers or {}, msg.data, msg.reply)
+            received = JetStreamReceived(nc, msg.subject, headers, msg.data, msg.reply)
         except ValueError:
             log.warning("nats: a message on %s without a JetStream ack subject", msg.subject)
+            return
+        if headers.__class__ is NatsHeaders and headers.status is not None:
+            _drop_status_frame(msg.subject, headers.status)
+            await received.term(f"a NATS status frame ({headers.status}), not a message")
             return
         await self._dispatch(received)
 
@@ -1565,27 +1584,22 @@ def _stored(stream: str, raw: api.RawStreamMsg) -> StoredMessage:
 
 
 def _stored_headers(block: str | bytes | None) -> dict[str, str]:
-    r"""The headers of a stored message, from the API's base64 header block.
+    """The headers of a stored message, from the API's base64 header block.
 
     nats-py parses that block with the e-mail parser, which makes a non-ASCII value an
-    `email.header.Header` object. It is read here the way nats-py reads a delivery's headers
-    (``NATS/1.0\r\n`` then ``Name: Value`` lines, UTF-8, the last of a repeated name wins),
-    so a stored message has the headers its deliveries have, ``Nats-*`` ones included.
+    `email.header.Header` object. It is read here as a delivery's block is
+    (`read_header_block`), so a stored message has the headers its deliveries have,
+    ``Nats-*`` ones included, and the same defect: what the DLQ and replay read back of a
+    message with two ``ce-source`` is refused as the delivery was.
     """
     if not block:
         return {}
-    headers: dict[str, str] = {}
-    for line in base64.b64decode(block).split(b"\r\n")[1:]:
-        name, sep, value = line.partition(b":")
-        if not sep:
-            continue
-        try:
-            key = name.strip().decode("ascii")
-        except UnicodeDecodeError:
-            continue
-        if key and not any(c.isspace() for c in key):
-            headers[key] = value.strip().decode("utf-8", "replace")
-    return headers
+    headers = read_header_block(base64.b64decode(block))
+    return headers if headers is not None else {}
+
+
+def _drop_status_frame(subject: str, status: str) -> None:
+    log.warning("nats: dropped a NATS status frame (%s) on %s: not a message", status, subject)
 
 
 def _no_responders(msg: Msg) -> bool:

@@ -10,6 +10,7 @@ Bus-level (a `Bus` on the backend): `PointToPointTestcase`, `BroadcastTestcase`,
 `AgentConsumersTestcase`, `DeadLetterTestcase`, and the communication patterns:
 `BatchTestcase`, `GroupsTestcase`,
 `TopicsTestcase`, `ContentFilterTestcase`, `TypedPayloadTestcase`, `HopProtectionTestcase`,
+`RefusalTestcase`,
 `RequestFutureTestcase`, `ScatterGatherTestcase`, `ServiceInstancesTestcase`,
 `StreamingTestcase`, `StreamFaultsTestcase`, `SharedMapTestcase`, `DirectoryTestcase`,
 `PresenceTestcase`, and the FIPA protocols: `RequestProtocolTestcase`, `QueryProtocolTestcase`,
@@ -52,6 +53,7 @@ from aclbus.testing.cases.protocols import (
 )
 from aclbus.testing.cases.pubsub import PersistentPubSubTestcase, PubSubTestcase
 from aclbus.testing.cases.queue import CompetingConsumersTestcase
+from aclbus.testing.cases.refusals import RefusalTestcase
 from aclbus.testing.cases.request import RequestReplyTestcase
 from aclbus.testing.cases.resilience import AgentResilienceTestcase
 from aclbus.testing.cases.scatter import (
@@ -100,6 +102,7 @@ __all__ = [
     "ProtocolRobustnessTestcase",
     "PubSubTestcase",
     "QueryProtocolTestcase",
+    "RefusalTestcase",
     "RequestFutureTestcase",
     "RequestProtocolTestcase",
     "RequestReplyTestcase",
@@ -154,6 +157,7 @@ BUS_TESTCASES: tuple[type[BusTestcase], ...] = (
     GroupsTestcase,
     HopProtectionTestcase,
     PresenceTestcase,
+    RefusalTestcase,
     RequestFutureTestcase,
     ScatterGatherTestcase,
     ServiceInstancesTestcase,
