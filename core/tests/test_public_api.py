@@ -26,6 +26,8 @@ PUBLIC = [
     "Codec",
     "ConfigurationError",
     "ConsumerLimitReached",
+    "HeadersTooLarge",
+    "MalformedHeaders",
     "Delivery",
     "DeliveryMode",
     "InvalidIdentifier",
