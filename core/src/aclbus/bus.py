@@ -890,7 +890,11 @@ class Bus:
             "agent %s: refused message %s: %s", delivery.agent, delivery.message.message_id, error
         )
         msg = delivery.message
-        if msg.performative is not Performative.NOT_UNDERSTOOD:
+        # As for a message that cannot be decoded: one bad broadcast must not make every
+        # agent answer, and a not-understood is never answered.
+        if msg.performative is not Performative.NOT_UNDERSTOOD and not self._is_one_to_many(
+            delivery.subject
+        ):
             reply = msg.reply(
                 Performative.NOT_UNDERSTOOD,
                 payload={"reason": str(error), "model": model.__name__, "errors": errors[:20]},

@@ -98,3 +98,24 @@ class TypedPayloadTestcase(BusTestcase):
         assert letter.error_type == "InvalidPayload"
         assert letter.message(bus).payload == ["not", "an", "object"]
         assert got.items == [Task(title="next", effort=1)]
+
+    async def test_an_invalid_broadcast_is_dead_lettered_and_not_answered(self, bus: Bus) -> None:
+        """A broadcast with a bad payload: each typed agent dead-letters it, none answers."""
+        got = await self._typed_agent(bus)
+        answers: Collector[ACLMessage] = Collector()
+
+        @bus.agent("kit").on(Performative.NOT_UNDERSTOOD)
+        async def noted(msg: ACLMessage) -> None:
+            answers.add(msg)
+
+        await bus.agent("kit").start()
+        bad = self._request(["not", "an", "object"]).model_copy(update={"receiver_id": None})
+        await bus.broadcast(bad)
+
+        async def dead() -> bool:
+            return len(await bus.dead_letters.list(origin="planner")) == 1
+
+        await eventually(dead, what="the dead letter")
+        await self.advance(0.5)
+        assert answers.items == []
+        assert len(got) == 0
