@@ -7,6 +7,7 @@ file, section settings included.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -140,3 +141,18 @@ def test_a_section_that_is_not_a_table(tmp_path: Path) -> None:
     _toml(tmp_path, "retry = 3\n")
     with pytest.raises(ConfigurationError, match="'retry' must be a table"):
         RetrySettings()
+
+
+def test_each_working_directory_reads_its_own_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two files alike in size and modification time: the parsed-file cache must not mix them.
+    first, second = tmp_path / "a", tmp_path / "b"
+    for folder, attempts in ((first, 2), (second, 3)):
+        folder.mkdir()
+        _toml(folder, f"[retry]\nmax_attempts = {attempts}\n")
+        os.utime(folder / "aclbus.toml", ns=(1_700_000_000_000_000_000,) * 2)
+    monkeypatch.chdir(first)
+    assert RetrySettings().max_attempts == 2
+    monkeypatch.chdir(second)
+    assert RetrySettings().max_attempts == 3

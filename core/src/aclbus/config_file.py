@@ -38,7 +38,7 @@ CONFIG_FILE: Final = "aclbus.toml"
 """The configuration file's name, looked for in the working directory."""
 
 _sections: dict[str, type[BaseModel]] = {}
-_cache: dict[Path, tuple[tuple[int, int], dict[str, Any]]] = {}
+_cache: dict[Path, tuple[tuple[int, int], dict[str, Any]]] = {}  # by absolute path
 
 
 def register_section(name: str, model: type[BaseModel]) -> None:
@@ -69,7 +69,8 @@ def read_config_file(path: str | Path = CONFIG_FILE) -> dict[str, Any]:
     except (FileNotFoundError, NotADirectoryError):
         return {}
     key = (stat.st_mtime_ns, stat.st_size)
-    cached = _cache.get(file)
+    where = file.resolve()  # the cache is per file: "aclbus.toml" names another in each cwd
+    cached = _cache.get(where)
     if cached is not None and cached[0] == key:
         return cached[1]
     try:
@@ -78,7 +79,7 @@ def read_config_file(path: str | Path = CONFIG_FILE) -> dict[str, Any]:
         raise ConfigurationError(f"{file}: not valid TOML: {exc}") from None
     except OSError as exc:
         raise ConfigurationError(f"{file}: cannot be read: {exc.strerror or exc}") from None
-    _cache[file] = (key, data)
+    _cache[where] = (key, data)
     return data
 
 
