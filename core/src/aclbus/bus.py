@@ -892,7 +892,7 @@ class Bus:
         msg = delivery.message
         # As for a message that cannot be decoded: one bad broadcast must not make every
         # agent answer, and a not-understood is never answered.
-        if msg.performative is not Performative.NOT_UNDERSTOOD and not self._is_one_to_many(
+        if msg.performative is not Performative.NOT_UNDERSTOOD and not self.subjects.reaches_many(
             delivery.subject
         ):
             reply = msg.reply(
@@ -1002,7 +1002,7 @@ class Bus:
 
     async def _not_understood(self, delivery: Delivery, reason: str) -> None:
         msg = delivery.message
-        if msg.performative is Performative.NOT_UNDERSTOOD or self._is_one_to_many(
+        if msg.performative is Performative.NOT_UNDERSTOOD or self.subjects.reaches_many(
             delivery.subject
         ):
             return  # never answer a not-understood, nor a broadcast nobody here handles
@@ -1012,10 +1012,6 @@ class Bus:
             sender_id=delivery.agent,
         )
         await self._send_result(reply, delivery.received)
-
-    def _is_one_to_many(self, subject: str) -> bool:
-        """Broadcast, group and topic traffic: an agent may well ignore some of it."""
-        return self.subjects.reaches_many(subject)
 
     async def _answer_refusal(self, received: Received, agent_id: str, exc: ACLDecodeError) -> None:
         """Answer a delivery that could not be decoded with ``not-understood``, where it is safe.
@@ -1032,7 +1028,7 @@ class Bus:
         no receiver: its headers may name an agent that did not send it (a second
         ``ce-source``), which must not be sent answers to messages it never sent.
         """
-        if self._is_one_to_many(received.subject):
+        if self.subjects.reaches_many(received.subject):
             return
         headers = _all_values(received.headers)
         if any(value.strip(" \t") == _NOT_UNDERSTOOD for value in headers.get("ce-type", ())):
