@@ -283,8 +283,8 @@ def test_an_empty_registry_has_no_default() -> None:
 
 
 def test_the_core_registers_json_through_its_hook() -> None:
-    from aclbus import codec
+    from aclbus.plugin import json_codec
 
     registered: list[Codec] = []
-    codec.aclbus_register_codecs(registered.append)
+    json_codec.aclbus_register_codecs(registered.append)
     assert [type(c) for c in registered] == [JsonCodec]

@@ -12,88 +12,25 @@ import inspect
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, TypeVar
+from functools import partial
+from typing import Any, TypeVar
 
 import orjson
 from pydantic import BaseModel
 
 from aclbus.acl import ACLMessage, Performative, build
 from aclbus.backend import DeliveryMode, Subscription, SubscriptionSpec
+from aclbus.batches import MAX_BATCH, Batcher
+from aclbus.bus_core import BusCore
 from aclbus.errors import ConfigurationError
-from aclbus.subjects import TrafficClass, subject_matches, validate_id, validate_topic
-
-if TYPE_CHECKING:
-    from aclbus.batches import Batcher
-    from aclbus.bus import Bus
-    from aclbus.middleware import Delivery
-    from aclbus.settings import Settings
+from aclbus.handling import Handler, Route
+from aclbus.settings import Settings
+from aclbus.streaming import on_stream, serve
+from aclbus.subjects import TrafficClass, validate_id, validate_topic
 
 __all__ = ["Agent", "Handler", "Route", "consumers_per_agent"]
 
-Handler = Callable[..., Any]
-"""``async def handler(msg)`` or ``async def handler(msg, delivery)``; may return a reply.
-
-An async generator function (``async def h(msg): yield ...``) streams its items to the
-requester instead (see `aclbus.streaming`).
-"""
-
 H = TypeVar("H", bound=Handler)
-
-
-@dataclass(frozen=True, slots=True)
-class Route:
-    """A handler and the messages it takes.
-
-    Every filter that is set must match. ``message_type`` and ``topic`` may be patterns with
-    the subject wildcards ``*`` (one token) and ``>`` (the rest).
-
-    Attributes:
-        performatives: The acts it handles; None: every act.
-        message_type: The message type (or pattern) it handles; None: any.
-        func: The handler.
-        takes_delivery: Whether it is called with ``(msg, delivery)``.
-        protocol: The interaction protocol it handles; None: any.
-        topic: The topic (or pattern) it handles; None: any, topic traffic or not.
-        headers: Application headers that must be present with these values.
-        where: A predicate on the message, tried after the other filters.
-        payload: A pydantic model the payload is validated against before the handler runs;
-            the handler then gets the message with the model instance as its payload.
-        streams: The handler is an async generator: what it yields is streamed to the
-            requester (see `aclbus.streaming`).
-        batch: The handler takes batches of messages (`on_batch`): the batcher that collects
-            them; None for a handler of one message at a time.
-    """
-
-    performatives: frozenset[Performative] | None
-    message_type: str | None
-    func: Handler
-    takes_delivery: bool
-    protocol: str | None = None
-    topic: str | None = None
-    headers: tuple[tuple[str, str], ...] = ()
-    where: Callable[[ACLMessage], bool] | None = None
-    payload: type[BaseModel] | None = None
-    streams: bool = False
-    batch: Batcher | None = None
-
-    def matches(self, msg: ACLMessage) -> bool:
-        """Whether this route handles ``msg``."""
-        if self.performatives is not None and msg.performative not in self.performatives:
-            return False
-        if self.message_type is not None and not (
-            msg.message_type is not None and subject_matches(self.message_type, msg.message_type)
-        ):
-            return False
-        if self.protocol is not None and msg.protocol != self.protocol:
-            return False
-        if self.topic is not None and not (
-            msg.topic is not None and subject_matches(self.topic, msg.topic)
-        ):
-            return False
-        for name, value in self.headers:
-            if msg.headers.get(name) != value:
-                return False
-        return self.where is None or bool(self.where(msg))
 
 
 class Agent:
@@ -104,7 +41,7 @@ class Agent:
         bus: The bus it lives on.
     """
 
-    def __init__(self, bus: Bus, agent_id: str) -> None:
+    def __init__(self, bus: BusCore, agent_id: str) -> None:
         self.id = validate_id(agent_id)
         self.bus = bus
         self._content_type: str | None = None
@@ -205,11 +142,14 @@ class Agent:
         filters = _filters(performatives, message_type, protocol, topic, headers, where, payload)
 
         def decorate(func: H) -> H:
+            streams = inspect.isasyncgenfunction(func)
             self._routes.append(
                 Route(
                     func=func,
                     takes_delivery=_takes_delivery(func),
-                    streams=inspect.isasyncgenfunction(func),
+                    streams=streams,
+                    # what runs a streaming handler: the streams module, bound to this bus
+                    server=partial(serve, self.bus) if streams else None,
                     **filters,
                 )
             )
@@ -262,8 +202,6 @@ class Agent:
                 async generator cannot take batches), or ``max_messages`` is not an integer.
             ValueError: ``max_messages`` or ``max_wait`` out of range, or a bad filter.
         """
-        from aclbus.batches import MAX_BATCH, Batcher
-
         if not isinstance(max_messages, int) or isinstance(max_messages, bool):
             raise TypeError(f"max_messages must be an integer, not {max_messages!r}")
         if not 1 <= max_messages <= MAX_BATCH:
@@ -329,8 +267,6 @@ class Agent:
         The handler is ``async def handler(msg, chunks) -> ACLMessage | None``: ``chunks`` is
         an async iterator of the items' payloads. See `aclbus.streaming.on_stream`.
         """
-        from aclbus.streaming import on_stream
-
         return on_stream(self, *performatives, message_type=message_type, **filters)
 
     def remove_handler(self, func: Handler) -> None:
@@ -379,7 +315,7 @@ class Agent:
             )
         s = self.bus.settings
         subjects = self.bus.subjects
-        on_delivery = self.bus._delivery_handler(self)
+        on_delivery = self.bus.consume_pipeline.handler_for(self)
         durable = self.bus.backend.capabilities.durable
         inbox_spec = SubscriptionSpec(
             subject=subjects.inbox(self.id),
@@ -465,7 +401,7 @@ class Agent:
                 await route.batch.drain()
 
     async def _subscribe(self, spec: SubscriptionSpec) -> Subscription:
-        return await self.bus.backend.subscribe(spec, self.bus._delivery_handler(self))
+        return await self.bus.backend.subscribe(spec, self.bus.consume_pipeline.handler_for(self))
 
     # -- groups ----------------------------------------------------------------------------
 
@@ -488,7 +424,7 @@ class Agent:
             BackendClosed: The bus is not started.
         """
         validate_id(group, "group")
-        bucket = await self.bus._groups_bucket()
+        bucket = await self.bus.groups_bucket()
         async with self._lifecycle:
             if group in self._groups:
                 return
@@ -522,7 +458,7 @@ class Agent:
             subscription = self._groups.pop(group)
             if subscription is not None:
                 await subscription.unsubscribe()
-        bucket = await self.bus._groups_bucket()
+        bucket = await self.bus.groups_bucket()
         await bucket.delete(f"{group}.{self.id}")
         backend = self.bus.backend
         if backend.capabilities.durable:
@@ -755,13 +691,3 @@ def _takes_delivery(func: Handler) -> bool:
             f"not {len(params)} positional parameters"
         )
     return len(params) == 2
-
-
-async def call_handler(route: Route, delivery: Delivery) -> ACLMessage | None:
-    """Call a route's handler with the arguments it asked for."""
-    result: ACLMessage | None
-    if route.takes_delivery:
-        result = await route.func(delivery.message, delivery)
-    else:
-        result = await route.func(delivery.message)
-    return result

@@ -24,15 +24,14 @@ Semantics every backend follows (the conformance kit in `aclbus.testing` checks 
 
 from __future__ import annotations
 
-import asyncio
-import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, fields
-from datetime import UTC, datetime
+from datetime import datetime
 from enum import StrEnum
-from typing import Any, ClassVar, Literal, Protocol, runtime_checkable
+from typing import Any, ClassVar, Literal
 
+from aclbus.clock import Clock, SystemClock
 from aclbus.errors import ACLBusError, ConfigurationError
 
 __all__ = [
@@ -66,42 +65,6 @@ class DeliveryMode(StrEnum):
     """Fast and not persisted: core NATS; lost if nobody is subscribed at publish time."""
     AT_LEAST_ONCE = "at_least_once"
     """Persisted and acknowledged: JetStream; redelivered until acked, terminated or exhausted."""
-
-
-@runtime_checkable
-class Clock(Protocol):
-    """The time a backend lives by: `Backend.clock`.
-
-    Read the time through the backend's clock rather than `time` where it must agree with the
-    backend's own deadlines and timestamps (a KV bucket's TTL, `KVEntry.created`, ack
-    timeouts): on the memory engine under a `ManualClock` those move only when a test
-    advances it. `SystemClock` is the real one; the memory engine's clocks satisfy this too.
-    """
-
-    def now(self) -> float:
-        """Monotonic seconds: for measuring intervals and deadlines; the origin is arbitrary."""
-
-    def wall(self) -> datetime:
-        """The wall-clock time, timezone-aware UTC (``wall().timestamp()`` for epoch seconds)."""
-
-    async def sleep(self, seconds: float) -> None:
-        """Wait until ``seconds`` have passed on this clock."""
-
-
-class SystemClock:
-    """Real time: `time.monotonic`, `datetime.now` in UTC and `asyncio.sleep`."""
-
-    def now(self) -> float:
-        """Seconds of `time.monotonic`."""
-        return time.monotonic()
-
-    def wall(self) -> datetime:
-        """The current time in UTC."""
-        return datetime.now(UTC)
-
-    async def sleep(self, seconds: float) -> None:
-        """`asyncio.sleep`."""
-        await asyncio.sleep(seconds)
 
 
 _SYSTEM_CLOCK = SystemClock()

@@ -19,14 +19,11 @@ import contextlib
 import logging
 from collections import deque
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aclbus.acl import ACLMessage
-
-if TYPE_CHECKING:
-    from aclbus.agent import Handler
-    from aclbus.bus import Bus
-    from aclbus.middleware import Delivery
+from aclbus.bus_core import BusCore
+from aclbus.handling import Delivery, Handler
 
 __all__ = ["MAX_BATCH", "Batcher"]
 
@@ -59,7 +56,7 @@ class Batcher:
 
     def __init__(
         self,
-        bus: Bus,
+        bus: BusCore,
         agent: str,
         func: Handler,
         takes_delivery: bool,
@@ -174,22 +171,22 @@ class Batcher:
             self._room.set()
 
     async def _handle(self, batch: list[Delivery]) -> None:
-        bus = self.bus
-        if not bus._has_consume_middleware:
-            ready = [d for d in batch if await bus._typed(d)]
+        pipeline = self.bus.consume_pipeline
+        if not pipeline.has_middleware:
+            ready = [d for d in batch if await pipeline.typed(d)]
             if not ready:
                 return
             try:
                 replies = await self.call(ready)
             except Exception as exc:
                 for delivery in ready:
-                    await bus._failed(delivery, exc)
+                    await pipeline.failed(delivery, exc)
                 return
             for delivery, reply in zip(ready, replies, strict=True):
                 try:
-                    await bus._finish(delivery, reply)
+                    await pipeline.finish(delivery, reply)
                 except Exception as exc:
-                    await bus._failed(delivery, exc)
+                    await pipeline.failed(delivery, exc)
             return
         await self._through_middleware(batch)
 
@@ -208,7 +205,7 @@ class Batcher:
 
         async def consume(delivery: Delivery) -> None:
             try:
-                await self.bus._consume(delivery)
+                await self.bus.consume_pipeline.consume(delivery)
             finally:
                 if delivery not in self._arrived:
                     self._one_in()

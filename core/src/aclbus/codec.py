@@ -15,8 +15,6 @@ import orjson
 from pydantic import BaseModel
 
 from aclbus.errors import ACLBusError, ACLDecodeError
-from aclbus.plugin import hookimpl
-from aclbus.plugin.spec import CodecRegister
 
 __all__ = [
     "JSON",
@@ -311,9 +309,3 @@ class CodecRegistry:
 
 def _normalise(content_type: str) -> str:
     return content_type.split(";", 1)[0].strip().lower()
-
-
-@hookimpl
-def aclbus_register_codecs(register: CodecRegister) -> None:
-    """Register the JSON codec: the core ships it as a default plugin."""
-    register(JsonCodec())

@@ -21,21 +21,21 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import orjson
 
 from aclbus import wire
 from aclbus.acl import ACLMessage
-from aclbus.backend import DeliveryMode, PublishAck, Received, StoredMessage
+from aclbus.backend import Backend, DeliveryMode, PublishAck, Received, StoredMessage
+from aclbus.codec import CodecRegistry
 from aclbus.errors import ACLBusError, MalformedHeaders
-from aclbus.subjects import TrafficClass, validate_id
+from aclbus.redaction import redact
+from aclbus.stats import BusStats
+from aclbus.subjects import Subjects, TrafficClass, validate_id
 from aclbus.wire import ParsedHeaders
 
-if TYPE_CHECKING:
-    from aclbus.bus import Bus
-
-__all__ = ["DLQ_HEADER_PREFIX", "DeadLetter", "DeadLetters", "Reason", "redact"]
+__all__ = ["DLQ_HEADER_PREFIX", "DeadLetter", "DeadLetters", "HasCodecs", "Reason", "redact"]
 
 log = logging.getLogger("aclbus.dlq")
 
@@ -43,7 +43,15 @@ DLQ_HEADER_PREFIX = "aclbus-dlq-"
 REPLAY_HEADER = "aclbus-replay-of"
 _DEFECT_FIELD = f"{DLQ_HEADER_PREFIX}header-defect-field"
 _DEFECT = f"{DLQ_HEADER_PREFIX}header-defect"
-_MAX_ERROR = 500
+
+
+class HasCodecs(Protocol):
+    """Whatever holds the codecs a dead letter is decoded with: a `aclbus.Bus`."""
+
+    @property
+    def codecs(self) -> CodecRegistry:
+        """The codecs, by content type."""
+        ...
 
 
 class Reason:
@@ -71,31 +79,6 @@ class Reason:
     """Its payload does not validate against the model its handler declared."""
     HOP_LIMIT = "hop-limit"
     """It has passed through more agents than ``ACLBUS_MAX_HOPS`` (an agent loop)."""
-
-
-_SECRETS = (
-    (re.compile(r"(\w+://)[^/@\s:]+:[^/@\s]+@"), r"\1***@"),  # URL credentials
-    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]+"), r"\1 ***"),  # auth schemes
-    (
-        re.compile(
-            r"(?i)\b(password|passwd|pwd|secret|token|api[_-]?key|authorization)(\s*[=:]\s*)"
-            r"(?!(?:bearer|basic) \*\*\*)\S+"
-        ),
-        r"\1\2***",
-    ),
-)
-
-
-def redact(text: str, limit: int = _MAX_ERROR) -> str:
-    """``text`` with credentials masked, cut to ``limit`` and made header-safe.
-
-    Masked: URL credentials (``user:pw@``), ``password=…``-like pairs, ``Bearer …`` tokens.
-    The result is one line of printable ASCII, as a header value must be.
-    """
-    for pattern, replacement in _SECRETS:
-        text = pattern.sub(replacement, text)
-    text = "".join(ch if 32 <= ord(ch) < 127 else " " for ch in text).strip()
-    return text[:limit] or "-"
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,7 +121,7 @@ class DeadLetter:
     body: bytes
     replay_of: int | None = None
 
-    def message(self, bus: Bus) -> ACLMessage:
+    def message(self, bus: HasCodecs) -> ACLMessage:
         """The original message, decoded (raises `ACLDecodeError` for a malformed one)."""
         return wire.decode(self.headers, self.body, bus.codecs)
 
@@ -168,15 +151,23 @@ class DeadLetter:
 
 
 class DeadLetters:
-    """The dead-letter queue of a bus (``bus.dead_letters``)."""
+    """The dead-letter queue of a bus (``bus.dead_letters``).
 
-    def __init__(self, bus: Bus) -> None:
-        self._bus = bus
+    Args:
+        backend: The bus' backend, where the DLQ stream is.
+        subjects: The bus' subjects (the DLQ's stream and subjects).
+        stats: The bus' counters (``dead_lettered``).
+    """
+
+    def __init__(self, backend: Backend, subjects: Subjects, stats: BusStats) -> None:
+        self._backend = backend
+        self._subjects = subjects
+        self._stats = stats
 
     @property
     def stream(self) -> str:
         """The DLQ stream's name."""
-        return self._bus.subjects.stream(TrafficClass.DLQ)
+        return self._subjects.stream(TrafficClass.DLQ)
 
     async def add(
         self,
@@ -243,7 +234,6 @@ class DeadLetters:
         error: BaseException | None,
         handler: str | None,
     ) -> PublishAck:
-        bus = self._bus
         try:
             origin = validate_id(origin, "dead-letter origin")
         except ACLBusError:
@@ -284,11 +274,11 @@ class DeadLetters:
             msg_id = f"dlq-{origin}-{message_id}"
         else:
             msg_id = None
-        ack = await bus.backend.publish(
-            bus.subjects.dlq(origin), out, body, mode=DeliveryMode.AT_LEAST_ONCE, msg_id=msg_id
+        ack = await self._backend.publish(
+            self._subjects.dlq(origin), out, body, mode=DeliveryMode.AT_LEAST_ONCE, msg_id=msg_id
         )
         if not ack.duplicate:
-            bus.stats.dead_lettered += 1
+            self._stats.dead_lettered += 1
             log.warning(
                 "dead-lettered message %s for %s: %s%s",
                 message_id or f"{stream}#{sequence}",
@@ -302,8 +292,8 @@ class DeadLetters:
         self, *, origin: str | None = None, start: int = 1, limit: int = 100
     ) -> list[DeadLetter]:
         """Dead letters in the order they came, optionally only those of one agent."""
-        subject = self._bus.subjects.dlq(origin) if origin else f"{self._bus.subjects.prefix}.dlq.*"
-        stored = await self._bus.backend.read_stream(
+        subject = self._subjects.dlq(origin) if origin else f"{self._subjects.prefix}.dlq.*"
+        stored = await self._backend.read_stream(
             self.stream, subject=subject, start=start, limit=limit
         )
         return [_dead_letter(m) for m in stored]
@@ -314,7 +304,7 @@ class DeadLetters:
         Raises:
             KeyError: There is none (never was, purged, or aged out).
         """
-        stored = await self._bus.backend.get_message(self.stream, sequence)
+        stored = await self._backend.get_message(self.stream, sequence)
         if stored is None:
             raise KeyError(f"no dead letter {sequence} in stream {self.stream!r}")
         return _dead_letter(stored)
@@ -354,7 +344,7 @@ class DeadLetters:
         # A broadcast, group or topic message goes back to the one agent it failed at.
         if (
             to is None
-            and self._bus.subjects.reaches_many(letter.subject)
+            and self._subjects.reaches_many(letter.subject)
             and letter.origin != "unknown"
         ):
             to = letter.origin
@@ -367,10 +357,10 @@ class DeadLetters:
             if not k.lower().startswith("nats-") and k.lower() not in replaced
         }
         headers[REPLAY_HEADER] = str(sequence)
-        subject = self._bus.subjects.inbox(to) if to else letter.subject
+        subject = self._subjects.inbox(to) if to else letter.subject
         if to:
             headers["acl-receiver-id"] = validate_id(to)
-        ack = await self._bus.backend.publish(
+        ack = await self._backend.publish(
             subject,
             headers,
             letter.body,
@@ -378,15 +368,15 @@ class DeadLetters:
             msg_id=f"replay-{self.stream}-{sequence}",
         )
         if remove:
-            await self._bus.backend.delete_message(self.stream, sequence)
+            await self._backend.delete_message(self.stream, sequence)
         return ack
 
     async def purge(self, sequence: int | None = None, *, origin: str | None = None) -> int:
         """Delete one dead letter, those of one agent, or all; return how many were deleted."""
-        backend = self._bus.backend
+        backend = self._backend
         if sequence is not None:
             return int(await backend.delete_message(self.stream, sequence))
-        subject = self._bus.subjects.dlq(origin) if origin else None
+        subject = self._subjects.dlq(origin) if origin else None
         return await backend.purge_stream(self.stream, subject=subject)
 
     async def count(self) -> int:
@@ -409,11 +399,11 @@ class DeadLetters:
         except (orjson.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
             log.warning("ignored a malformed MAX_DELIVERIES advisory: %s", exc)
             return None
-        prefix = self._bus.subjects.prefix
-        mine = {self._bus.subjects.stream(t) for t in TrafficClass} - {self.stream}
+        prefix = self._subjects.prefix
+        mine = {self._subjects.stream(t) for t in TrafficClass} - {self.stream}
         if stream not in mine:
             return None
-        stored = await self._bus.backend.get_message(stream, sequence)
+        stored = await self._backend.get_message(stream, sequence)
         if stored is None:
             log.warning("message %s#%d exhausted its deliveries but is gone", stream, sequence)
             return None

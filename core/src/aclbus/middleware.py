@@ -9,16 +9,13 @@ chain is a direct call.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, TypeVar
 
 from aclbus.acl import ACLMessage
-from aclbus.backend import DeliveryMode, PublishAck, Received
-
-if TYPE_CHECKING:
-    from aclbus.agent import Route
-    from aclbus.bus import Bus
+from aclbus.backend import DeliveryMode, PublishAck
+from aclbus.handling import Delivery
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -63,75 +60,6 @@ class Outgoing:
     content_type: str | None = None
 
 
-class Delivery:
-    """A decoded message handed to an agent, with the means to settle it.
-
-    A handler that takes a second parameter receives this object, to settle the message
-    itself (``nack(delay=...)`` to retry later, ``term(reason)`` to give up, ``in_progress()``
-    while working long). Unsettled after the handler returns, it is acknowledged.
-
-    Attributes:
-        message: The decoded message.
-        received: The backend's delivery (subject, headers, body as sent).
-        agent: The id of the agent it was delivered to.
-        route: The handler the message is routed to (found before the middleware runs), or
-            None when no handler takes it (it is then answered ``not-understood``).
-    """
-
-    __slots__ = ("agent", "message", "received", "route", "state")
-
-    def __init__(
-        self, message: ACLMessage, received: Received, agent: str, route: Route | None = None
-    ) -> None:
-        self.message = message
-        self.received = received
-        self.agent = agent
-        self.route = route
-        self.state: dict[str, Any] = {}
-        """Scratch space for middleware to pass data to inner middleware and the handler."""
-
-    @property
-    def attempt(self) -> int:
-        """Which delivery of this message this is, from 1."""
-        return self.received.attempt
-
-    @property
-    def sequence(self) -> int | None:
-        """The message's sequence in its stream (None when not persisted)."""
-        return self.received.sequence
-
-    @property
-    def subject(self) -> str:
-        """The subject the message arrived on."""
-        return self.received.subject
-
-    @property
-    def headers(self) -> Mapping[str, str]:
-        """The transport headers as received."""
-        return self.received.headers
-
-    @property
-    def settled(self) -> str | None:
-        """``"ack"``, ``"nack"`` or ``"term"`` once settled, else None."""
-        return self.received.settled
-
-    async def ack(self) -> None:
-        """Acknowledge the message."""
-        await self.received.ack()
-
-    async def nack(self, delay: float | None = None) -> None:
-        """Ask for redelivery after ``delay`` seconds (at once when None)."""
-        await self.received.nack(delay)
-
-    async def term(self, reason: str | None = None) -> None:
-        """Give up on the message; it is not delivered again."""
-        await self.received.term(reason)
-
-    async def in_progress(self) -> None:
-        """Restart the ack timer: the handler is still working."""
-        await self.received.in_progress()
-
-
 PublishNext = Callable[[Outgoing], Awaitable[PublishAck]]
 ConsumeNext = Callable[[Delivery], Awaitable[None]]
 RequestNext = Callable[[Outgoing], Awaitable[ACLMessage]]
@@ -157,8 +85,12 @@ class Middleware:
         return await call_next(out)
 
 
-MiddlewareFactory = Callable[["Bus"], Middleware]
-"""Makes a middleware for a bus; called once when the bus starts."""
+MiddlewareFactory = Callable[[Any], Middleware]
+"""Makes a middleware for a bus: called once with the `aclbus.Bus` when it starts.
+
+(The bus is typed ``Any`` here because this module sits below the bus: the bus imports it,
+so naming the `Bus` class here would make an import cycle. Annotate your factory with
+``aclbus.Bus``.)"""
 
 
 def compose(

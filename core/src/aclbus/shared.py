@@ -30,7 +30,7 @@ from aclbus.errors import ACLBusError, CapabilityError, ConfigurationError, Inva
 from aclbus.subjects import validate_id
 
 if TYPE_CHECKING:
-    from aclbus.bus import Bus
+    from aclbus.bus_core import BusCore
 
 __all__ = [
     "Change",
@@ -166,7 +166,7 @@ class SharedMap(Generic[V]):
         CapabilityError: The backend has no key-value buckets.
     """
 
-    def __init__(self, bus: Bus, name: str, *, model: type[BaseModel] | None = None) -> None:
+    def __init__(self, bus: BusCore, name: str, *, model: type[BaseModel] | None = None) -> None:
         if not bus.backend.capabilities.kv:
             raise CapabilityError("shared maps", bus.backend.name, ["kv"])
         if model is not None and not (isinstance(model, type) and issubclass(model, BaseModel)):
@@ -467,6 +467,6 @@ def _validation_problem(exc: ValidationError) -> str:
     return "; ".join(parts)
 
 
-def _now(bus: Bus) -> datetime:
+def _now(bus: BusCore) -> datetime:
     """The wall-clock time of the bus' backend (a test's manual clock on the memory engine)."""
     return bus.backend.clock.wall()

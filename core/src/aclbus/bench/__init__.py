@@ -10,13 +10,13 @@ broker client.
 from __future__ import annotations
 
 from aclbus.bench.bus_column import BusColumn
-from aclbus.bench.columns import STEPS, Column, ColumnFactory, Params, Sample
 from aclbus.bench.drivers import Arrivals, publish_many, publish_paced, read_stamp, stamp
 from aclbus.bench.errors import BenchError, BenchTimeout, UnknownScenario
 from aclbus.bench.figures import COLUMNS, SCENARIOS, Figure
 from aclbus.bench.plot import check_plotting, write_plot
 from aclbus.bench.report import render_table, to_json, write_json
 from aclbus.bench.runner import BenchOptions, Progress, run_bench
+from aclbus.plugin.bench_columns import STEPS, Column, ColumnFactory, Params, Sample
 
 __all__ = [
     "COLUMNS",

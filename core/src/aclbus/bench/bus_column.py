@@ -11,7 +11,9 @@ from collections.abc import Awaitable, Callable
 
 from aclbus.acl import ACLMessage, Performative
 from aclbus.backend import DeliveryMode
-from aclbus.bench.columns import (
+from aclbus.bench.drivers import Arrivals, clock, publish_many, publish_paced, read_stamp, stamp
+from aclbus.bus import Bus
+from aclbus.plugin.bench_columns import (
     CORE_THROUGHPUT,
     DURABLE_THROUGHPUT,
     LATENCY_AT_RATE,
@@ -21,8 +23,6 @@ from aclbus.bench.columns import (
     Params,
     Sample,
 )
-from aclbus.bench.drivers import Arrivals, clock, publish_many, publish_paced, read_stamp, stamp
-from aclbus.bus import Bus
 
 __all__ = ["BusColumn"]
 

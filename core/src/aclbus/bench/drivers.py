@@ -10,8 +10,8 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 
-from aclbus.bench.columns import STAMP_MIN_SIZE, Sample
 from aclbus.bench.errors import BenchTimeout
+from aclbus.plugin.bench_columns import STAMP_MIN_SIZE, Sample
 
 __all__ = ["STAMP_WIDTH", "Arrivals", "publish_many", "publish_paced", "read_stamp", "stamp"]
 

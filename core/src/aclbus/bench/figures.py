@@ -10,7 +10,9 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from aclbus.bench.columns import (
+from aclbus.bench.errors import UnknownScenario
+from aclbus.bench.stats import LatencySummary, Spread
+from aclbus.plugin.bench_columns import (
     CORE_THROUGHPUT,
     DURABLE_THROUGHPUT,
     LATENCY_AT_RATE,
@@ -19,8 +21,6 @@ from aclbus.bench.columns import (
     Params,
     Sample,
 )
-from aclbus.bench.errors import UnknownScenario
-from aclbus.bench.stats import LatencySummary, Spread
 
 __all__ = ["COLUMNS", "SCENARIOS", "Figure", "plan", "resolve"]
 

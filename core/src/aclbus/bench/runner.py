@@ -10,10 +10,10 @@ from dataclasses import dataclass, field
 
 from aclbus.backend import DeliveryMode
 from aclbus.bench.bus_column import BusColumn
-from aclbus.bench.columns import STAMP_MIN_SIZE, Column, Params, Sample
 from aclbus.bench.errors import BenchError, BenchTimeout
 from aclbus.bench.figures import COLUMNS, Figure, plan, resolve
 from aclbus.bus import Bus
+from aclbus.plugin.bench_columns import STAMP_MIN_SIZE, Column, Params, Sample
 from aclbus.plugin.manager import PluginManager
 from aclbus.settings import Settings
 

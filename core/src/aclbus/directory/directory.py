@@ -20,7 +20,7 @@ from aclbus.errors import CapabilityError, ConfigurationError
 from aclbus.subjects import validate_id
 
 if TYPE_CHECKING:
-    from aclbus.bus import Bus
+    from aclbus.bus_core import BusCore
 
 __all__ = ["ChangeKind", "Directory", "DirectoryChange", "DirectoryWatch"]
 
@@ -64,7 +64,7 @@ class Directory:
         CapabilityError: The backend has no key-value buckets.
     """
 
-    def __init__(self, bus: Bus) -> None:
+    def __init__(self, bus: BusCore) -> None:
         if not bus.backend.capabilities.kv:
             raise CapabilityError("the agent directory", bus.backend.name, ["kv"])
         self._bus = bus

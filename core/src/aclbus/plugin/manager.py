@@ -17,26 +17,24 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from importlib import metadata
 from types import ModuleType
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import pluggy
 
 from aclbus.backend import BackendFactory, Capabilities
 from aclbus.codec import Codec, CodecRegistry
 from aclbus.errors import PluginError
+from aclbus.middleware import MiddlewareFactory
 from aclbus.plugin import PROJECT, spec
-
-if TYPE_CHECKING:
-    from aclbus.bench.columns import ColumnFactory
-    from aclbus.middleware import MiddlewareFactory
-    from aclbus.settings import Settings
+from aclbus.plugin.bench_columns import ColumnFactory
+from aclbus.settings import Settings
 
 __all__ = ["DEFAULT_PLUGINS", "PluginInfo", "PluginManager"]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_PLUGINS: tuple[tuple[str, str], ...] = (
-    ("json", "aclbus.codec"),
+    ("json", "aclbus.plugin.json_codec"),
     ("memory", "aclbus.backends.memory"),
 )
 """``(name, module)`` of the plugins shipped in the core, loaded before the entry points."""

@@ -8,19 +8,16 @@ exact signature; a test keeps the page and this module in step.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import Any
 
 import pluggy
 
+from aclbus.backend import BackendFactory, Capabilities
+from aclbus.codec import Codec
+from aclbus.middleware import MiddlewareFactory
 from aclbus.plugin import PROJECT
-
-if TYPE_CHECKING:
-    from aclbus.backend import BackendFactory, Capabilities
-    from aclbus.bench.columns import ColumnFactory
-    from aclbus.bus import Bus
-    from aclbus.codec import Codec
-    from aclbus.middleware import MiddlewareFactory
-    from aclbus.settings import Settings
+from aclbus.plugin.bench_columns import ColumnFactory
+from aclbus.settings import Settings
 
 __all__ = [
     "BackendRegister",
@@ -37,6 +34,14 @@ __all__ = [
 ]
 
 _spec = pluggy.HookspecMarker(PROJECT)
+
+Bus = Any
+"""The `aclbus.Bus` a lifecycle hook is called with.
+
+Named here without being imported: the bus imports this module (to call the hooks), so an
+import of the bus here would make an import cycle. Annotate implementations with
+``aclbus.Bus``.
+"""
 
 BackendRegister = Callable[[str, "BackendFactory"], None]
 """``register(name, factory)``: offer a backend under ``name`` (what ``ACLBUS_BACKEND`` names)."""

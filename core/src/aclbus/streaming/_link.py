@@ -10,17 +10,14 @@ import asyncio
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aclbus.backend import DeliveryMode, Received, Subscription, SubscriptionSpec
-from aclbus.backends.memory import MemoryBackend
-from aclbus.backends.memory.clock import Clock, SystemClock, Timer
-from aclbus.dlq import redact
+from aclbus.bus_core import BusCore
+from aclbus.clock import SystemClock, Timer, TimerClock
+from aclbus.redaction import redact
 from aclbus.streaming.errors import StreamBroken, StreamCancelled, StreamError, StreamTimeout
 from aclbus.streaming.flow import Frame, FrameKind, decode_frame, encode_frame
-
-if TYPE_CHECKING:
-    from aclbus.bus import Bus
 
 __all__ = ["DEFAULT_WINDOW", "Link", "clock_of", "frame_limit", "spawn"]
 
@@ -40,13 +37,13 @@ def spawn(coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
     return task
 
 
-def clock_of(bus: Bus) -> Clock:
-    """The clock a bus' timeouts run on: the memory engine's (a test's manual one), or real."""
-    backend = bus.backend
-    return backend.clock if isinstance(backend, MemoryBackend) else SystemClock()
+def clock_of(bus: BusCore) -> TimerClock:
+    """The clock a bus' timeouts run on: its backend's (a test's manual one), or real time."""
+    clock = bus.backend.clock
+    return clock if isinstance(clock, TimerClock) else SystemClock()
 
 
-def frame_limit(bus: Bus) -> int:
+def frame_limit(bus: BusCore) -> int:
     """The largest frame a bus may send: its ``max_message_bytes``, within the broker's limit."""
     limit = bus.settings.max_message_bytes
     broker = bus.backend.max_payload
@@ -69,7 +66,9 @@ class Link:
         idle: The idle timeout, in seconds.
     """
 
-    def __init__(self, bus: Bus, flow: str, send_part: str, hear_part: str, idle: float) -> None:
+    def __init__(
+        self, bus: BusCore, flow: str, send_part: str, hear_part: str, idle: float
+    ) -> None:
         self.bus = bus
         self.flow = flow
         self.idle = idle

@@ -5,15 +5,19 @@ from __future__ import annotations
 import inspect
 from collections import deque
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any, Protocol, TypeVar
+
+from pydantic import BaseModel
 
 from aclbus import wire
 from aclbus.acl import ACLMessage, Performative
 from aclbus.backend import DeliveryMode
+from aclbus.bus_core import BusCore
 from aclbus.codec import CodecRegistry
-from aclbus.dlq import redact
 from aclbus.errors import ACLDecodeError
+from aclbus.handling import Delivery, Handler
 from aclbus.middleware import Outgoing
+from aclbus.redaction import redact
 from aclbus.streaming._link import Link, frame_limit, log
 from aclbus.streaming.errors import BadFrame, StreamBroken, StreamError, StreamFailed
 from aclbus.streaming.flow import (
@@ -26,17 +30,42 @@ from aclbus.streaming.flow import (
     parse_open,
 )
 
-if TYPE_CHECKING:
-    from aclbus.agent import Agent
-    from aclbus.bus import Bus
-    from aclbus.middleware import Delivery
-
-__all__ = ["DEFAULT_MAX_ITEM_BYTES", "FlowReceiver", "decode_item", "on_stream", "serve_push"]
+__all__ = [
+    "DEFAULT_MAX_ITEM_BYTES",
+    "FlowReceiver",
+    "StreamTarget",
+    "decode_item",
+    "on_stream",
+    "serve_push",
+]
 
 DEFAULT_MAX_ITEM_BYTES = 64 << 20
 """The largest item (its body) a receiver reassembles from chunks: 64 MiB."""
 
 F = TypeVar("F", bound=Callable[..., Any])
+H = TypeVar("H", bound=Handler)
+
+
+class StreamTarget(Protocol):
+    """What `on_stream` needs of an agent (an `aclbus.Agent`): its bus, and `Agent.on`."""
+
+    @property
+    def bus(self) -> BusCore:
+        """The bus the agent lives on."""
+        ...
+
+    def on(
+        self,
+        *performatives: Performative | str,
+        message_type: str | None = None,
+        protocol: str | None = None,
+        topic: str | None = None,
+        headers: Mapping[str, str] | None = None,
+        where: Callable[[ACLMessage], bool] | None = None,
+        payload: type[BaseModel] | None = None,
+    ) -> Callable[[H], H]:
+        """Register the decorated coroutine function as a handler (`aclbus.Agent.on`)."""
+        ...
 
 
 class FlowReceiver(Link):
@@ -50,7 +79,7 @@ class FlowReceiver(Link):
 
     def __init__(
         self,
-        bus: Bus,
+        bus: BusCore,
         flow: str,
         window: int,
         idle: float,
@@ -199,7 +228,7 @@ def decode_item(flow: str, headers: Mapping[str, str], body: bytes, codecs: Code
 
 
 def on_stream(
-    agent: Agent,
+    agent: StreamTarget,
     *performatives: Performative | str,
     message_type: str | None = None,
     **filters: Any,
@@ -245,7 +274,7 @@ def on_stream(
     return decorate
 
 
-async def serve_push(bus: Bus, func: Callable[..., Any], delivery: Delivery) -> None:
+async def serve_push(bus: BusCore, func: Callable[..., Any], delivery: Delivery) -> None:
     """Accept a pushed stream and run ``func(msg, chunks)`` on it (what `on_stream` routes to).
 
     Raises:
@@ -257,10 +286,10 @@ async def serve_push(bus: Bus, func: Callable[..., Any], delivery: Delivery) -> 
     try:
         opened = parse_open(msg.headers)
     except BadFrame as exc:
-        await bus._not_understood(delivery, str(exc))
+        await bus.consume_pipeline.not_understood(delivery, str(exc))
         return
     if opened is None or opened.mode != "push" or not received.reply:
-        await bus._not_understood(
+        await bus.consume_pipeline.not_understood(
             delivery, "a stream handler takes streams opened with Bus.send_stream"
         )
         return
@@ -268,7 +297,7 @@ async def serve_push(bus: Bus, func: Callable[..., Any], delivery: Delivery) -> 
     await receiver.open()
     try:
         accept = msg.reply(Performative.AGREE, sender_id=delivery.agent)
-        await bus._publish_chain(
+        await bus.publish_pipeline.publish(
             Outgoing(
                 accept,
                 received.reply,

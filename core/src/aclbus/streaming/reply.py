@@ -13,24 +13,21 @@ import asyncio
 import uuid
 from collections.abc import AsyncGenerator
 from types import TracebackType
-from typing import TYPE_CHECKING, Any, Self
+from typing import Any, Self
 
 from aclbus import wire
 from aclbus.acl import ACLMessage, Performative
 from aclbus.backend import DeliveryMode
-from aclbus.dlq import redact
+from aclbus.bus_core import BusCore
 from aclbus.errors import ACLDecodeError, ConfigurationError
+from aclbus.handling import Delivery, Route
 from aclbus.middleware import Outgoing
+from aclbus.redaction import redact
 from aclbus.streaming._link import log, spawn
 from aclbus.streaming.errors import BadFrame, StreamBroken, StreamError
 from aclbus.streaming.flow import FLOW_ACCEPT, accept_headers, open_headers, parse_open
 from aclbus.streaming.receiver import FlowReceiver
 from aclbus.streaming.sender import FlowSender, check_timeout, check_window
-
-if TYPE_CHECKING:
-    from aclbus.agent import Route
-    from aclbus.bus import Bus
-    from aclbus.middleware import Delivery
 
 __all__ = ["ReplyStream", "request_stream", "serve"]
 
@@ -47,7 +44,7 @@ class ReplyStream:
     """
 
     def __init__(
-        self, bus: Bus, msg: ACLMessage, *, timeout: float | None, window: int | None
+        self, bus: BusCore, msg: ACLMessage, *, timeout: float | None, window: int | None
     ) -> None:
         if msg.receiver_id is None or msg.receivers:
             raise ConfigurationError("request_stream() needs a message with one receiver_id")
@@ -79,7 +76,7 @@ class ReplyStream:
         if self._state != "new":
             return
         bus = self.bus
-        bus._check_started()
+        bus.check_started()
         msg = self.message
         assert msg.receiver_id is not None
         receiver = FlowReceiver(bus, self.flow, self.window, self.timeout)
@@ -92,8 +89,8 @@ class ReplyStream:
                 headers=open_headers(self.flow, "pull", self.window, self.timeout),
                 timeout=self.timeout,
             )
-            async with bus._request_slots:
-                reply = await bus._request_chain(out)
+            async with bus.publish_pipeline.request_slots:
+                reply = await bus.publish_pipeline.request(out)
         except BaseException:
             self._state = "done"
             await receiver.close()
@@ -157,7 +154,7 @@ async def _drop(receiver: FlowReceiver) -> None:
 
 
 def request_stream(
-    bus: Bus, msg: ACLMessage, *, timeout: float | None = None, window: int | None = None
+    bus: BusCore, msg: ACLMessage, *, timeout: float | None = None, window: int | None = None
 ) -> ReplyStream:
     """Send a request to ``msg.receiver_id`` and stream its replies (see `ReplyStream`).
 
@@ -180,7 +177,7 @@ def request_stream(
     return ReplyStream(bus, msg, timeout=timeout, window=window)
 
 
-async def serve(bus: Bus, route: Route, delivery: Delivery) -> None:
+async def serve(bus: BusCore, route: Route, delivery: Delivery) -> None:
     """Run an async generator handler for a streamed request (`Bus._dispatch` calls it).
 
     The request is accepted, then each item the generator yields is sent as it is made, with
@@ -193,11 +190,11 @@ async def serve(bus: Bus, route: Route, delivery: Delivery) -> None:
     try:
         opened = parse_open(msg.headers)
     except BadFrame as exc:
-        await bus._not_understood(delivery, str(exc))
+        await bus.consume_pipeline.not_understood(delivery, str(exc))
         await delivery.ack()
         return
     if opened is None or opened.mode != "pull" or not received.reply:
-        await bus._not_understood(
+        await bus.consume_pipeline.not_understood(
             delivery, "this handler streams its replies: call it with Bus.request_stream"
         )
         await delivery.ack()
@@ -206,7 +203,7 @@ async def serve(bus: Bus, route: Route, delivery: Delivery) -> None:
     await sender.open()
     try:
         accept = msg.reply(Performative.AGREE, sender_id=delivery.agent)
-        await bus._publish_chain(
+        await bus.publish_pipeline.publish(
             Outgoing(
                 accept,
                 received.reply,
@@ -230,7 +227,7 @@ def _stop(pump: asyncio.Task[None]) -> None:
 
 
 async def _pump(
-    bus: Bus, sender: FlowSender, gen: AsyncGenerator[Any, None], msg: ACLMessage, agent: str
+    bus: BusCore, sender: FlowSender, gen: AsyncGenerator[Any, None], msg: ACLMessage, agent: str
 ) -> None:
     try:
         async for item in gen:

@@ -6,15 +6,16 @@ import inspect
 import uuid
 from collections.abc import AsyncIterable, AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from aclbus import wire
 from aclbus.acl import ACLMessage
 from aclbus.backend import DeliveryMode
+from aclbus.bus_core import BusCore
 from aclbus.codec import CodecRegistry
-from aclbus.dlq import redact
 from aclbus.errors import ACLDecodeError, ConfigurationError
 from aclbus.middleware import Outgoing
+from aclbus.redaction import redact
 from aclbus.streaming._link import DEFAULT_WINDOW, Link, frame_limit, log
 from aclbus.streaming.errors import StreamBroken, StreamFailed, StreamRefused
 from aclbus.streaming.flow import (
@@ -28,9 +29,6 @@ from aclbus.streaming.flow import (
     open_headers,
 )
 
-if TYPE_CHECKING:
-    from aclbus.bus import Bus
-
 __all__ = ["FlowSender", "StreamReport", "check_window", "encode_item", "send_stream"]
 
 
@@ -42,7 +40,7 @@ class FlowSender(Link):
     stays bounded.
     """
 
-    def __init__(self, bus: Bus, flow: str, window: int, idle: float) -> None:
+    def __init__(self, bus: BusCore, flow: str, window: int, idle: float) -> None:
         super().__init__(bus, flow, "data", "ctl", idle)
         self.window = window
         self.items = 0
@@ -149,7 +147,7 @@ def check_window(window: int | None) -> int:
     return window
 
 
-def check_timeout(bus: Bus, timeout: float | None) -> float:
+def check_timeout(bus: BusCore, timeout: float | None) -> float:
     """An idle timeout argument, checked; None gives ``settings.request_timeout``.
 
     Raises:
@@ -171,7 +169,7 @@ def encode_item(item: Any, codecs: CodecRegistry) -> tuple[dict[str, str], bytes
 
 
 async def send_stream(
-    bus: Bus,
+    bus: BusCore,
     msg: ACLMessage,
     items: AsyncIterable[Any] | Iterable[Any],
     *,
@@ -206,7 +204,7 @@ async def send_stream(
         raise ConfigurationError("send_stream() needs a message with one receiver_id")
     window = check_window(window)
     idle = check_timeout(bus, timeout)
-    bus._check_started()
+    bus.check_started()
     flow = uuid.uuid4().hex
     sender = FlowSender(bus, flow, window, idle)
     await sender.open()
@@ -218,8 +216,8 @@ async def send_stream(
             headers=open_headers(flow, "push", window, idle),
             timeout=idle,
         )
-        async with bus._request_slots:
-            reply = await bus._request_chain(out)
+        async with bus.publish_pipeline.request_slots:
+            reply = await bus.publish_pipeline.request(out)
         if reply.headers.get(FLOW_ACCEPT) != flow:
             reason = reply.payload.get("reason") if isinstance(reply.payload, dict) else None
             raise StreamRefused(msg.receiver_id, reply.performative.value, str(reason or "-"))

@@ -30,7 +30,7 @@ from aclbus_dedup.settings import DedupSettings
 from aclbus_dedup.stats import DedupStats
 
 if TYPE_CHECKING:
-    from aclbus.bus import Bus
+    from aclbus import Bus
     from aclbus.middleware import MiddlewareFactory
     from aclbus.settings import Settings
 

@@ -23,7 +23,7 @@ from aclbus_dedup.stats import DedupStats
 from aclbus_dedup.unfinished import Unfinished
 
 if TYPE_CHECKING:
-    from aclbus.bus import Bus
+    from aclbus import Bus
 
 __all__ = ["ConsumeOnce", "PublishRetry", "wall_clock"]
 

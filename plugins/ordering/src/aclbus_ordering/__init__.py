@@ -50,7 +50,7 @@ from aclbus_ordering.series import Gap, SeriesId
 from aclbus_ordering.settings import OrderingSettings
 
 if TYPE_CHECKING:
-    from aclbus.bus import Bus
+    from aclbus import Bus
     from aclbus.middleware import MiddlewareFactory
     from aclbus.settings import Settings
 

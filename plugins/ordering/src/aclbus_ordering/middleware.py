@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Final
 
 from aclbus.backend import DeliveryMode, PublishAck
-from aclbus.backends.memory import Clock, SystemClock
+from aclbus.clock import SystemClock, TimerClock
 from aclbus.errors import ACLBusError, MessageTooLarge, NoStream, PermissionDenied, StreamFull
 from aclbus.middleware import ConsumeNext, Delivery, Middleware, Outgoing, PublishNext
 from aclbus_ordering.keys import (
@@ -38,8 +38,8 @@ from aclbus_ordering.series import Gap, Series, SeriesId, Verdict
 from aclbus_ordering.settings import OrderingSettings
 
 if TYPE_CHECKING:
-    from aclbus.agent import Agent
-    from aclbus.bus import Bus
+    from aclbus import Agent
+    from aclbus import Bus
 
 __all__ = ["LATE_REASON", "GapCallback", "LateMessage", "Ordering", "OrderingStats"]
 
@@ -460,12 +460,10 @@ class Ordering(Middleware):
         return entry
 
 
-def _clock_of(bus: Bus) -> Clock:
-    """The backend's clock if it has one (the memory engine's, manual in tests), else real time."""
-    clock: object = getattr(bus.backend, "clock", None)
-    if callable(getattr(clock, "now", None)) and callable(getattr(clock, "call_later", None)):
-        return clock  # type: ignore[return-value]
-    return SystemClock()
+def _clock_of(bus: Bus) -> TimerClock:
+    """The backend's clock if it has timers (the memory engine's, manual in tests), else real."""
+    clock = bus.backend.clock
+    return clock if isinstance(clock, TimerClock) else SystemClock()
 
 
 def _ordered_kinds(agent: Agent) -> tuple[KeyKind, ...]:

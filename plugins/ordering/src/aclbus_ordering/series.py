@@ -29,7 +29,7 @@ from aclbus_ordering.keys import KeyKind
 
 if TYPE_CHECKING:
     from aclbus.backend import Received
-    from aclbus.backends.memory import Clock
+    from aclbus.clock import TimerClock
 
 __all__ = ["Gap", "Series", "SeriesId", "Verdict"]
 
@@ -281,7 +281,7 @@ class Series:
 
     # -- waiting in the process ------------------------------------------------------------
 
-    async def changed(self, timeout: float, clock: Clock) -> None:
+    async def changed(self, timeout: float, clock: TimerClock) -> None:
         """Wait until the expected number moves, or ``timeout`` seconds on ``clock``."""
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._waiters.append(future)

@@ -15,7 +15,7 @@ from aclbus_retry.policies import RetryPolicy, handler_overrides, handler_progre
 from aclbus_retry.settings import RetrySettings
 
 if TYPE_CHECKING:
-    from aclbus.bus import Bus
+    from aclbus import Bus
 
 __all__ = ["Retry"]
 

@@ -14,7 +14,7 @@ from nats.aio.msg import Msg
 from nats.js import api
 
 from aclbus.bench import Arrivals, Column, Params, Sample, publish_many, publish_paced
-from aclbus.bench.columns import (
+from aclbus.plugin.bench_columns import (
     CORE_THROUGHPUT,
     DURABLE_THROUGHPUT,
     LATENCY_AT_RATE,

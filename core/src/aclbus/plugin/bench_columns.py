@@ -10,10 +10,7 @@ from __future__ import annotations
 import abc
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:
-    from aclbus.bus import Bus
+from typing import Any
 
 __all__ = [
     "CORE_THROUGHPUT",
@@ -118,6 +115,7 @@ class Column(abc.ABC):
         """
 
 
-ColumnFactory = Callable[["Bus"], Column | None]
-"""Makes a column against the bench's started bus, or None where it does not apply (a NATS
-column when the bus runs on memory). The bus tells where the server is."""
+ColumnFactory = Callable[[Any], Column | None]
+"""Makes a column against the bench's started `aclbus.Bus`, or None where it does not apply
+(a NATS column when the bus runs on memory). The bus tells where the server is. (Typed
+``Any``: this module is below the bus, which cannot be named here without an import cycle.)"""
