@@ -19,9 +19,11 @@ bench: sync
 
 test: sync lint type docs pytest
 
+# lint-imports: the layers and the other import contracts of pyproject.toml [tool.importlinter].
 lint: sync
 	$(UV) run --no-sync ruff check .
 	$(UV) run --no-sync ruff format --check .
+	$(UV) run --no-sync lint-imports
 
 type: sync
 	$(UV) run --no-sync mypy core/src adapters/nats/src $(wildcard plugins/*/src)

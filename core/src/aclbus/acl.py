@@ -98,14 +98,17 @@ class Performative(StrEnum):
     SUBSCRIBE = "subscribe"
 
 
-# Printable ASCII, no space at either end: NATS clients trim a header value's outer whitespace.
-_HEADER_TEXT = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]{0,1022}[\x21-\x7e])?")
-_HEADER_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,127}")
-_VERSION = re.compile(r"[0-9]{1,4}\.[0-9]{1,4}")
+HEADER_TEXT: Final = re.compile(r"[\x21-\x7e](?:[\x20-\x7e]{0,1022}[\x21-\x7e])?")
+"""A text field that travels in a header: printable ASCII, no space at either end (NATS
+clients trim a header value's outer whitespace)."""
+HEADER_NAME: Final = re.compile(r"[a-z0-9][a-z0-9_-]{0,127}")
+"""The name of an application header (``msg.headers``): lower-case, as HTTP/2 carries it."""
+VERSION_FORMAT: Final = re.compile(r"[0-9]{1,4}\.[0-9]{1,4}")
+"""What an ``acl_version`` looks like: ``major.minor``."""
 
 
 def _header_text(value: str) -> str:
-    if not _HEADER_TEXT.fullmatch(value):
+    if not HEADER_TEXT.fullmatch(value):
         raise ValueError(
             "must be 1-1024 printable ASCII characters, without a space at either end "
             "(it travels in a header)"
@@ -113,7 +116,7 @@ def _header_text(value: str) -> str:
     return value
 
 
-def _utc(value: datetime) -> datetime:
+def as_utc(value: datetime) -> datetime:
     """Return ``value`` in UTC; a naive time is taken to be UTC already."""
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
@@ -147,7 +150,7 @@ Id = Annotated[str, AfterValidator(validate_id)]
 OneOffId = Annotated[str, AfterValidator(_one_off_id)]
 HeaderText = Annotated[str, AfterValidator(_header_text)]
 Dotted = Annotated[str, AfterValidator(validate_topic)]
-UtcTime = Annotated[datetime, AfterValidator(_utc)]
+UtcTime = Annotated[datetime, AfterValidator(as_utc)]
 
 
 class ACLMessage(BaseModel):
@@ -223,7 +226,7 @@ class ACLMessage(BaseModel):
     @field_validator("acl_version")
     @classmethod
     def _check_version(cls, value: str) -> str:
-        if not _VERSION.fullmatch(value):
+        if not VERSION_FORMAT.fullmatch(value):
             raise ValueError("must be major.minor, like '1.0'")
         return value
 
@@ -231,7 +234,7 @@ class ACLMessage(BaseModel):
     @classmethod
     def _check_header_names(cls, value: dict[str, str]) -> dict[str, str]:
         for name in value:
-            if not _HEADER_NAME.fullmatch(name):
+            if not HEADER_NAME.fullmatch(name):
                 raise ValueError(
                     f"header name {name[:140]!r} must be 1-128 lower-case ASCII letters, digits, "
                     "'_' or '-', starting with a letter or digit"
@@ -273,7 +276,7 @@ class ACLMessage(BaseModel):
         """
         if self.ttl is None:
             return False
-        when = _now() if now is None else _utc(now)
+        when = _now() if now is None else as_utc(now)
         return when >= _plus_seconds(self.timestamp, self.ttl)
 
     @property
@@ -465,7 +468,7 @@ def _dotted_or_none(value: Any) -> bool:
 
 
 def _text_or_none(value: Any) -> bool:
-    return value is None or (value.__class__ is str and _HEADER_TEXT.fullmatch(value) is not None)
+    return value is None or (value.__class__ is str and HEADER_TEXT.fullmatch(value) is not None)
 
 
 def _int_in(low: int, high: int) -> Callable[[Any], bool]:

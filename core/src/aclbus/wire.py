@@ -20,18 +20,18 @@ from functools import partial
 from typing import Any, Final
 
 from aclbus.acl import (
-    _HEADER_NAME,
-    _HEADER_TEXT,
-    _VERSION,
     ACL_VERSION,
+    HEADER_NAME,
+    HEADER_TEXT,
     MAX_CAUSATION,
     MAX_HOPS,
     MAX_RETRY_COUNT,
     MIN_TTL_SECONDS,
     ONE_OFF_ID_FIELDS,
+    VERSION_FORMAT,
     ACLMessage,
     Performative,
-    _utc,
+    as_utc,
     field_template,
     trusted,
 )
@@ -173,7 +173,7 @@ def _fmt_time(value: datetime) -> str:
     """
     global _last_second
     if value.tzinfo is not UTC:
-        value = _utc(value)
+        value = as_utc(value)
     second = (value.second, value.minute, value.hour, value.day, value.month, value.year)
     last, prefix = _last_second
     if second != last:
@@ -328,7 +328,7 @@ def _decode(
 
     version = h.pop("acl-version", ACL_VERSION)
     if version != ACL_VERSION:
-        if not _VERSION.fullmatch(version):
+        if not VERSION_FORMAT.fullmatch(version):
             raise ACLDecodeError("acl-version", f"must be major.minor, got {version[:32]!r}")
         if version.split(".", 1)[0].lstrip("0") != _MAJOR:
             raise UnsupportedVersion(version, f"{_MAJOR}.x")
@@ -365,7 +365,7 @@ def _decode(
             continue  # other CloudEvents attributes and the server's own headers
         else:
             target, key = app_headers, name
-        if not _HEADER_NAME.fullmatch(key) or not _HEADER_TEXT.fullmatch(value):
+        if not HEADER_NAME.fullmatch(key) or not HEADER_TEXT.fullmatch(value):
             raise ACLDecodeError(
                 _field(name),
                 "application header and extension names must be 1-128 of a-z, 0-9, '_', '-' "
@@ -492,7 +492,7 @@ def _checked(header: str, value: str, check: Callable[[str], str]) -> str:
 
 
 def _text(header: str, value: str) -> str:
-    if not _HEADER_TEXT.fullmatch(value):
+    if not HEADER_TEXT.fullmatch(value):
         raise ACLDecodeError(header, "must be 1-1024 printable ASCII characters")
     return value
 
