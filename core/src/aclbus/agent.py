@@ -7,10 +7,9 @@ message goes to the first handler (in registration order) whose filters match it
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import inspect
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any, TypeVar
@@ -23,10 +22,16 @@ from aclbus.backend import DeliveryMode, Subscription, SubscriptionSpec
 from aclbus.batches import MAX_BATCH, Batcher
 from aclbus.bus_core import BusCore
 from aclbus.errors import ConfigurationError
-from aclbus.handling import Handler, Route
-from aclbus.settings import Settings
+from aclbus.handling import Handler, Route, route_filters, takes_delivery
 from aclbus.streaming import on_stream, serve
-from aclbus.subjects import TrafficClass, validate_id, validate_topic
+from aclbus.subjects import TrafficClass, validate_id
+from aclbus.subscriptions import (
+    agent_specs,
+    consumers_per_agent,
+    group_spec,
+    topic_durable,
+    topic_spec,
+)
 
 __all__ = ["Agent", "Handler", "Route", "consumers_per_agent"]
 
@@ -139,14 +144,16 @@ class Agent:
                 two parameters, or ``payload`` is not a pydantic model class.
             ValueError: An unknown performative, a bad message type, protocol, topic or header.
         """
-        filters = _filters(performatives, message_type, protocol, topic, headers, where, payload)
+        filters = route_filters(
+            performatives, message_type, protocol, topic, headers, where, payload
+        )
 
         def decorate(func: H) -> H:
             streams = inspect.isasyncgenfunction(func)
             self._routes.append(
                 Route(
                     func=func,
-                    takes_delivery=_takes_delivery(func),
+                    takes_delivery=takes_delivery(func),
                     streams=streams,
                     # what runs a streaming handler: the streams module, bound to this bus
                     server=partial(serve, self.bus) if streams else None,
@@ -212,7 +219,9 @@ class Agent:
                 f"max_wait must be above 0 and below the ack_wait of {ack_wait:g} s (messages "
                 f"waiting for their batch would be redelivered), got {max_wait!r}"
             )
-        filters = _filters(performatives, message_type, protocol, topic, headers, where, payload)
+        filters = route_filters(
+            performatives, message_type, protocol, topic, headers, where, payload
+        )
 
         def decorate(func: H) -> H:
             if inspect.isasyncgenfunction(func):
@@ -220,10 +229,10 @@ class Agent:
                     f"batch handler {func.__qualname__} is an async generator: it cannot "
                     "stream replies to a batch; return a list of replies instead"
                 )
-            takes_delivery = _takes_delivery(func)
-            batcher = Batcher(self.bus, self.id, func, takes_delivery, max_messages, max_wait)
+            with_delivery = takes_delivery(func)
+            batcher = Batcher(self.bus, self.id, func, with_delivery, max_messages, max_wait)
             self._routes.append(
-                Route(func=func, takes_delivery=takes_delivery, batch=batcher, **filters)
+                Route(func=func, takes_delivery=with_delivery, batch=batcher, **filters)
             )
             return func
 
@@ -248,7 +257,7 @@ class Agent:
         validate_id(conversation_id, "conversation id")
         if conversation_id in self._conversations:
             raise ValueError(f"conversation {conversation_id!r} already has a handler")
-        self._conversations[conversation_id] = Route(None, None, func, _takes_delivery(func))
+        self._conversations[conversation_id] = Route(None, None, func, takes_delivery(func))
 
     def end_conversation(self, conversation_id: str) -> None:
         """Stop routing a conversation to its handler (no error if it had none)."""
@@ -313,55 +322,12 @@ class Agent:
             raise ConfigurationError(
                 f"agent {self.id!r} cannot start before its bus: use `async with bus:`"
             )
-        s = self.bus.settings
-        subjects = self.bus.subjects
         on_delivery = self.bus.consume_pipeline.handler_for(self)
-        durable = self.bus.backend.capabilities.durable
-        inbox_spec = SubscriptionSpec(
-            subject=subjects.inbox(self.id),
-            mode=DeliveryMode.AT_LEAST_ONCE,
-            durable=subjects.durable("agent", self.id) if durable else None,
-            queue=subjects.durable("agent", self.id),
-            ack_wait=s.ack_wait,
-            max_deliver=s.max_deliver,
-            concurrency=s.handler_concurrency,
-        )
-        # The priority lane first, so that urgent messages waiting in it are not overtaken by
-        # the first of a backlog of ordinary ones. It is lazy: most agents never get an
-        # urgent message, and a consumer each would halve how many agents a stream holds.
-        lane = subjects.durable("prio", self.id)
-        specs = [
-            replace(
-                inbox_spec,
-                subject=subjects.priority_inbox(self.id),
-                durable=lane if durable else None,
-                queue=lane,
-                lazy=True,
-            ),
-            inbox_spec,
-            SubscriptionSpec(
-                subject=subjects.rpc(self.id),
-                mode=DeliveryMode.AT_MOST_ONCE,
-                queue=subjects.durable("rpc", self.id),
-                concurrency=s.handler_concurrency,
-            ),
-        ]
-        persistent_broadcast = s.broadcast_mode is DeliveryMode.AT_LEAST_ONCE
-        specs.append(
-            SubscriptionSpec(
-                subject=subjects.broadcast,
-                mode=s.broadcast_mode,
-                durable=(
-                    subjects.durable("broadcast", self.id)
-                    if persistent_broadcast and durable
-                    else None
-                ),
-                queue=subjects.durable("broadcast", self.id),
-                deliver="new",
-                ack_wait=s.ack_wait,
-                max_deliver=s.max_deliver,
-                concurrency=s.handler_concurrency,
-            )
+        specs = agent_specs(
+            self.bus.settings,
+            self.bus.subjects,
+            self.id,
+            durable=self.bus.backend.capabilities.durable,
         )
         try:
             for spec in specs:
@@ -468,17 +434,12 @@ class Agent:
             )
 
     def _group_spec(self, group: str) -> SubscriptionSpec:
-        s = self.bus.settings
-        durable = self.bus.subjects.durable("group", group, self.id)
-        return SubscriptionSpec(
-            subject=self.bus.subjects.group(group),
-            mode=DeliveryMode.AT_LEAST_ONCE,
-            durable=durable if self.bus.backend.capabilities.durable else None,
-            queue=durable,
-            deliver="new",
-            ack_wait=s.ack_wait,
-            max_deliver=s.max_deliver,
-            concurrency=s.handler_concurrency,
+        return group_spec(
+            self.bus.settings,
+            self.bus.subjects,
+            self.id,
+            group,
+            durable=self.bus.backend.capabilities.durable,
         )
 
     # -- topics ----------------------------------------------------------------------------
@@ -581,51 +542,17 @@ class Agent:
         return topic
 
     def _topic_durable(self, pattern: str) -> str:
-        digest = hashlib.sha256(pattern.encode()).hexdigest()[:16]
-        return self.bus.subjects.durable("topic", self.id, digest)
+        return topic_durable(self.bus.subjects, self.id, pattern)
 
     def _topic_spec(self, topic: _Topic) -> SubscriptionSpec:
-        s = self.bus.settings
-        subject = self.bus.subjects.topic(topic.pattern, pattern=True)
-        if topic.mode is DeliveryMode.AT_MOST_ONCE:
-            return SubscriptionSpec(
-                subject=subject,
-                mode=DeliveryMode.AT_MOST_ONCE,
-                queue=self._topic_durable(topic.pattern),
-                concurrency=s.handler_concurrency,
-            )
-        durable = self._topic_durable(topic.pattern)
-        return SubscriptionSpec(
-            subject=subject,
-            mode=DeliveryMode.AT_LEAST_ONCE,
-            durable=durable if self.bus.backend.capabilities.durable else None,
-            queue=durable,
-            deliver="new",
-            ack_wait=s.ack_wait,
-            max_deliver=s.max_deliver,
-            concurrency=s.handler_concurrency,
+        return topic_spec(
+            self.bus.settings,
+            self.bus.subjects,
+            self.id,
+            topic.pattern,
+            topic.mode,
+            durable=self.bus.backend.capabilities.durable,
         )
-
-
-def consumers_per_agent(settings: Settings) -> dict[TrafficClass, int]:
-    """The consumers one started agent takes on each stream of a persistent backend.
-
-    As `Agent.start` subscribes: a durable inbox consumer, and one for broadcasts when they
-    are stored. Not counted, because they depend on what the agent does: its priority lane
-    (one more on the inbox stream, made when its first urgent message comes), each group
-    joined and each durable topic subscription (one on that stream).
-
-    Args:
-        settings: The bus' settings.
-    """
-    stored_broadcasts = settings.broadcast_mode is DeliveryMode.AT_LEAST_ONCE
-    return {
-        TrafficClass.INBOX: 1,
-        TrafficClass.BROADCAST: 1 if stored_broadcasts else 0,
-        TrafficClass.GROUP: 0,
-        TrafficClass.TOPIC: 0,
-        TrafficClass.DLQ: 0,
-    }
 
 
 @dataclass(slots=True)
@@ -634,60 +561,3 @@ class _Topic:
     mode: DeliveryMode
     handler: Handler | None
     subscription: Subscription | None = None
-
-
-def _header_filter(headers: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
-    if not headers:
-        return ()
-    for name, value in headers.items():
-        if not isinstance(name, str) or not isinstance(value, str) or not name or not value:
-            raise ValueError(f"header filter {name!r}: {value!r} must be two non-empty strings")
-        if name != name.lower():
-            raise ValueError(f"header filter {name!r}: header names are lower-case")
-    return tuple(sorted(headers.items()))
-
-
-def _filters(
-    performatives: tuple[Performative | str, ...],
-    message_type: str | None,
-    protocol: str | None,
-    topic: str | None,
-    headers: Mapping[str, str] | None,
-    where: Callable[[ACLMessage], bool] | None,
-    payload: type[BaseModel] | None,
-) -> dict[str, Any]:
-    """The filters of a handler, checked: `Route`'s fields other than the handler's."""
-    acts = frozenset(Performative(p) for p in performatives) or None
-    if message_type is not None:
-        validate_topic(message_type, pattern=True)
-    if protocol is not None:
-        validate_id(protocol, "protocol")
-    if topic is not None:
-        validate_topic(topic, pattern=True)
-    if payload is not None and not (isinstance(payload, type) and issubclass(payload, BaseModel)):
-        raise TypeError(f"payload= must be a pydantic model class, not {payload!r}")
-    return {
-        "performatives": acts,
-        "message_type": message_type,
-        "protocol": protocol,
-        "topic": topic,
-        "headers": _header_filter(headers),
-        "where": where,
-        "payload": payload,
-    }
-
-
-def _takes_delivery(func: Handler) -> bool:
-    if not (inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func)):
-        raise TypeError(f"handler {func!r} must be an async function (async def)")
-    params = [
-        p
-        for p in inspect.signature(func).parameters.values()
-        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-    ]
-    if len(params) not in (1, 2):
-        raise TypeError(
-            f"handler {func.__qualname__} must take (msg) or (msg, delivery), "
-            f"not {len(params)} positional parameters"
-        )
-    return len(params) == 2

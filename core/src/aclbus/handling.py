@@ -10,6 +10,7 @@ are protocols here.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -18,9 +19,18 @@ from pydantic import BaseModel
 
 from aclbus.acl import ACLMessage, Performative
 from aclbus.backend import Received
-from aclbus.subjects import subject_matches
+from aclbus.subjects import subject_matches, validate_id, validate_topic
 
-__all__ = ["BatchCollector", "Delivery", "Handler", "Route", "StreamServer", "call_handler"]
+__all__ = [
+    "BatchCollector",
+    "Delivery",
+    "Handler",
+    "Route",
+    "StreamServer",
+    "call_handler",
+    "route_filters",
+    "takes_delivery",
+]
 
 Handler = Callable[..., Any]
 """``async def handler(msg)`` or ``async def handler(msg, delivery)``; may return a reply.
@@ -188,3 +198,70 @@ async def call_handler(route: Route, delivery: Delivery) -> ACLMessage | None:
     else:
         result = await route.func(delivery.message)
     return result
+
+
+def _header_filter(headers: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:
+    if not headers:
+        return ()
+    for name, value in headers.items():
+        if not isinstance(name, str) or not isinstance(value, str) or not name or not value:
+            raise ValueError(f"header filter {name!r}: {value!r} must be two non-empty strings")
+        if name != name.lower():
+            raise ValueError(f"header filter {name!r}: header names are lower-case")
+    return tuple(sorted(headers.items()))
+
+
+def route_filters(
+    performatives: tuple[Performative | str, ...],
+    message_type: str | None,
+    protocol: str | None,
+    topic: str | None,
+    headers: Mapping[str, str] | None,
+    where: Callable[[ACLMessage], bool] | None,
+    payload: type[BaseModel] | None,
+) -> dict[str, Any]:
+    """The filters of a handler, checked: `Route`'s fields other than the handler's.
+
+    Raises:
+        TypeError: ``payload`` is not a pydantic model class.
+        ValueError: An unknown performative, a bad message type, protocol, topic or header.
+    """
+    acts = frozenset(Performative(p) for p in performatives) or None
+    if message_type is not None:
+        validate_topic(message_type, pattern=True)
+    if protocol is not None:
+        validate_id(protocol, "protocol")
+    if topic is not None:
+        validate_topic(topic, pattern=True)
+    if payload is not None and not (isinstance(payload, type) and issubclass(payload, BaseModel)):
+        raise TypeError(f"payload= must be a pydantic model class, not {payload!r}")
+    return {
+        "performatives": acts,
+        "message_type": message_type,
+        "protocol": protocol,
+        "topic": topic,
+        "headers": _header_filter(headers),
+        "where": where,
+        "payload": payload,
+    }
+
+
+def takes_delivery(func: Handler) -> bool:
+    """Whether a handler takes ``(msg, delivery)`` rather than ``(msg)``.
+
+    Raises:
+        TypeError: It is not an async function of one or two positional parameters.
+    """
+    if not (inspect.iscoroutinefunction(func) or inspect.isasyncgenfunction(func)):
+        raise TypeError(f"handler {func!r} must be an async function (async def)")
+    params = [
+        p
+        for p in inspect.signature(func).parameters.values()
+        if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
+    ]
+    if len(params) not in (1, 2):
+        raise TypeError(
+            f"handler {func.__qualname__} must take (msg) or (msg, delivery), "
+            f"not {len(params)} positional parameters"
+        )
+    return len(params) == 2
