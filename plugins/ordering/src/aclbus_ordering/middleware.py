@@ -38,8 +38,7 @@ from aclbus_ordering.series import Gap, Series, SeriesId, Verdict
 from aclbus_ordering.settings import OrderingSettings
 
 if TYPE_CHECKING:
-    from aclbus import Agent
-    from aclbus import Bus
+    from aclbus import Agent, Bus
 
 __all__ = ["LATE_REASON", "GapCallback", "LateMessage", "Ordering", "OrderingStats"]
 

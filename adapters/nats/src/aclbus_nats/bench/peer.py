@@ -16,9 +16,9 @@ from faststream.nats import DeliverPolicy, JStream, NatsBroker
 from nats.aio.client import Client
 
 from aclbus.bench import Arrivals, Column, Params, Sample, publish_many, publish_paced
-from aclbus.plugin.bench_columns import CORE_THROUGHPUT, LATENCY_AT_RATE, REQUEST_LATENCY
 from aclbus.bench.drivers import clock, read_stamp, stamp
 from aclbus.bus import Bus
+from aclbus.plugin.bench_columns import CORE_THROUGHPUT, LATENCY_AT_RATE, REQUEST_LATENCY
 from aclbus_nats.bench.target import BenchTarget
 
 __all__ = ["FastStreamColumn"]

@@ -14,14 +14,14 @@ from nats.aio.msg import Msg
 from nats.js import api
 
 from aclbus.bench import Arrivals, Column, Params, Sample, publish_many, publish_paced
+from aclbus.bench.drivers import clock, read_stamp, stamp
+from aclbus.bus import Bus
 from aclbus.plugin.bench_columns import (
     CORE_THROUGHPUT,
     DURABLE_THROUGHPUT,
     LATENCY_AT_RATE,
     REQUEST_LATENCY,
 )
-from aclbus.bench.drivers import clock, read_stamp, stamp
-from aclbus.bus import Bus
 from aclbus_nats.bench.target import BenchTarget
 
 __all__ = ["RawNatsColumn"]
