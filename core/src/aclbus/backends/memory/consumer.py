@@ -124,7 +124,7 @@ class Consumer:
 
     def __init__(
         self,
-        stream: Stream,
+        stream: Stream[Consumer],
         name: str,
         spec: SubscriptionSpec,
         *,
