@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
 
 from aclbus.acl import Performative
-from aclbus.protocols.conversation import FIPA_QUERY, Outcome, Transitions
+from aclbus.protocols.conversation import FIPA_QUERY, Outcome
+from aclbus.protocols.machine import Transitions
 from aclbus.protocols.request import Perform, _ActionInitiator, _ActionResponder
 
 if TYPE_CHECKING:

@@ -17,19 +17,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, Final
 from aclbus._internal.uuid7 import new_id
 from aclbus.acl import ACLMessage, Performative
 from aclbus.errors import ConfigurationError
-from aclbus.protocols.conversation import (
-    FIPA_REQUEST,
-    Conversation,
-    Outcome,
-    Responder,
-    Session,
-    StateMachine,
-    Transitions,
-    check_deadline,
-    error_payload,
-    resolve,
-    timeout_error,
-)
+from aclbus.protocols.callbacks import error_payload, resolve
+from aclbus.protocols.conversation import FIPA_REQUEST, Conversation, Outcome
+from aclbus.protocols.deadlines import check_deadline
 from aclbus.protocols.errors import (
     ConversationCancelled,
     NotUnderstood,
@@ -38,6 +28,8 @@ from aclbus.protocols.errors import (
     ProtocolTimeout,
     Refused,
 )
+from aclbus.protocols.machine import StateMachine, Transitions
+from aclbus.protocols.responder import Responder, Session
 from aclbus.subjects import validate_id
 
 if TYPE_CHECKING:
@@ -208,14 +200,14 @@ class _ActionInitiator(Conversation):
         )
         if not answered:
             self.machine.finish("timed-out")
-            raise timeout_error(self, "response", self.deadline)
+            raise self._timed_out("response", self.deadline)
         if self._agreed_at is not None and not self.machine.done:
             done = await self._wait(
                 lambda: self.machine.done, self._agreed_at + self.result_deadline
             )
             if not done:
                 self.machine.finish("timed-out")
-                raise timeout_error(self, "result", self.result_deadline)
+                raise self._timed_out("result", self.result_deadline)
 
     def _outcome(self) -> Outcome:
         last = self._last
