@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Final
 
 from aclbus._internal.uuid7 import new_id
 from aclbus.acl import ACLMessage, Performative
+from aclbus.errors import ConfigurationError
 from aclbus.protocols.deadlines import MAX_DEADLINE, check_deadline, reply_by
 from aclbus.protocols.errors import ConversationCancelled, ProtocolError, ProtocolTimeout
 from aclbus.protocols.machine import Direction, StateMachine, Transitions
@@ -54,6 +55,37 @@ FIPA_SUBSCRIBE: Final = "fipa-subscribe"
 log = logging.getLogger("aclbus.protocols")
 
 P = Performative
+
+
+# Fields the protocol sets itself: a caller passing them would break the matching.
+_PROTOCOL_FIELDS: Final = frozenset(
+    {
+        "message_id",
+        "performative",
+        "sender_id",
+        "receiver_id",
+        "receivers",
+        "payload",
+        "correlation_id",
+        "protocol",
+        "reply_with",
+        "in_reply_to",
+        "reply_by",
+    }
+)
+
+
+def check_fields(fields: Collection[str]) -> None:
+    """Refuse message fields that a protocol sets itself.
+
+    Raises:
+        ConfigurationError: One of ``fields`` is set by the protocol.
+    """
+    taken = sorted(_PROTOCOL_FIELDS.intersection(fields))
+    if taken:
+        raise ConfigurationError(
+            f"{', '.join(taken)} cannot be passed: the protocol sets these fields itself"
+        )
 
 
 @dataclass(frozen=True, slots=True)

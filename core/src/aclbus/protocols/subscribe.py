@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Final, Self
 from aclbus._internal.uuid7 import new_id
 from aclbus.acl import ACLMessage, Performative
 from aclbus.protocols.callbacks import error_payload, resolve
-from aclbus.protocols.conversation import FIPA_SUBSCRIBE, Conversation
+from aclbus.protocols.conversation import FIPA_SUBSCRIBE, Conversation, check_fields
 from aclbus.protocols.deadlines import check_deadline
 from aclbus.protocols.errors import (
     ConversationCancelled,
@@ -34,7 +34,6 @@ from aclbus.protocols.errors import (
     SequenceGap,
 )
 from aclbus.protocols.machine import StateMachine, Transitions
-from aclbus.protocols.request import check_fields
 from aclbus.protocols.responder import Responder, Session
 from aclbus.subjects import validate_id
 
