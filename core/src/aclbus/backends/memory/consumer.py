@@ -245,10 +245,10 @@ class Consumer:
         self.delivered += 1
         self._deadlines.set(p, now + self._wait(p.deliveries))
         return StreamReceived(
-            self,
             msg.subject,
             msg.headers,
             msg.body,
+            consumer=self,
             attempt=p.deliveries,
             sequence=p.seq,
             stream=self.stream.name,

@@ -32,10 +32,10 @@ class StreamReceived(Received):
     """An ``at_least_once`` delivery: settling it tells its consumer.
 
     Args:
-        consumer: The consumer that made the delivery.
         subject: The subject the message was published to.
         headers: Its headers.
         body: Its body.
+        consumer: The consumer that made the delivery, told how it is settled.
         attempt: The delivery count, from 1.
         sequence: Its sequence in the stream.
         stream: The stream's name.
@@ -45,14 +45,14 @@ class StreamReceived(Received):
 
     def __init__(
         self,
-        consumer: Settler,
         subject: str,
         headers: Mapping[str, str],
         body: bytes,
         *,
-        attempt: int,
-        sequence: int | None,
-        stream: str | None,
+        consumer: Settler,
+        attempt: int = 1,
+        sequence: int | None = None,
+        stream: str | None = None,
     ) -> None:
         super().__init__(
             subject, headers, body, attempt=attempt, sequence=sequence, mode=_ALO, stream=stream
@@ -62,10 +62,10 @@ class StreamReceived(Received):
     def duplicate(self) -> StreamReceived:
         """The same delivery once more (same attempt and sequence), as a duplicate arrives."""
         return StreamReceived(
-            self._consumer,
             self.subject,
             self.headers,
             self.body,
+            consumer=self._consumer,
             attempt=self.attempt,
             sequence=self.sequence,
             stream=self.stream,
