@@ -182,8 +182,11 @@ class SharedMap(Generic[V]):
 
     # -- the bucket and the codec -----------------------------------------------------------
 
-    async def _store(self) -> KeyValue:
-        """The bucket, provisioned on first use (provisioning an existing one is harmless)."""
+    async def kv(self) -> KeyValue:
+        """The map's KV bucket, provisioned on first use (provisioning one again is harmless).
+
+        What `SharedWatch` watches. A value written to it directly skips the map's checks.
+        """
         if self._kv is None:
             backend = self._bus.backend
             limits = self._bus.settings.streams
@@ -248,12 +251,12 @@ class SharedMap(Generic[V]):
             InvalidIdentifier: ``key`` is not a dotted id.
             SharedValueError: The stored value is not valid (JSON, or for the model).
         """
-        found = await (await self._store()).get(validate_key(key))
+        found = await (await self.kv()).get(validate_key(key))
         return self._entry(found) if found is not None else None
 
     async def keys(self) -> list[str]:
         """The keys that have a value, sorted."""
-        return await (await self._store()).keys()
+        return await (await self.kv()).keys()
 
     async def items(self) -> list[tuple[str, V]]:
         """Every key with its value, sorted by key (a key deleted meanwhile is left out).
@@ -278,7 +281,7 @@ class SharedMap(Generic[V]):
             SharedValueError: ``value`` is not JSON-serialisable, or not valid for the model.
         """
         data = self._encode(validate_key(key), value)
-        return await (await self._store()).put(key, data)
+        return await (await self.kv()).put(key, data)
 
     async def create(self, key: str, value: V) -> int:
         """Set ``key`` only if it has no value; return the new revision.
@@ -289,7 +292,7 @@ class SharedMap(Generic[V]):
             SharedValueError: ``value`` is not valid.
         """
         data = self._encode(validate_key(key), value)
-        return await (await self._store()).create(key, data)
+        return await (await self.kv()).create(key, data)
 
     async def update(self, key: str, value: V, revision: int) -> int:
         """Set ``key`` only if its latest revision is still ``revision`` (compare-and-set).
@@ -305,7 +308,7 @@ class SharedMap(Generic[V]):
         if isinstance(revision, bool) or not isinstance(revision, int) or revision < 1:
             raise ConfigurationError(f"revision must be a positive int, got {revision!r}")
         data = self._encode(validate_key(key), value)
-        return await (await self._store()).update(key, data, revision)
+        return await (await self.kv()).update(key, data, revision)
 
     async def modify(
         self,
@@ -336,7 +339,7 @@ class SharedMap(Generic[V]):
         if attempts < 1:
             raise ConfigurationError(f"attempts must be at least 1, got {attempts!r}")
         validate_key(key)
-        store = await self._store()
+        store = await self.kv()
         last: KVConflict | None = None
         for _ in range(attempts):
             current = await store.get(key)
@@ -365,7 +368,7 @@ class SharedMap(Generic[V]):
         Raises:
             InvalidIdentifier: ``key`` is not a dotted id.
         """
-        store = await self._store()
+        store = await self.kv()
         if await store.get(validate_key(key)) is not None:
             await store.delete(key)
 
@@ -389,7 +392,8 @@ class SharedMap(Generic[V]):
         """
         return SharedWatch(self, validate_key_pattern(pattern))
 
-    def _change(self, entry: KVEntry) -> Change[V] | None:
+    def change(self, entry: KVEntry) -> Change[V] | None:
+        """The `Change` an entry of the bucket stands for; None (logged) if its value is bad."""
         if entry.operation == "delete":
             return Change(entry.key, "delete", None, entry.revision, entry.created)
         try:
@@ -417,7 +421,7 @@ class SharedWatch(Generic[V]):
     async def start(self) -> Self:
         """Start watching (done by ``async with`` and by the first iteration); idempotent."""
         if self._source is None and not self._closed:
-            store = await self._shared._store()
+            store = await self._shared.kv()
             self._source = await store.started_watch(self.pattern)
         return self
 
@@ -453,7 +457,7 @@ class SharedWatch(Generic[V]):
             if source is None:
                 raise StopAsyncIteration
             entry = await source.__anext__()
-            change = self._shared._change(entry)
+            change = self._shared.change(entry)
             if change is not None:
                 return change
 

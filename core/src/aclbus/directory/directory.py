@@ -12,9 +12,10 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, Self
 
-from aclbus.backend import KeyValue, KVEntry, KVSpec
+from aclbus.backend import KVEntry
 from aclbus.directory.description import AgentDescription, InvalidDescription
 from aclbus.directory.presence import Heartbeat, Presence
+from aclbus.directory.stores import DirectoryStores
 from aclbus.dlq import redact
 from aclbus.errors import CapabilityError, ConfigurationError
 from aclbus.subjects import validate_id
@@ -67,50 +68,20 @@ class Directory:
     def __init__(self, bus: BusCore) -> None:
         if not bus.backend.capabilities.kv:
             raise CapabilityError("the agent directory", bus.backend.name, ["kv"])
-        self._bus = bus
         self.settings = bus.settings.directory
         self.bucket = bus.subjects.bucket("directory")
         self.presence_bucket = bus.subjects.bucket("presence")
-        # The backend's clock: beat times and the bucket's TTL move together (a test's
-        # ManualClock on the memory engine).
-        self._clock = bus.backend.clock
-        self._sleep = self._clock.sleep
-        self._descriptions: KeyValue | None = None
-        self._presence: KeyValue | None = None
+        self._stores = DirectoryStores(bus.backend, bus.settings, self.bucket, self.presence_bucket)
         self._heartbeats: dict[str, Heartbeat] = {}
         self._watches: weakref.WeakSet[DirectoryWatch] = weakref.WeakSet()
-
-    def _now(self) -> float:
-        """Wall-clock seconds of the backend's clock."""
-        return self._clock.wall().timestamp()
 
     def __repr__(self) -> str:
         return f"Directory(bucket={self.bucket!r}, registered={sorted(self._heartbeats)!r})"
 
-    async def _stores(self) -> tuple[KeyValue, KeyValue]:
-        """The two buckets, provisioned on first use."""
-        if self._descriptions is None or self._presence is None:
-            backend = self._bus.backend
-            limits = self._bus.settings.streams
-            await backend.provision(
-                KVSpec(
-                    bucket=self.bucket,
-                    replicas=limits.replicas,
-                    storage="memory" if limits.storage == "memory" else "file",
-                )
-            )
-            # Beats are rewritten every few seconds: keep them off the disk.
-            await backend.provision(
-                KVSpec(
-                    bucket=self.presence_bucket,
-                    ttl=self.settings.presence_ttl,
-                    replicas=limits.replicas,
-                    storage="memory",
-                )
-            )
-            self._descriptions = await backend.kv(self.bucket)
-            self._presence = await backend.kv(self.presence_bucket)
-        return self._descriptions, self._presence
+    @property
+    def stores(self) -> DirectoryStores:
+        """Its two buckets (provisioned on first use) and their backend's clock."""
+        return self._stores
 
     # -- registering ------------------------------------------------------------------------
 
@@ -163,21 +134,21 @@ class Directory:
         previous = self._heartbeats.pop(agent_id, None)
         if previous is not None:
             await previous.stop()
-        descriptions, _ = await self._stores()
+        descriptions, _ = await self._stores.open()
         await descriptions.put(agent_id, desc.to_json())
 
         async def beat() -> None:
             await self._beat(agent_id, interval)
 
         await beat()
-        heart = Heartbeat(agent_id, interval, beat, self._sleep)
+        heart = Heartbeat(agent_id, interval, beat, self._stores.sleep)
         self._heartbeats[agent_id] = heart
         heart.start()
         return desc
 
     async def _beat(self, agent_id: str, interval: float) -> None:
-        _, presence = await self._stores()
-        await presence.put(agent_id, Presence(agent_id, self._now(), interval).to_json())
+        _, presence = await self._stores.open()
+        await presence.put(agent_id, Presence(agent_id, self._stores.now(), interval).to_json())
 
     async def deregister(self, agent_id: str) -> bool:
         """Remove an agent from the directory at once: stop its beats, delete its records.
@@ -196,7 +167,7 @@ class Directory:
         heart = self._heartbeats.pop(agent_id, None)
         if heart is not None:
             await heart.stop()
-        descriptions, presence = await self._stores()
+        descriptions, presence = await self._stores.open()
         found = False
         # Presence first: watchers see "unavailable" before "deregistered".
         if await presence.get(agent_id) is not None:
@@ -235,7 +206,7 @@ class Directory:
             InvalidIdentifier: ``agent_id`` is not an id.
             InvalidDescription: The stored description is not valid (another writer).
         """
-        descriptions, _ = await self._stores()
+        descriptions, _ = await self._stores.open()
         entry = await descriptions.get(validate_id(agent_id))
         return _read_description(entry) if entry is not None else None
 
@@ -245,7 +216,7 @@ class Directory:
         Raises:
             InvalidIdentifier: ``agent_id`` is not an id.
         """
-        _, presence = await self._stores()
+        _, presence = await self._stores.open()
         entry = await presence.get(validate_id(agent_id))
         return _read_presence(entry) if entry is not None else None
 
@@ -256,14 +227,14 @@ class Directory:
             InvalidIdentifier: ``agent_id`` is not an id.
         """
         beat = await self.presence(agent_id)
-        return beat is not None and beat.available(self._now())
+        return beat is not None and beat.available(self._stores.now())
 
     async def available(self) -> list[str]:
         """The ids of the agents available now, sorted."""
-        _, presence = await self._stores()
+        _, presence = await self._stores.open()
         keys = await presence.keys()
         entries = await asyncio.gather(*(presence.get(key) for key in keys))
-        now = self._now()
+        now = self._stores.now()
         beats = [_read_presence(e) for e in entries if e is not None]
         return sorted(b.agent_id for b in beats if b is not None and b.available(now))
 
@@ -290,7 +261,7 @@ class Directory:
         Returns:
             The matching descriptions, sorted by agent id.
         """
-        descriptions, _ = await self._stores()
+        descriptions, _ = await self._stores.open()
         keys = await descriptions.keys()
         entries = await asyncio.gather(*(descriptions.get(key) for key in keys))
         found: list[AgentDescription] = []
@@ -344,8 +315,8 @@ class DirectoryWatch:
 
     def __init__(self, directory: Directory) -> None:
         self._directory = directory
-        self._now = directory._now
-        self._sleep = directory._sleep
+        self._now = directory.stores.now
+        self._sleep = directory.stores.sleep
         self._events: asyncio.Queue[DirectoryChange | _End] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._sources: list[AsyncIterator[KVEntry]] = []
@@ -360,7 +331,7 @@ class DirectoryWatch:
         if self._started or self._closed:
             return self
         self._started = True
-        descriptions, presence = await self._directory._stores()
+        descriptions, presence = await self._directory.stores.open()
         self._sources = [
             await descriptions.started_watch(">"),
             await presence.started_watch(">"),

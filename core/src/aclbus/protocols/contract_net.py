@@ -18,19 +18,12 @@ from typing import TYPE_CHECKING, Any, Final
 from aclbus._internal.uuid7 import new_id
 from aclbus.acl import ACLMessage, Performative
 from aclbus.errors import ConfigurationError
-from aclbus.protocols.conversation import (
-    FIPA_CONTRACT_NET,
-    Conversation,
-    Responder,
-    Session,
-    StateMachine,
-    Transitions,
-    check_deadline,
-    error_payload,
-    resolve,
-)
+from aclbus.protocols.callbacks import error_payload, resolve
+from aclbus.protocols.conversation import FIPA_CONTRACT_NET, Conversation, check_fields
+from aclbus.protocols.deadlines import check_deadline
 from aclbus.protocols.errors import ProtocolError
-from aclbus.protocols.request import check_fields
+from aclbus.protocols.machine import StateMachine, Transitions
+from aclbus.protocols.responder import Responder, Session
 from aclbus.subjects import validate_id
 
 if TYPE_CHECKING:

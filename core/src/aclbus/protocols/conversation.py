@@ -1,7 +1,7 @@
-"""The parts of every FIPA protocol: state machines, deadlines, initiators and responders.
+"""The initiator's side of every FIPA protocol: `Conversation`, its `Outcome`, the protocol ids.
 
-A `StateMachine` per role and conversation, the deadline of each step, the initiator's
-`Conversation` and the responder's `Responder`.
+A `Conversation` drives one conversation: a `StateMachine` per peer and a deadline per step
+(`check_deadline`). The responder's side is `Responder`.
 
 Messages of a conversation are matched strictly: on the conversation id (``correlation_id``)
 and on ``in_reply_to``, which must name a message this side sent to that peer. Anything else
@@ -13,26 +13,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import inspect
 import logging
 import math
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final
 
 from aclbus._internal.uuid7 import new_id
 from aclbus.acl import ACLMessage, Performative
-from aclbus.dlq import redact
-from aclbus.protocols.errors import (
-    ConversationCancelled,
-    InvalidDeadline,
-    OutOfSequence,
-    ProtocolError,
-    ProtocolFailure,
-    ProtocolTimeout,
-    Refused,
-)
+from aclbus.errors import ConfigurationError
+from aclbus.protocols.deadlines import MAX_DEADLINE, check_deadline, reply_by
+from aclbus.protocols.errors import ConversationCancelled, ProtocolError, ProtocolTimeout
+from aclbus.protocols.machine import Direction, StateMachine, Transitions
+from aclbus.protocols.responder import Responder
+from aclbus.protocols.sending import send_quietly
 from aclbus.subjects import validate_id
 
 if TYPE_CHECKING:
@@ -58,124 +52,40 @@ FIPA_QUERY: Final = "fipa-query"
 FIPA_CONTRACT_NET: Final = "fipa-contract-net"
 FIPA_SUBSCRIBE: Final = "fipa-subscribe"
 
-MAX_DEADLINE: Final = 7 * 24 * 3600.0
-"""The longest deadline of a step, in seconds (a week): longer is a mistake, not a plan."""
-
 log = logging.getLogger("aclbus.protocols")
-
-Direction = Literal["in", "out"]
-"""Whether the role receives (``"in"``) or sends (``"out"``) the act."""
-
-Transitions = Mapping[str, Mapping[tuple[Direction, Performative], str]]
-"""``{state: {(direction, act): next_state}}``; a state with no entry is final."""
 
 P = Performative
 
 
-def check_deadline(name: str, value: object) -> float:
-    """Return ``value`` as seconds if it is a usable deadline.
+# Fields the protocol sets itself: a caller passing them would break the matching.
+_PROTOCOL_FIELDS: Final = frozenset(
+    {
+        "message_id",
+        "performative",
+        "sender_id",
+        "receiver_id",
+        "receivers",
+        "payload",
+        "correlation_id",
+        "protocol",
+        "reply_with",
+        "in_reply_to",
+        "reply_by",
+    }
+)
 
-    Args:
-        name: The parameter's name, for the error.
-        value: The candidate: an int or float, finite, above 0, at most `MAX_DEADLINE`.
+
+def check_fields(fields: Collection[str]) -> None:
+    """Refuse message fields that a protocol sets itself.
 
     Raises:
-        InvalidDeadline: It is not.
+        ConfigurationError: One of ``fields`` is set by the protocol.
     """
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise InvalidDeadline(name, value)
-    seconds = float(value)
-    if not (math.isfinite(seconds) and 0 < seconds <= MAX_DEADLINE):
-        raise InvalidDeadline(name, value)
-    return seconds
-
-
-def reply_by(seconds: float) -> datetime:
-    """The ``reply_by`` of a step that must be answered within ``seconds``."""
-    return datetime.now(UTC) + timedelta(seconds=seconds)
-
-
-async def resolve(func: Callable[..., Any], *args: Any) -> Any:
-    """Call a user callback that may be plain or async; return its result."""
-    result = func(*args)
-    if inspect.isawaitable(result):
-        result = await result
-    return result
-
-
-def error_payload(exc: BaseException) -> dict[str, Any]:
-    """The payload of a ``refuse``/``failure`` sent because a callback raised ``exc``."""
-    if isinstance(exc, Refused | ProtocolFailure):
-        return {"reason": exc.reason or "unspecified"}
-    if isinstance(exc, TimeoutError):
-        return {"reason": "timeout"}
-    # An exception's text may hold a credential: mask it before it leaves the agent.
-    return {"reason": "error", "error": type(exc).__name__, "message": redact(str(exc))}
-
-
-class StateMachine:
-    """The states of one role (initiator, participant) in one conversation with one peer.
-
-    Args:
-        protocol: The protocol id, for errors.
-        role: The role, for errors (``"initiator"``).
-        transitions: Which acts, received or sent, lead from each state to which next.
-        initial: The first state.
-
-    Example::
-
-        machine = StateMachine("fipa-request", "initiator", REQUEST_INITIATOR, "requested")
-        machine.receive(Performative.AGREE)  # -> "agreed"
-    """
-
-    __slots__ = ("_transitions", "protocol", "role", "state")
-
-    def __init__(self, protocol: str, role: str, transitions: Transitions, initial: str) -> None:
-        self.protocol = protocol
-        self.role = role
-        self._transitions = transitions
-        self.state = initial
-
-    def __repr__(self) -> str:
-        return f"<StateMachine {self.protocol} {self.role} {self.state!r}>"
-
-    @property
-    def done(self) -> bool:
-        """True in a final state: no act leads anywhere from it."""
-        return not self._transitions.get(self.state)
-
-    def allows(self, direction: Direction, performative: Performative | str) -> bool:
-        """Whether the act may be received (``"in"``) or sent (``"out"``) now."""
-        steps = self._transitions.get(self.state, {})
-        return (direction, Performative(performative)) in steps
-
-    def receive(self, performative: Performative | str) -> str:
-        """Take a received act; return the new state.
-
-        Raises:
-            OutOfSequence: The act is not allowed now (the state is unchanged).
-        """
-        return self._step("in", Performative(performative))
-
-    def send(self, performative: Performative | str) -> str:
-        """Take a sent act; return the new state.
-
-        Raises:
-            OutOfSequence: The act is not allowed now (the state is unchanged).
-        """
-        return self._step("out", Performative(performative))
-
-    def finish(self, state: str) -> None:
-        """End outside the table: ``"timed-out"`` or ``"cancelled"`` (a final state)."""
-        self.state = state
-
-    def _step(self, direction: Direction, act: Performative) -> str:
-        after = self._transitions.get(self.state, {}).get((direction, act))
-        if after is None:
-            verb = "receive" if direction == "in" else "send"
-            raise OutOfSequence(self.protocol, self.role, self.state, f"{verb} {act.value}")
-        self.state = after
-        return after
+    taken = sorted(_PROTOCOL_FIELDS.intersection(fields))
+    if taken:
+        raise ConfigurationError(
+            f"{', '.join(taken)} cannot be passed: the protocol sets these fields itself"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,6 +179,11 @@ class Conversation:
             self._ended = True
             self.agent.end_conversation(self.id)
             self._changed.set()
+
+    def _timed_out(self, step: str, seconds: float) -> ProtocolTimeout:
+        """End the conversation; return the `ProtocolTimeout` of ``step`` to raise."""
+        self._end()
+        return ProtocolTimeout(self.protocol, step, self.id, seconds)
 
     async def _send(
         self,
@@ -440,7 +355,7 @@ class Conversation:
             msg.sender_id,
             reason,
         )
-        await _send_quietly(
+        await send_quietly(
             self.agent,
             msg.reply(
                 P.NOT_UNDERSTOOD,
@@ -448,255 +363,3 @@ class Conversation:
                 sender_id=self.agent.id,
             ),
         )
-
-
-async def _send_quietly(agent: Agent, msg: ACLMessage) -> bool:
-    """Send ``msg``; log (not raise) when it cannot be sent. Return whether it was sent."""
-    try:
-        await agent.bus.send(msg)
-    except Exception as exc:
-        log.warning(
-            "agent %s: could not send %s: %s: %s",
-            agent.id,
-            msg.performative.value,
-            type(exc).__name__,
-            redact(str(exc)),
-        )
-        return False
-    return True
-
-
-@dataclass(slots=True)
-class Session:
-    """A responder's state for one conversation with one initiator.
-
-    Attributes:
-        opening: The message that opened it (request, cfp, subscribe).
-        machine: The responder's state machine.
-        expects: The id the initiator's next message must reply to (a ``propose``'s id).
-        task: The work running for it (the action, the bid), if any.
-        timer: Its pending deadline, if any.
-        seen: Ids of messages taken, so that a redelivery is not taken twice.
-        data: Scratch space of the protocol (a subscription's sequence number).
-    """
-
-    opening: ACLMessage
-    machine: StateMachine
-    expects: str | None = None
-    task: asyncio.Task[None] | None = None
-    timer: asyncio.TimerHandle | None = None
-    seen: set[str] | None = None
-    data: dict[str, Any] | None = None
-
-    @property
-    def key(self) -> tuple[str, str]:
-        """``(initiator, conversation id)``."""
-        return (self.opening.sender_id, self.opening.correlation_id or self.opening.message_id)
-
-
-class Responder:
-    """The responder's side of a protocol on one agent: one `Session` per conversation.
-
-    It registers one handler for every message of its protocol (``agent.on(protocol=...)``)
-    and keeps conversations apart by ``(initiator, conversation id)``. A message that opens
-    the protocol starts a session; ``cancel`` ends one (answered ``inform`` done, or
-    ``failure`` when there is nothing to cancel); anything else is answered ``not-understood``
-    unless the protocol's state machine takes it. Long work (an action, a bid) runs in a task
-    of its own, so the agent keeps taking messages (cancels among them) meanwhile.
-
-    Register responders before any catch-all handler of the agent: the first matching handler
-    takes a message.
-
-    Args:
-        agent: The responding agent.
-        protocol: The protocol id.
-        opening: The acts that open a conversation.
-        role: The role's name, for errors and logs.
-        transitions: The role's state machine.
-        initial: The state a session starts in (before taking the opening act).
-    """
-
-    def __init__(
-        self,
-        agent: Agent,
-        protocol: str,
-        opening: Collection[Performative],
-        *,
-        role: str,
-        transitions: Transitions,
-        initial: str = "idle",
-    ) -> None:
-        self.agent = agent
-        self.protocol = protocol
-        self._opening = frozenset(opening)
-        self._role = role
-        self._transitions = transitions
-        self._initial = initial
-        self._sessions: dict[tuple[str, str], Session] = {}
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._handler = self._on_message  # one bound method: remove_handler compares by identity
-        agent.on(protocol=protocol)(self._handler)
-        self._closed = False
-
-    @property
-    def sessions(self) -> Mapping[tuple[str, str], Session]:
-        """The open conversations, by ``(initiator, conversation id)``."""
-        return dict(self._sessions)
-
-    async def close(self) -> None:
-        """Stop responding: remove the handler, stop running work, forget every session."""
-        if self._closed:
-            return
-        self._closed = True
-        self.agent.remove_handler(self._handler)
-        for session in list(self._sessions.values()):
-            self._forget(session)
-        tasks = list(self._tasks)
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-
-    # -- for subclasses ----------------------------------------------------------------------
-
-    async def _start(self, session: Session) -> None:
-        """A session was opened by ``session.opening`` (already taken by its machine)."""
-        raise NotImplementedError
-
-    async def _continue(self, session: Session, msg: ACLMessage) -> str | None:
-        """Take a later message of an open session; return why it does not fit, or None."""
-        return f"{msg.performative.value} is not expected in state {session.machine.state!r}"
-
-    async def _on_cancel(self, session: Session) -> None:
-        """A session is being cancelled (its task is already cancelled)."""
-
-    def _spawn(self, session: Session, work: Any) -> None:
-        task: asyncio.Task[None] = asyncio.create_task(work)
-        session.task = task
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-
-    def _task_done(self, task: asyncio.Task[None]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            exc = task.exception()
-            log.error(
-                "%s %s on agent %s: work failed: %s: %s",
-                self.protocol,
-                self._role,
-                self.agent.id,
-                type(exc).__name__,
-                redact(str(exc)),
-            )
-
-    def _forget(self, session: Session) -> None:
-        if self._sessions.get(session.key) is session:
-            del self._sessions[session.key]
-        if session.timer is not None:
-            session.timer.cancel()
-            session.timer = None
-
-    async def _answer(
-        self,
-        session: Session,
-        to: ACLMessage,
-        performative: Performative,
-        payload: Any,
-        **fields: Any,
-    ) -> ACLMessage | None:
-        """Send a reply that the session's machine allows; end the session if it is final.
-
-        Returns:
-            The reply, or None if the state machine does not allow it now (nothing is sent).
-        """
-        if not session.machine.allows("out", performative):
-            log.debug("%s: not sending %s in %s", self.protocol, performative, session.machine)
-            return None
-        session.machine.send(performative)
-        reply = to.reply(performative, payload, sender_id=self.agent.id, **fields)
-        if session.machine.done:
-            self._forget(session)
-        await _send_quietly(self.agent, reply)
-        return reply
-
-    async def _not_understood(self, msg: ACLMessage, reason: str) -> None:
-        if msg.performative is P.NOT_UNDERSTOOD:
-            return
-        log.info(
-            "%s %s on agent %s: %s from %s not understood: %s",
-            self.protocol,
-            self._role,
-            self.agent.id,
-            msg.performative.value,
-            msg.sender_id,
-            reason,
-        )
-        await _send_quietly(
-            self.agent,
-            msg.reply(
-                P.NOT_UNDERSTOOD,
-                {"reason": reason, "performative": msg.performative.value},
-                sender_id=self.agent.id,
-            ),
-        )
-
-    # -- the message path --------------------------------------------------------------------
-
-    async def _on_message(self, msg: ACLMessage) -> None:
-        try:
-            await self._dispatch(msg)
-        except Exception:  # a bug here must not crash the agent's consumer
-            log.exception("%s %s on agent %s failed", self.protocol, self._role, self.agent.id)
-
-    async def _dispatch(self, msg: ACLMessage) -> None:
-        if self._closed:
-            await self._not_understood(msg, f"agent no longer speaks {self.protocol}")
-            return
-        if msg.correlation_id is None:
-            await self._not_understood(msg, "a message of this protocol needs a conversation id")
-            return
-        session = self._sessions.get((msg.sender_id, msg.correlation_id))
-        if session is not None and session.seen is not None and msg.message_id in session.seen:
-            return  # a redelivery of a message already taken
-        if msg.performative is P.CANCEL:
-            await self._cancel(session, msg)
-            return
-        if session is None:
-            if msg.performative in self._opening:
-                await self._open(msg)
-            else:
-                await self._not_understood(msg, "no such conversation")
-            return
-        problem = await self._continue(session, msg)
-        if problem is not None:
-            await self._not_understood(msg, problem)
-        elif session.seen is not None:
-            session.seen.add(msg.message_id)
-
-    async def _open(self, msg: ACLMessage) -> None:
-        machine = StateMachine(self.protocol, self._role, self._transitions, self._initial)
-        machine.receive(msg.performative)
-        session = Session(msg, machine, seen={msg.message_id}, data={})
-        self._sessions[session.key] = session
-        await self._start(session)
-
-    async def _cancel(self, session: Session | None, msg: ACLMessage) -> None:
-        if session is None:
-            await _send_quietly(
-                self.agent,
-                msg.reply(P.FAILURE, {"reason": "no-such-conversation"}, sender_id=self.agent.id),
-            )
-            return
-        self._forget(session)
-        session.machine.finish("cancelled")
-        if session.task is not None and not session.task.done():
-            session.task.cancel()
-        await self._on_cancel(session)
-        await _send_quietly(
-            self.agent, msg.reply(P.INFORM, {"cancelled": True}, sender_id=self.agent.id)
-        )
-
-
-def timeout_error(conversation: Conversation, step: str, seconds: float) -> ProtocolTimeout:
-    """The `ProtocolTimeout` of ``step``, after ending the conversation."""
-    conversation._end()
-    return ProtocolTimeout(conversation.protocol, step, conversation.id, seconds)

@@ -2,7 +2,7 @@
 
 ``query-if`` | ``query-ref`` → ``refuse`` | (``agree`` →) ``inform`` (``inform-if``,
 ``inform-ref`` taken too) | ``failure``. The same exchange, deadlines and cancel as FIPA
-Request (`aclbus.protocols.request`), with the query acts.
+Request (`aclbus.protocols.request`), with the query acts (`aclbus.protocols.action`).
 """
 
 from __future__ import annotations
@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal
 
 from aclbus.acl import Performative
-from aclbus.protocols.conversation import FIPA_QUERY, Outcome, Transitions
-from aclbus.protocols.request import Perform, _ActionInitiator, _ActionResponder
+from aclbus.protocols.action import ActionInitiator, ActionResponder, Perform
+from aclbus.protocols.conversation import FIPA_QUERY, Outcome
+from aclbus.protocols.machine import Transitions
 
 if TYPE_CHECKING:
     from aclbus.agent import Agent
@@ -47,7 +48,7 @@ QUERY_PARTICIPANT: Final[Transitions] = {
 """The participant of a Query, from ``"idle"``."""
 
 
-class Query(_ActionInitiator):
+class Query(ActionInitiator):
     """The initiator of one FIPA Query conversation.
 
     Args:
@@ -128,7 +129,7 @@ async def query(
     ).run()
 
 
-class QueryResponder(_ActionResponder):
+class QueryResponder(ActionResponder):
     """The participant of FIPA Query on an agent: answers each query with ``answer(msg)``.
 
     It behaves as `RequestResponder` (``decide``, ``agree``, ``timeout``, cancel), with the

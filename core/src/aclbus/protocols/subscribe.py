@@ -21,18 +21,9 @@ from typing import TYPE_CHECKING, Any, Final, Self
 
 from aclbus._internal.uuid7 import new_id
 from aclbus.acl import ACLMessage, Performative
-from aclbus.protocols.conversation import (
-    FIPA_SUBSCRIBE,
-    Conversation,
-    Responder,
-    Session,
-    StateMachine,
-    Transitions,
-    check_deadline,
-    error_payload,
-    resolve,
-    timeout_error,
-)
+from aclbus.protocols.callbacks import error_payload, resolve
+from aclbus.protocols.conversation import FIPA_SUBSCRIBE, Conversation, check_fields
+from aclbus.protocols.deadlines import check_deadline
 from aclbus.protocols.errors import (
     ConversationCancelled,
     NotUnderstood,
@@ -42,7 +33,8 @@ from aclbus.protocols.errors import (
     Refused,
     SequenceGap,
 )
-from aclbus.protocols.request import check_fields
+from aclbus.protocols.machine import StateMachine, Transitions
+from aclbus.protocols.responder import Responder, Session
 from aclbus.subjects import validate_id
 
 if TYPE_CHECKING:
@@ -173,7 +165,7 @@ class FipaSubscription(Conversation):
             raise
         if not await self._wait(lambda: self.machine.state != "subscribing", until):
             self.machine.finish("timed-out")
-            raise timeout_error(self, "agree", self.deadline)
+            raise self._timed_out("agree", self.deadline)
         if self.machine.state != "active":
             raise self._ending_error()
         return sent

@@ -235,7 +235,8 @@ class Claims:
         self.keep_alive = keep_alive if keep_alive is not None else timeout / 3
         self.unfinished = unfinished
 
-    def _processing(self, token: str) -> tuple[Record, float]:
+    def processing(self, token: str) -> tuple[Record, float]:
+        """A ``processing`` record of this bus for ``token``, and its deadline (now + timeout)."""
         deadline = self.now() + self.timeout
         return Record(Status.PROCESSING, self.owner, deadline, token), deadline
 
@@ -257,7 +258,7 @@ class Claims:
         token = token or new_token()
         kv = self.kv
         for _ in range(MAX_RACES):
-            mine, deadline = self._processing(token)
+            mine, deadline = self.processing(token)
             try:
                 revision = await kv.create(key, mine.encode())
             except KVConflict:
@@ -411,7 +412,7 @@ class Claim:
         claims = self._claims
         if not self._held or self.deadline - claims.now() > claims.timeout / 2:
             return
-        mine, deadline = claims._processing(self.token)
+        mine, deadline = claims.processing(self.token)
         if await self.write(mine, "extend") is Written.WRITTEN:
             self.deadline = deadline
 

@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Callable, Mapping
-from datetime import datetime, timedelta
+from collections.abc import Mapping
 from types import MappingProxyType, TracebackType
 from typing import Any, ClassVar, Literal, Self
 
@@ -25,29 +24,22 @@ from aclbus.backend import (
     SubscriptionSpec,
 )
 from aclbus.backends.memory.clock import Clock
-from aclbus.backends.memory.consumer import Consumer, ConsumerInfo
+from aclbus.backends.memory.consumer import ConsumerInfo
 from aclbus.backends.memory.faults import FaultInjector, Faults
 from aclbus.backends.memory.kv import KVWatch, MemoryKeyValue
-from aclbus.backends.memory.matching import check_filter, check_subject
+from aclbus.backends.memory.matching import check_subject
+from aclbus.backends.memory.request_reply import Requests
 from aclbus.backends.memory.server import MemoryServer
-from aclbus.backends.memory.stream import StoredMessage as EngineMessage
+from aclbus.backends.memory.stored import StoredMessages
 from aclbus.backends.memory.stream import StreamInfo
-from aclbus.backends.memory.subscription import DeliverySource, MemorySubscription
-from aclbus.errors import (
-    BackendClosed,
-    ConfigurationError,
-    HeadersTooLarge,
-    MessageTooLarge,
-    NoResponders,
-    RequestTimeout,
-)
-from aclbus.subjects import validate_id
+from aclbus.backends.memory.subscription_spec import check_subscription_spec
+from aclbus.backends.memory.subscriptions import Subscriptions
+from aclbus.errors import BackendClosed, ConfigurationError, HeadersTooLarge, MessageTooLarge
 from aclbus.wire import encoded_size
 
 __all__ = ["MAX_STORED_HEADER_BYTES", "MemoryBackend"]
 
 _ALO = DeliveryMode.AT_LEAST_ONCE
-_AMO = DeliveryMode.AT_MOST_ONCE
 
 MAX_STORED_HEADER_BYTES = 65535
 """The largest header block a stored message may have, as JetStream stores it (its length is
@@ -70,34 +62,6 @@ _EVERYTHING = Capabilities(
     durable=True,
     fault_injection=True,
 )
-
-
-def _check_spec(spec: SubscriptionSpec) -> None:
-    check_filter(spec.subject)
-    where = f"subscription to {spec.subject!r}"
-    if spec.mode not in (_ALO, _AMO):
-        raise ConfigurationError(f"{where}: unknown delivery mode {spec.mode!r}")
-    if spec.deliver not in ("all", "new"):
-        raise ConfigurationError(f"{where}: deliver={spec.deliver!r} must be 'all' or 'new'")
-    if spec.concurrency < 1:
-        raise ConfigurationError(f"{where}: concurrency={spec.concurrency!r} must be >= 1")
-    if not spec.ack_wait > 0:
-        raise ConfigurationError(f"{where}: ack_wait={spec.ack_wait!r} must be > 0 seconds")
-    if spec.max_deliver is not None and spec.max_deliver < 1:
-        raise ConfigurationError(f"{where}: max_deliver={spec.max_deliver!r} must be >= 1")
-    if spec.max_ack_pending < 1:
-        raise ConfigurationError(f"{where}: max_ack_pending={spec.max_ack_pending!r} must be >= 1")
-    if any(not delay > 0 for delay in spec.backoff):
-        raise ConfigurationError(f"{where}: every backoff step must be > 0, got {spec.backoff!r}")
-    if spec.durable is not None:
-        validate_id(spec.durable, "durable consumer name")
-    if spec.queue is not None:
-        validate_id(spec.queue, "queue group")
-    if spec.lazy and spec.mode == _ALO and spec.deliver != "all":
-        # The first message is stored before the consumer exists: "new" would skip it.
-        raise ConfigurationError(
-            f"{where}: a lazy subscription delivers what is stored: deliver must be 'all'"
-        )
 
 
 class MemoryBackend(Backend):
@@ -166,9 +130,9 @@ class MemoryBackend(Backend):
         self._settings = settings
         self._max_payload = max_payload
         self._state: Literal["new", "open", "closed"] = "new"
-        self._subscriptions: set[MemorySubscription] = set()
-        self._lazy: set[_LazySubscription] = set()  # lazy ones waiting for a first message
-        self._requests: set[asyncio.Future[Reply]] = set()
+        self._subscriptions = Subscriptions(self._server)
+        self._requests = Requests(self._server)
+        self._stored = StoredMessages(self._server)
         self._watches: weakref.WeakSet[KVWatch] = weakref.WeakSet()
 
     def sibling(self) -> MemoryBackend:
@@ -200,7 +164,7 @@ class MemoryBackend(Backend):
     @property
     def subscriptions(self) -> list[Subscription]:
         """The active subscriptions made through this backend (lazy ones still waiting too)."""
-        return [*self._subscriptions, *self._lazy]
+        return self._subscriptions.all()
 
     def stream_info(self, name: str) -> StreamInfo:
         """The state of stream ``name``: message count, bytes, first and last sequence.
@@ -250,12 +214,8 @@ class MemoryBackend(Backend):
         if self._state == "closed":
             return
         self._state = "closed"
-        for lazy in list(self._lazy):
-            lazy.stop()
-        tasks = [task for sub in list(self._subscriptions) for task in sub.abort()]
-        for waiter in self._requests:
-            if not waiter.done():
-                waiter.set_exception(BackendClosed("the memory backend closed during a request"))
+        tasks = self._subscriptions.stop()
+        self._requests.close()
         for watch in list(self._watches):
             watch.close()
         if tasks:
@@ -366,39 +326,8 @@ class MemoryBackend(Backend):
             BackendClosed: Not connected.
         """
         self._check()
-        _check_spec(spec)
-        if spec.mode == _AMO:
-            return self._start(spec, handler, self._server.router.add(spec.subject, spec.queue))
-        if spec.lazy:
-            lazy = _LazySubscription(spec, self._lazy.discard)
-
-            def ready(bound: Consumer) -> None:
-                lazy.bound(self._start(spec, handler, bound))
-
-            cancel = self._server.wait_for_consumer(spec, ready)
-            if cancel is not None:
-                lazy.waiting(cancel)
-                self._lazy.add(lazy)
-                return lazy
-        return self._start(spec, handler, self._server.consumer_for(spec))
-
-    def _start(
-        self, spec: SubscriptionSpec, handler: DeliveryHandler, source: DeliverySource
-    ) -> MemorySubscription:
-        stream = consumer = None
-        if isinstance(source, Consumer):
-            stream, consumer = source.stream.name, source.name
-        subscription = MemorySubscription(
-            spec,
-            handler,
-            source,
-            on_end=self._subscriptions.discard,
-            stream=stream,
-            consumer=consumer,
-        )
-        self._subscriptions.add(subscription)
-        subscription.start()
-        return subscription
+        check_subscription_spec(spec)
+        return self._subscriptions.start(spec, handler)
 
     async def request(
         self, subject: str, headers: Mapping[str, str], body: bytes, *, timeout: float
@@ -415,26 +344,7 @@ class MemoryBackend(Backend):
         body, _ = self._checked(subject, headers, body)
         if not timeout > 0:
             raise ConfigurationError(f"request timeout must be > 0 seconds, got {timeout!r}")
-        server = self._server
-        if not server.router.has_interest(subject):
-            raise NoResponders(subject)
-        inbox = server.new_inbox()
-        waiter: asyncio.Future[Reply] = asyncio.get_running_loop().create_future()
-
-        def expire() -> None:
-            if not waiter.done():
-                waiter.set_exception(RequestTimeout(subject, timeout))
-
-        server.expect_reply(inbox, waiter)
-        self._requests.add(waiter)
-        timer = server.clock.call_later(timeout, expire)
-        try:
-            server.router.route(subject, MappingProxyType(dict(headers)), body, inbox)
-            return await waiter
-        finally:
-            timer.cancel()
-            server.forget_reply(inbox)
-            self._requests.discard(waiter)
+        return await self._requests.send(subject, headers, body, timeout=timeout)
 
     async def kv(self, bucket: str) -> KeyValue:
         """The provisioned bucket ``bucket``.
@@ -476,12 +386,6 @@ class MemoryBackend(Backend):
 
     # -- stored messages -------------------------------------------------------------------
 
-    def _stored_at(self) -> Callable[[EngineMessage], datetime]:
-        """Turn the engine's store times (`Clock.now` readings) into UTC wall-clock times."""
-        clock = self._server.clock
-        origin = clock.wall() - timedelta(seconds=clock.now())
-        return lambda msg: origin + timedelta(seconds=msg.stored)
-
     async def read_stream(
         self, stream: str, *, subject: str | None = None, start: int = 1, limit: int = 100
     ) -> list[StoredMessage]:
@@ -503,17 +407,7 @@ class MemoryBackend(Backend):
             BackendClosed: Not connected.
         """
         self._check()
-        if limit < 0:
-            raise ValueError(f"limit must be >= 0, got {limit!r}")
-        owner = self._server.stream(stream)
-        if subject is not None:
-            check_filter(subject)
-        found = owner.read(max(start, 1), subject, limit, self._server.clock.now())
-        stored_at = self._stored_at()
-        return [
-            StoredMessage(owner.name, m.seq, m.subject, m.headers, m.body, stored_at(m))
-            for m in found
-        ]
+        return self._stored.read(stream, subject, start, limit)
 
     async def get_message(self, stream: str, sequence: int) -> StoredMessage | None:
         """The message at ``sequence`` in ``stream``; None if deleted, expired or never stored.
@@ -523,13 +417,7 @@ class MemoryBackend(Backend):
             BackendClosed: Not connected.
         """
         self._check()
-        owner = self._server.stream(stream)
-        msg = owner.get(sequence, self._server.clock.now()) if sequence >= 1 else None
-        if msg is None:
-            return None
-        return StoredMessage(
-            owner.name, msg.seq, msg.subject, msg.headers, msg.body, self._stored_at()(msg)
-        )
+        return self._stored.get(stream, sequence)
 
     async def delete_message(self, stream: str, sequence: int) -> bool:
         """Remove the message at ``sequence``; False if it was not stored (or had expired).
@@ -542,8 +430,7 @@ class MemoryBackend(Backend):
             BackendClosed: Not connected.
         """
         self._check()
-        owner = self._server.stream(stream)
-        return sequence >= 1 and owner.delete(sequence, self._server.clock.now())
+        return self._stored.delete(stream, sequence)
 
     async def purge_stream(self, stream: str, *, subject: str | None = None) -> int:
         """Remove every live message of ``stream`` (whose subject matches ``subject``).
@@ -559,10 +446,7 @@ class MemoryBackend(Backend):
             BackendClosed: Not connected.
         """
         self._check()
-        owner = self._server.stream(stream)
-        if subject is not None:
-            check_filter(subject)
-        return owner.purge(subject, self._server.clock.now())
+        return self._stored.purge(stream, subject)
 
     async def delete_consumer(self, stream: str, consumer: str) -> bool:
         """Delete consumer ``consumer`` of ``stream``; its subscriptions get nothing more.
@@ -579,54 +463,3 @@ class MemoryBackend(Backend):
             found.detach(subscription)
         found.delete()
         return True
-
-
-class _LazySubscription(Subscription):
-    """A lazy subscription (`SubscriptionSpec.lazy`) waiting for its subject's first message.
-
-    Once that comes, it stands for the subscription it made for it.
-
-    Args:
-        spec: What was subscribed to.
-        on_end: Called once it stops waiting (made its subscription, or unsubscribed).
-    """
-
-    def __init__(self, spec: SubscriptionSpec, on_end: Callable[[_LazySubscription], None]) -> None:
-        self.spec = spec
-        self._on_end = on_end
-        self._cancel: Callable[[], None] | None = None
-        self._inner: MemorySubscription | None = None
-        self._active = True
-
-    @property
-    def active(self) -> bool:
-        """False once unsubscribed or once the backend closed."""
-        return self._active and (self._inner is None or self._inner.active)
-
-    @property
-    def consumer(self) -> str | None:
-        """The name of its consumer once made, else None."""
-        return self._inner.consumer if self._inner is not None else None
-
-    def waiting(self, cancel: Callable[[], None]) -> None:
-        """It waits; ``cancel`` ends the wait."""
-        self._cancel = cancel
-
-    def bound(self, inner: MemorySubscription) -> None:
-        """Its consumer was made: from now on it is ``inner``."""
-        self._inner, self._cancel = inner, None
-        self._on_end(self)
-
-    def stop(self) -> None:
-        """Stop waiting (the backend closes)."""
-        self._active = False
-        if self._cancel is not None:
-            self._cancel()
-            self._cancel = None
-            self._on_end(self)
-
-    async def unsubscribe(self) -> None:
-        """Stop waiting, or stop the subscription it made."""
-        self.stop()
-        if self._inner is not None:
-            await self._inner.unsubscribe()

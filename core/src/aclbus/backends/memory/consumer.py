@@ -2,34 +2,30 @@
 
 A consumer follows the messages of its stream that match its filter. It hands deliveries to
 the workers of the subscriptions attached to it when they ask (`Consumer.take`), in this order:
-deliveries already in transit (faults), redeliveries, then new messages. Every delivery is
-pending until it is acked or terminated; its ack deadline sits in one heap per consumer with
-one clock timer for the earliest, so a delivery costs no timer of its own.
+deliveries already in transit (faults, `InTransit`), redeliveries, then new messages. Every
+delivery is `Pending` until it is acked or terminated; its ack deadline sits in the consumer's
+`AckDeadlines`, so a delivery costs no timer of its own.
 """
 
 from __future__ import annotations
 
 import asyncio
-import heapq
-import json
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from aclbus.backend import DeliveryMode, Received, SubscriptionSpec
+from aclbus.backend import Received, SubscriptionSpec
+from aclbus.backends.memory.advisory import Advise, Advisories
+from aclbus.backends.memory.delivery import StreamReceived
+from aclbus.backends.memory.pending import AckDeadlines, Pending
+from aclbus.backends.memory.transit import InTransit
 
 if TYPE_CHECKING:
-    from aclbus.backends.memory.clock import Clock, Timer
+    from aclbus.backends.memory.clock import Clock
     from aclbus.backends.memory.faults import FaultInjector
     from aclbus.backends.memory.stream import StoredMessage, Stream
 
 __all__ = ["Consumer", "ConsumerInfo", "StreamReceived"]
-
-_ALO = DeliveryMode.AT_LEAST_ONCE
-
-Advise = Callable[[str, Callable[[], bytes]], None]
-"""``advise(subject, make_body)``: publish a JetStream-style advisory if anyone listens."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,40 +70,6 @@ class ConsumerInfo:
     subscriptions: int
 
 
-class StreamReceived(Received):
-    """An ``at_least_once`` delivery: settling it tells its consumer."""
-
-    __slots__ = ("_consumer",)
-
-    _consumer: Consumer
-
-    async def _ack(self) -> None:
-        self._consumer.ack(self)
-
-    async def _nack(self, delay: float | None) -> None:
-        self._consumer.nack(self, delay)
-
-    async def _term(self, reason: str | None) -> None:
-        self._consumer.term(self, reason)
-
-    async def _in_progress(self) -> None:
-        self._consumer.progress(self)
-
-
-class _Pending:
-    """A message delivered and not yet acked: its delivery count and ack deadline."""
-
-    __slots__ = ("deadline", "deliveries", "queued", "seq", "token")
-
-    def __init__(self, seq: int) -> None:
-        self.seq = seq
-        self.deliveries = 1
-        self.deadline = 0.0
-        # Bumped whenever the deadline moves, so the heap's older entries read as stale.
-        self.token = 0
-        self.queued = False  # waiting in the redelivery queue (no deadline runs)
-
-
 class Consumer:
     """A consumer of a stream (durable or not), shared by the subscriptions bound to it.
 
@@ -124,7 +86,7 @@ class Consumer:
 
     def __init__(
         self,
-        stream: Stream,
+        stream: Stream[Consumer],
         name: str,
         spec: SubscriptionSpec,
         *,
@@ -139,7 +101,7 @@ class Consumer:
         self.durable = durable
         self._clock = clock
         self._injector = injector
-        self._advise = advise
+        self._advisories = Advisories(advise, clock, stream.name, name)
         self._ack_wait = spec.ack_wait
         self._backoff = spec.backoff
         self._max_deliver = spec.max_deliver
@@ -149,13 +111,11 @@ class Consumer:
             stream.seqs_matching(spec.subject, now) if spec.deliver == "all" else deque()
         )
         self._redeliver: deque[int] = deque()
-        self._arrivals: deque[StreamReceived] = deque()
-        self._pending: dict[int, _Pending] = {}
-        self._deadlines: list[tuple[float, int, int]] = []
-        self._timer: Timer | None = None
-        self._timer_when = 0.0
-        self._held: StreamReceived | None = None
-        self._held_timer: Timer | None = None
+        self._pending: dict[int, Pending] = {}
+        self._deadlines = AckDeadlines(
+            clock, self._pending, on_due=self._retry, after_due=self._wake
+        )
+        self._transit = InTransit(clock, injector, storm=self._storm, arrived=self._wake)
         self.waiters: deque[asyncio.Future[Received | None]] = deque()
         self.subscriptions: list[object] = []
         self.deleted = False
@@ -194,12 +154,8 @@ class Consumer:
         self._cancel_timers()
 
     def _cancel_timers(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
-        if self._held_timer is not None:
-            self._held_timer.cancel()
-            self._held_timer = None
+        self._deadlines.stop()
+        self._transit.stop()
 
     def suspend(self) -> None:
         """Stop the timers for good: the server that holds the consumer shuts down."""
@@ -216,7 +172,8 @@ class Consumer:
 
     def take(self) -> Received | None:
         """The next delivery for a worker, or None if there is none to make now."""
-        arrivals = self._arrivals
+        transit = self._transit
+        arrivals = transit.arrivals
         while True:
             if arrivals:
                 delivery = arrivals.popleft()
@@ -225,13 +182,13 @@ class Consumer:
                 if fresh is None:
                     return None
                 if self._injector.active:
-                    fresh = self._inject(fresh)
+                    fresh = transit.inject(fresh)
                     if fresh is None:
                         continue
                 delivery = fresh
-            if self._held is not None and self._held is not delivery:
+            if transit.held is not None and transit.held is not delivery:
                 # A held delivery goes right after the one that overtook it.
-                self._release_held(first=True)
+                transit.release_held(first=True)
             return delivery
 
     def release(self, delivery: Received) -> None:
@@ -250,7 +207,7 @@ class Consumer:
             p.queued = True
             p.token += 1
             self._redeliver.appendleft(p.seq)
-        self._prune_deadlines()
+        self._deadlines.prune()
         if self.waiters:
             self._dispatch()
 
@@ -280,24 +237,22 @@ class Consumer:
             msg = stream.get(seq, now)
             if msg is None:
                 continue
-            p = pending[seq] = _Pending(seq)
+            p = pending[seq] = Pending(seq)
             return self._deliver(p, msg, now)
         return None
 
-    def _deliver(self, p: _Pending, msg: StoredMessage, now: float) -> StreamReceived:
+    def _deliver(self, p: Pending, msg: StoredMessage, now: float) -> StreamReceived:
         self.delivered += 1
-        self._set_deadline(p, now + self._wait(p.deliveries))
-        delivery = StreamReceived(
+        self._deadlines.set(p, now + self._wait(p.deliveries))
+        return StreamReceived(
             msg.subject,
             msg.headers,
             msg.body,
+            consumer=self,
             attempt=p.deliveries,
             sequence=p.seq,
-            mode=_ALO,
             stream=self.stream.name,
         )
-        delivery._consumer = self
-        return delivery
 
     def _wait(self, deliveries: int) -> float:
         backoff = self._backoff
@@ -318,59 +273,12 @@ class Consumer:
             waiters.popleft()
             waiter.set_result(delivery)
 
-    # -- faults ----------------------------------------------------------------------------
-
-    def _inject(self, delivery: StreamReceived) -> StreamReceived | None:
-        injector = self._injector
-        if not injector.applies(delivery.subject):
-            return delivery
-        faults = injector.faults
-        if injector.storm():
-            self._storm()
-        if injector.delay():
-            self._clock.call_later(faults.delay_seconds, lambda: self._arrive(delivery))
-            return None
-        if self._held is None and injector.reorder():
-            self._held = delivery
-            self._held_timer = self._clock.call_later(faults.reorder_hold, self._release_held)
-            return None
-        if injector.duplicate():
-            self._arrivals.appendleft(self._copy(delivery))
-        return delivery
-
-    def _copy(self, delivery: StreamReceived) -> StreamReceived:
-        copy = StreamReceived(
-            delivery.subject,
-            delivery.headers,
-            delivery.body,
-            attempt=delivery.attempt,
-            sequence=delivery.sequence,
-            mode=_ALO,
-            stream=delivery.stream,
-        )
-        copy._consumer = self
-        return copy
-
-    def _arrive(self, delivery: StreamReceived) -> None:
-        if self.deleted:
-            return
-        self._arrivals.append(delivery)
+    def _wake(self) -> None:
+        """Something may be deliverable now: hand it to the workers waiting, if any."""
         if self.waiters:
             self._dispatch()
 
-    def _release_held(self, *, first: bool = False) -> None:
-        held, self._held = self._held, None
-        if self._held_timer is not None:
-            self._held_timer.cancel()
-            self._held_timer = None
-        if held is None or self.deleted:
-            return
-        if first:
-            self._arrivals.appendleft(held)
-        else:
-            self._arrivals.append(held)
-            if self.waiters:
-                self._dispatch()
+    # -- redelivery storms (a fault) -------------------------------------------------------
 
     def _storm(self) -> None:
         now = self._clock.now()
@@ -387,7 +295,7 @@ class Consumer:
                 p.deliveries += 1
                 p.queued = False
                 self.redelivered += 1
-                self._arrivals.append(self._deliver(p, msg, now))
+                self._transit.arrivals.append(self._deliver(p, msg, now))
 
     # -- settling --------------------------------------------------------------------------
 
@@ -401,7 +309,7 @@ class Consumer:
         if self._pending.pop(delivery.sequence or 0, None) is None:
             return
         self.acked += 1
-        self._prune_deadlines()
+        self._deadlines.prune()
         if self.waiters:
             self._dispatch()
 
@@ -413,10 +321,10 @@ class Consumer:
         self.nacked += 1
         if delay:
             # The redelivery waits in the deadline heap like an ack timeout would.
-            self._set_deadline(p, self._clock.now() + delay)
+            self._deadlines.set(p, self._clock.now() + delay)
             return
         self._retry(p)
-        self._prune_deadlines()
+        self._deadlines.prune()
         if self.waiters:
             self._dispatch()
 
@@ -428,14 +336,8 @@ class Consumer:
         if p is None:
             return
         self.terminated += 1
-        self._prune_deadlines()
-        stream, name, seq, deliveries = self.stream.name, self.name, p.seq, p.deliveries
-        self._advise(
-            f"$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.{stream}.{name}",
-            lambda: _advisory(
-                "terminated", stream, name, seq, deliveries, self._clock, reason=reason or ""
-            ),
-        )
+        self._deadlines.prune()
+        self._advisories.terminated(p.seq, p.deliveries, reason or "")
         if self.waiters:
             self._dispatch()
 
@@ -444,7 +346,7 @@ class Consumer:
         p = self._pending.get(delivery.sequence or 0)
         if self.deleted or p is None or p.queued:
             return
-        self._set_deadline(p, self._clock.now() + self._wait(p.deliveries))
+        self._deadlines.set(p, self._clock.now() + self._wait(p.deliveries))
 
     def discard(self, seq: int, *, reason: str) -> None:
         """The stream removed message ``seq``: a delivery of it waiting for its ack ends.
@@ -459,14 +361,8 @@ class Consumer:
         if p is None:
             return
         self.terminated += 1
-        self._prune_deadlines()
-        stream, name, deliveries = self.stream.name, self.name, p.deliveries
-        self._advise(
-            f"$JS.EVENT.ADVISORY.CONSUMER.MSG_TERMINATED.{stream}.{name}",
-            lambda: _advisory(
-                "terminated", stream, name, seq, deliveries, self._clock, reason=reason
-            ),
-        )
+        self._deadlines.prune()
+        self._advisories.terminated(seq, p.deliveries, reason)
         if self.waiters:
             self._dispatch()
 
@@ -483,81 +379,20 @@ class Consumer:
             return
         for seq in gone:
             del pending[seq]
-        self._prune_deadlines()
+        self._deadlines.prune()
         if self.waiters:
             self._dispatch()
 
-    def _retry(self, p: _Pending) -> None:
+    def _retry(self, p: Pending) -> None:
         """Queue ``p`` for redelivery, or give it up after ``max_deliver`` deliveries."""
         p.token += 1
         if self._max_deliver is not None and p.deliveries >= self._max_deliver:
             del self._pending[p.seq]
             self.exhausted += 1
-            stream, name, seq, deliveries = self.stream.name, self.name, p.seq, p.deliveries
-            self._advise(
-                f"$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{stream}.{name}",
-                lambda: _advisory("max_deliver", stream, name, seq, deliveries, self._clock),
-            )
+            self._advisories.max_deliveries(p.seq, p.deliveries)
             return
         p.queued = True
         self._redeliver.append(p.seq)
-
-    # -- ack deadlines ---------------------------------------------------------------------
-
-    def _set_deadline(self, p: _Pending, deadline: float) -> None:
-        p.token += 1
-        p.deadline = deadline
-        heapq.heappush(self._deadlines, (deadline, p.seq, p.token))
-        if self._timer is None or deadline < self._timer_when:
-            self._arm()
-
-    def _arm(self) -> None:
-        heap = self._deadlines
-        if not heap or self.deleted:
-            return
-        when = heap[0][0]
-        if self._timer is not None:
-            if self._timer_when <= when:
-                return  # it fires first, then re-arms for what is left
-            self._timer.cancel()
-        self._timer_when = when
-        self._timer = self._clock.call_at(when, self._on_timer)
-
-    def _on_timer(self) -> None:
-        self._timer = None
-        if self.deleted:
-            return
-        # A loop may fire a timer a hair early: whatever was due when it was set is due now.
-        now = max(self._clock.now(), self._timer_when)
-        heap = self._deadlines
-        pending = self._pending
-        due = False
-        while heap and heap[0][0] <= now:
-            _, seq, token = heapq.heappop(heap)
-            p = pending.get(seq)
-            if p is None or p.token != token:
-                continue
-            self._retry(p)
-            due = True
-        self._prune_deadlines()
-        self._arm()
-        if due and self.waiters:
-            self._dispatch()
-
-    def _prune_deadlines(self) -> None:
-        heap = self._deadlines
-        pending = self._pending
-        while heap:
-            _, seq, token = heap[0]
-            p = pending.get(seq)
-            if p is not None and p.token == token:
-                break
-            heapq.heappop(heap)
-        # Acks out of order leave stale entries inside the heap: rebuild once they dominate.
-        if len(heap) > 2 * len(pending) + 256:
-            live = [(p.deadline, p.seq, p.token) for p in pending.values() if not p.queued]
-            heapq.heapify(live)
-            self._deadlines = live
 
     # -- inspection ------------------------------------------------------------------------
 
@@ -589,25 +424,3 @@ class Consumer:
             ack_floor=ack_floor,
             subscriptions=len(self.subscriptions),
         )
-
-
-def _advisory(
-    kind: str,
-    stream: str,
-    consumer: str,
-    seq: int,
-    deliveries: int,
-    clock: Clock,
-    **extra: object,
-) -> bytes:
-    """The JSON body of a JetStream consumer advisory (``io.nats.jetstream.advisory.v1.*``)."""
-    body: dict[str, object] = {
-        "type": f"io.nats.jetstream.advisory.v1.{kind}",
-        "timestamp": clock.wall().isoformat().replace("+00:00", "Z"),
-        "stream": stream,
-        "consumer": consumer,
-        "stream_seq": seq,
-        "deliveries": deliveries,
-    }
-    body.update(extra)
-    return json.dumps(body).encode()

@@ -75,8 +75,8 @@ class MemoryServer:
         self.clock: Clock = clock if clock is not None else SystemClock()
         self.injector = FaultInjector(faults, seed=seed)
         self.router = CoreRouter(self.clock, self.injector)
-        self._streams: dict[str, Stream] = {}
-        self._stream_of: dict[str, Stream | None] = {}
+        self._streams: dict[str, Stream[Consumer]] = {}
+        self._stream_of: dict[str, Stream[Consumer] | None] = {}
         self._buckets: dict[str, Bucket] = {}
         self._replies: dict[str, asyncio.Future[Reply]] = {}
         self._inbox_prefix = f"_INBOX.{uuid.uuid4().hex[:22]}."
@@ -162,7 +162,7 @@ class MemoryServer:
 
     # -- lookups ---------------------------------------------------------------------------
 
-    def stream(self, name: str) -> Stream:
+    def stream(self, name: str) -> Stream[Consumer]:
         """The stream ``name``.
 
         Raises:
@@ -190,7 +190,7 @@ class MemoryServer:
             )
         return found
 
-    def stream_for(self, subject: str) -> Stream | None:
+    def stream_for(self, subject: str) -> Stream[Consumer] | None:
         """The stream that stores messages published to ``subject``, or None."""
         try:
             return self._stream_of[subject]
@@ -202,7 +202,7 @@ class MemoryServer:
         self._stream_of[subject] = found
         return found
 
-    def _stream_for_filter(self, pattern: str) -> Stream | None:
+    def _stream_for_filter(self, pattern: str) -> Stream[Consumer] | None:
         streams = list(self._streams.values())
         for stream in streams:
             if any(covers(s, pattern) for s in stream.spec.subjects):

@@ -14,7 +14,7 @@ import math
 from collections import deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from aclbus.backend import PublishAck, StreamSpec
 from aclbus.errors import ConfigurationError, MessageTooLarge, StreamFull
@@ -22,7 +22,6 @@ from aclbus.subjects import subject_matches
 
 if TYPE_CHECKING:
     from aclbus.backends.memory.clock import Clock
-    from aclbus.backends.memory.consumer import Consumer
 
 __all__ = ["Stream", "StreamInfo", "StoredMessage"]
 
@@ -94,6 +93,30 @@ class StreamInfo:
     consumers: tuple[str, ...]
 
 
+class StreamConsumer(Protocol):
+    """What a stream needs of its consumers (`Consumer` is one): it tells them what changed."""
+
+    @property
+    def name(self) -> str:
+        """Its name, unique in the stream."""
+
+    @property
+    def filter(self) -> str:
+        """The subject (pattern) it follows."""
+
+    def notify(self, seq: int) -> None:
+        """Message ``seq``, matching the filter, was stored."""
+
+    def discard(self, seq: int, *, reason: str) -> None:
+        """Message ``seq`` was removed (a delivery of it waiting for its ack ends)."""
+
+    def discard_through(self, last_seq: int) -> None:
+        """The stream was purged up to ``last_seq``."""
+
+
+C = TypeVar("C", bound=StreamConsumer)
+
+
 def _expiry(now: float, max_age: float | None, ttl: float | None) -> float:
     expires = math.inf
     if max_age is not None:
@@ -103,8 +126,8 @@ def _expiry(now: float, max_age: float | None, ttl: float | None) -> float:
     return expires
 
 
-class Stream:
-    """A provisioned stream and its consumers.
+class Stream(Generic[C]):
+    """A provisioned stream and its consumers (of type ``C``).
 
     Args:
         spec: Its configuration.
@@ -124,8 +147,8 @@ class Stream:
         self.bytes = 0
         self._dedup: dict[str, tuple[int, float]] = {}
         self._dedup_order: deque[tuple[float, str]] = deque()
-        self.consumers: dict[str, Consumer] = {}
-        self._interest: dict[str, tuple[Consumer, ...]] = {}
+        self.consumers: dict[str, C] = {}
+        self._interest: dict[str, tuple[C, ...]] = {}
         # Stored messages per subject, so that a lazy subscription asks "anything for me?"
         # without a scan of the stream (one per agent start).
         self._subjects: dict[str, int] = {}
@@ -422,12 +445,12 @@ class Stream:
 
     # -- consumers -------------------------------------------------------------------------
 
-    def attach(self, consumer: Consumer) -> None:
+    def attach(self, consumer: C) -> None:
         """Add a consumer; new messages matching its filter are announced to it."""
         self.consumers[consumer.name] = consumer
         self._interest.clear()
 
-    def detach(self, consumer: Consumer) -> None:
+    def detach(self, consumer: C) -> None:
         """Remove a consumer."""
         if self.consumers.get(consumer.name) is consumer:
             del self.consumers[consumer.name]
@@ -453,7 +476,7 @@ class Stream:
             if entry in self._waiting and entry[1]():
                 self._waiting.remove(entry)
 
-    def _interested(self, subject: str) -> tuple[Consumer, ...]:
+    def _interested(self, subject: str) -> tuple[C, ...]:
         found = tuple(c for c in self.consumers.values() if subject_matches(c.filter, subject))
         if len(self._interest) >= _INTEREST_CACHE_CAP:
             self._interest.clear()
