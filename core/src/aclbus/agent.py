@@ -23,7 +23,6 @@ from aclbus.batches import MAX_BATCH, Batcher
 from aclbus.bus_core import BusCore
 from aclbus.errors import ConfigurationError
 from aclbus.handling import Handler, Route, route_filters, takes_delivery
-from aclbus.streaming import on_stream, serve
 from aclbus.subjects import TrafficClass, validate_id
 from aclbus.subscriptions import (
     agent_specs,
@@ -150,13 +149,18 @@ class Agent:
 
         def decorate(func: H) -> H:
             streams = inspect.isasyncgenfunction(func)
+            server = None
+            if streams:
+                # on first use: most programs stream nothing, and `import aclbus` must not pay
+                from aclbus.streaming import serve
+
+                server = partial(serve, self.bus)
             self._routes.append(
                 Route(
                     func=func,
                     takes_delivery=takes_delivery(func),
                     streams=streams,
-                    # what runs a streaming handler: the streams module, bound to this bus
-                    server=partial(serve, self.bus) if streams else None,
+                    server=server,
                     **filters,
                 )
             )
@@ -276,6 +280,8 @@ class Agent:
         The handler is ``async def handler(msg, chunks) -> ACLMessage | None``: ``chunks`` is
         an async iterator of the items' payloads. See `aclbus.streaming.on_stream`.
         """
+        from aclbus.streaming import on_stream
+
         return on_stream(self, *performatives, message_type=message_type, **filters)
 
     def remove_handler(self, func: Handler) -> None:

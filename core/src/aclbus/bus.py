@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, Iterable, Mapping, Sequence
 from types import MappingProxyType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
 
@@ -19,13 +19,15 @@ from aclbus.acl import ACLMessage
 from aclbus.agent import Agent, consumers_per_agent
 from aclbus.backend import Backend
 from aclbus.bus_core import BusCore
-from aclbus.directory import Directory
 from aclbus.provisioning import provisioned_traffic
 from aclbus.scatter import Gathered, gather
 from aclbus.settings import Settings
-from aclbus.shared import SharedMap
 from aclbus.stats import BusStats
-from aclbus.streaming import ReplyStream, request_stream, send_stream
+
+if TYPE_CHECKING:
+    from aclbus.directory import Directory
+    from aclbus.shared import SharedMap
+    from aclbus.streaming import ReplyStream
 
 __all__ = ["Bus", "BusStats", "Gathered"]
 
@@ -171,6 +173,8 @@ class Bus(BusCore):
         the producer's generator is closed. It is also an async context manager that closes
         the stream on exit. See `aclbus.streaming`.
         """
+        from aclbus.streaming import request_stream  # on first use, as `aclbus` loads it
+
         return request_stream(self, msg, timeout=timeout, window=window)
 
     async def send_stream(
@@ -185,6 +189,8 @@ class Bus(BusCore):
 
         The receiver handles it with `Agent.on_stream`. See `aclbus.streaming`.
         """
+        from aclbus.streaming import send_stream
+
         return await send_stream(self, msg, items, window=window, timeout=timeout)
 
     # -- shared state and directory ------------------------------------------------------
@@ -196,12 +202,16 @@ class Bus(BusCore):
             name: The map's name (an id): buckets are per name.
             model: A pydantic model the values are validated against on read and write.
         """
+        from aclbus.shared import SharedMap
+
         return SharedMap(self, name, model=model)
 
     @property
     def directory(self) -> Directory:
         """The directory of agents' descriptions, with presence (made on first use)."""
         if self._directory is None:
+            from aclbus.directory import Directory
+
             self._directory = Directory(self)
             self.at_stop(self._directory.close)  # a clean stop deregisters at once
         return self._directory

@@ -103,7 +103,8 @@ class BusCore:
     ) -> None:
         self.settings = settings if settings is not None else Settings()
         self.subjects = Subjects(self.settings.subject_prefix)
-        self._explicit_plugins = tuple(plugins)
+        self.extra_plugins = tuple(plugins)
+        """The plugin objects given to the constructor (a `sibling` gets them too)."""
         self._entry_points = entry_points
         self.plugins = PluginManager(self.settings, plugins, entry_points=entry_points)
         self.codecs = self.plugins.codecs()
@@ -167,7 +168,7 @@ class BusCore:
         """
         return type(self)(
             settings if settings is not None else self.settings,
-            plugins=self._explicit_plugins,
+            plugins=self.extra_plugins,
             backend=self.backend.sibling(),
             entry_points=self._entry_points,
         )

@@ -189,7 +189,7 @@ async def _columns(
     made["memory" if on_memory else "aclbus"] = BusColumn("memory" if on_memory else "aclbus", bus)
     if options.memory and not on_memory:
         memory_bus = Bus(
-            bus.settings.model_copy(update={"backend": "memory"}), plugins=bus._explicit_plugins
+            bus.settings.model_copy(update={"backend": "memory"}), plugins=bus.extra_plugins
         )
         await stack.enter_async_context(memory_bus)
         made["memory"] = BusColumn("memory", memory_bus)

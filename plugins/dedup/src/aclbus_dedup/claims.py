@@ -45,19 +45,17 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum, StrEnum
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from aclbus.backend import KeyValue, KVConflict, KVEntry, Received
 from aclbus.dlq import redact
 from aclbus_dedup.outage import KeepAlive, Outage
 from aclbus_dedup.stats import DedupStats
 
-if TYPE_CHECKING:
-    from aclbus_dedup.unfinished import Unfinished
-
 __all__ = [
     "Claim",
     "Claims",
+    "DoneLater",
     "Outcome",
     "Record",
     "Status",
@@ -193,6 +191,13 @@ def new_token() -> str:
     return format(next(_CLAIM_TOKENS), "x")
 
 
+class DoneLater(Protocol):
+    """Where a ``done`` write that keeps failing goes on (`aclbus_dedup.unfinished.Unfinished`)."""
+
+    def add(self, claim: Claim, done: Record, *, written: float) -> None:
+        """Go on writing ``done`` for ``claim`` in the background."""
+
+
 class Claims:
     """The claims of one bus, in one bucket.
 
@@ -223,7 +228,7 @@ class Claims:
         outage: Outage | None = None,
         done_wait: float = 10.0,
         keep_alive: float | None = None,
-        unfinished: Unfinished | None = None,
+        unfinished: DoneLater | None = None,
     ) -> None:
         self.kv = kv
         self.timeout = timeout
