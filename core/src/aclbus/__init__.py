@@ -2,12 +2,14 @@
 
 Agents talk point-to-point, by broadcast, in groups, on topics, by request-reply,
 scatter-gather and streams, and in the FIPA interaction protocols (`aclbus.protocols`), in a
-FIPA ACL envelope, over NATS JetStream or the in-memory engine, chosen by configuration::
+FIPA ACL envelope, over NATS JetStream or the in-memory engine, chosen by configuration:
 
-    from aclbus import ACLMessage, Bus, Performative, Settings
+```python
+from aclbus import ACLMessage, Bus, Performative, Settings
 
-    async with Bus(Settings(backend="memory")) as bus:
-        ...
+async with Bus(Settings(backend="memory")) as bus:
+    ...
+```
 """
 
 from __future__ import annotations

@@ -49,8 +49,8 @@ class Bus(BusCore):
         CapabilityError: A plugin needs a capability the backend lacks.
         PluginError: A plugin failed to load.
 
-    Example::
-
+    Example:
+        ```python
         async with Bus(Settings(backend="memory")) as bus:
             worker = bus.agent("worker")
 
@@ -61,6 +61,7 @@ class Bus(BusCore):
             await worker.start()
             reply = await bus.request(ACLMessage(performative="request", sender_id="cli",
                                                  receiver_id="worker"))
+        ```
     """
 
     def __init__(

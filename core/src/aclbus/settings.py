@@ -123,11 +123,13 @@ def section_config(section: str) -> SettingsConfigDict:
     """The settings config of an adapter's or plugin's own section.
 
     ``section_config("nats")`` reads ``ACLBUS_NATS__*`` variables (in the environment and
-    ``.env``) and the ``[nats]`` table of ``aclbus.toml``::
+    ``.env``) and the ``[nats]`` table of ``aclbus.toml``:
 
-        class NatsSettings(SectionSettings):
-            model_config = section_config("nats")
-            servers: CommaList = []
+    ```python
+    class NatsSettings(SectionSettings):
+        model_config = section_config("nats")
+        servers: CommaList = []
+    ```
 
     A missing ``[nats]`` table means the defaults; a key in it that is no field of the class
     is a `ConfigurationError` naming the file, the table and the key.

@@ -6,10 +6,11 @@
 `SharedMap.modify`), so two agents that update one key at the same time never lose a write
 silently: one of them gets `KVConflict` and tries again.
 
-Example::
-
+Example:
+    ```python
     counters: SharedMap[int] = bus.shared_map("counters")
     await counters.modify("jobs", lambda n: (n or 0) + 1)
+    ```
 """
 
 from __future__ import annotations
@@ -378,11 +379,13 @@ class SharedMap(Generic[V]):
         """The changes to the keys matching ``pattern``, from when the watch starts.
 
         Use it as an async context manager (the watch starts on entry and stops on exit) or
-        iterate it directly (it starts at the first iteration; `SharedWatch.aclose` stops it)::
+        iterate it directly (it starts at the first iteration; `SharedWatch.aclose` stops it):
 
-            async with shared.watch("jobs.*") as changes:
-                async for change in changes:
-                    print(change.key, change.operation, change.value)
+        ```python
+        async with shared.watch("jobs.*") as changes:
+            async for change in changes:
+                print(change.key, change.operation, change.value)
+        ```
 
         A change whose stored value is not valid is logged and skipped, so one bad writer
         cannot end another agent's watch.

@@ -67,9 +67,10 @@ class AgentDescription(BaseModel):
         version: The agent's version.
         metadata: Anything else, as JSON values (owner, region, model name, …).
 
-    Example::
-
+    Example:
+        ```python
         AgentDescription(agent_id="translator", skills=("translate",), protocols=("fipa-request",))
+        ```
     """
 
     model_config = ConfigDict(frozen=True, extra="forbid")

@@ -283,11 +283,13 @@ class Directory:
     def watch(self) -> DirectoryWatch:
         """The changes to the directory and to agents' availability, from when it starts.
 
-        Use it as an async context manager, or iterate it (it starts at the first iteration)::
+        Use it as an async context manager, or iterate it (it starts at the first iteration):
 
-            async with bus.directory.watch() as changes:
-                async for change in changes:
-                    print(change.kind, change.agent_id)
+        ```python
+        async with bus.directory.watch() as changes:
+            async for change in changes:
+                print(change.kind, change.agent_id)
+        ```
 
         ``unavailable`` is reported for a clean stop at once and for a dead agent when its
         last beat turns 3 intervals old (the watch keeps the deadlines itself). The changes

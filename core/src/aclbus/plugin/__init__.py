@@ -1,12 +1,14 @@
 """Plugins: pluggy hooks prefixed ``aclbus_``, found through the ``aclbus`` entry point group.
 
-Write a hook implementation with `hookimpl`::
+Write a hook implementation with `hookimpl`:
 
-    from aclbus import hookimpl
+```python
+from aclbus import hookimpl
 
-    @hookimpl
-    def aclbus_register_backends(register):
-        register("mine", MyBackend)
+@hookimpl
+def aclbus_register_backends(register):
+    register("mine", MyBackend)
+```
 
 The hooks are documented in ``docs/plugins.md`` and in `aclbus.plugin.spec`.
 """

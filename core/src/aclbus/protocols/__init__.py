@@ -2,10 +2,12 @@
 
 Each protocol has an initiator, one conversation driven to its outcome with a deadline per
 step, and a responder, registered on an agent, that answers every conversation of its
-protocol::
+protocol:
 
-    RequestResponder(worker, perform=do_the_job, agree=True)
-    outcome = await request(client, "worker", {"job": 1}, deadline=2.0)
+```python
+RequestResponder(worker, perform=do_the_job, agree=True)
+outcome = await request(client, "worker", {"job": 1}, deadline=2.0)
+```
 
 Conversations are matched on their id (``correlation_id``) and ``in_reply_to``; a message
 that does not fit is answered ``not-understood`` and changes nothing. See

@@ -117,12 +117,13 @@ class ContractNet(Conversation):
         InvalidDeadline: A deadline is not a positive, finite number of seconds.
         ConfigurationError: No bidder, or ``fields`` sets a field the protocol sets.
 
-    Example::
-
+    Example:
+        ```python
         def cheapest(proposals):
             return [min(proposals, key=lambda b: proposals[b].payload["price"])]
 
         outcome = await ContractNet(manager, bidders, task, deadline=1.0, select=cheapest).run()
+        ```
     """
 
     def __init__(

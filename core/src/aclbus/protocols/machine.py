@@ -26,10 +26,11 @@ class StateMachine:
         transitions: Which acts, received or sent, lead from each state to which next.
         initial: The first state.
 
-    Example::
-
+    Example:
+        ```python
         machine = StateMachine("fipa-request", "initiator", REQUEST_INITIATOR, "requested")
         machine.receive(Performative.AGREE)  # -> "agreed"
+        ```
     """
 
     __slots__ = ("_transitions", "protocol", "role", "state")

@@ -68,9 +68,10 @@ class Query(ActionInitiator):
         ConfigurationError: ``fields`` sets a field the protocol sets itself.
         ValueError: ``kind`` is neither ``"if"`` nor ``"ref"``.
 
-    Example::
-
+    Example:
+        ```python
         outcome = await Query(agent, "catalog", {"sku": "A1"}, deadline=1.0).run()
+        ```
     """
 
     _protocol: ClassVar[str] = FIPA_QUERY

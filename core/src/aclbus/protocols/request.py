@@ -74,10 +74,11 @@ class Request(ActionInitiator):
         InvalidDeadline: A deadline is not a positive, finite number of seconds.
         ConfigurationError: ``fields`` sets a field the protocol sets itself.
 
-    Example::
-
+    Example:
+        ```python
         outcome = await Request(agent, "worker", {"task": "resize"}, deadline=2.0).run()
         print(outcome.payload)
+        ```
     """
 
     _protocol: ClassVar[str] = FIPA_REQUEST
@@ -148,12 +149,13 @@ class RequestResponder(ActionResponder):
         InvalidDeadline: ``timeout`` is not a positive number of seconds.
         TypeError: ``perform`` or ``decide`` is not callable.
 
-    Example::
-
+    Example:
+        ```python
         async def resize(msg: ACLMessage) -> dict[str, int]:
             return {"width": msg.payload["width"] // 2}
 
         RequestResponder(worker, resize, agree=True, timeout=30.0)
+        ```
     """
 
     def __init__(

@@ -320,11 +320,12 @@ async def subscribe(
 ) -> FipaSubscription:
     """Subscribe to ``publisher`` and wait for its ``agree``; see `FipaSubscription`.
 
-    Example::
-
+    Example:
+        ```python
         async with await subscribe(agent, "prices", {"sku": "A1"}, deadline=1.0) as sub:
             async for inform in sub:
                 print(inform.payload)
+        ```
     """
     sub = FipaSubscription(
         agent, publisher, payload, deadline=deadline, gap_timeout=gap_timeout, **fields

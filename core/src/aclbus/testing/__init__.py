@@ -1,11 +1,13 @@
 """The conformance kit: one suite of abstract testcases that every backend adapter runs.
 
-Mix a backend config with each testcase; pytest collects the mix, never the testcase alone::
+Mix a backend config with each testcase; pytest collects the mix, never the testcase alone:
 
-    from aclbus.testing import AckTestcase, MemoryConfig
+```python
+from aclbus.testing import AckTestcase, MemoryConfig
 
-    class TestAck(MemoryConfig, AckTestcase):
-        pass
+class TestAck(MemoryConfig, AckTestcase):
+    pass
+```
 
 The kit is also a pytest plugin (entry point ``pytest11: aclbus``), which registers its
 markers and skips tests that need a capability the config's backend lacks. See

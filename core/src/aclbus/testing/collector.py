@@ -81,12 +81,13 @@ class Deliveries(Collector[Received]):
         settle: How to settle each delivery: ``"ack"``, ``"nack"`` (at once), ``"term"``, or
             None to leave it unsettled (the test settles it, or lets ``ack_wait`` run out).
 
-    Example::
-
+    Example:
+        ```python
         got = Deliveries()
         await backend.subscribe(SubscriptionSpec(subject), got)
         await backend.publish(subject, {}, b"x")
         [first] = await got.wait_for(1)
+        ```
     """
 
     def __init__(self, settle: Settle | None = "ack") -> None:

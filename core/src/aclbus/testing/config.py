@@ -2,10 +2,12 @@
 
 A config says how to make the backend under test and its settings, which capabilities it has,
 and how to let time pass. It carries the fixtures every testcase uses, so an adapter's test
-module is one line per testcase::
+module is one line per testcase:
 
-    class TestRedelivery(NatsConfig, RedeliveryTestcase):
-        pass
+```python
+class TestRedelivery(NatsConfig, RedeliveryTestcase):
+    pass
+```
 """
 
 from __future__ import annotations

@@ -2,13 +2,15 @@
 
 One entry per agent and message id (`claim_key`), in a bucket whose TTL is the dedup window.
 Every write after the first is a compare-and-set on the revision read, so of two consumers
-that race for one key exactly one wins::
+that race for one key exactly one wins:
 
-    (absent) ──create──▶ processing(owner, deadline) ──update──▶ done
-                              │       ▲
-                      update  │       │ update: a later delivery, once the deadline has passed
-                              ▼       │ (the claimant died or hung) or once released
-                          released ───┘
+```python
+(absent) ──create──▶ processing(owner, deadline) ──update──▶ done
+                          │       ▲
+                  update  │       │ update: a later delivery, once the deadline has passed
+                          ▼       │ (the claimant died or hung) or once released
+                      released ───┘
+```
 
 - ``processing`` with a deadline still ahead: another consumer runs the message now; the
   delivery is nacked until about that deadline.

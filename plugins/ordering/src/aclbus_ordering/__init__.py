@@ -14,8 +14,8 @@ Installed, the plugin (entry point ``ordering``) puts the `Ordering` middleware 
   handled message as ``delivery.state["ordering.gap"]`` — and the key goes on.
 - Other handlers, ``at_most_once`` messages and messages without a stamp pass straight through.
 
-Example::
-
+Example:
+    ```python
     import aclbus_ordering
 
     @worker.on(Performative.INFORM)
@@ -24,6 +24,7 @@ Example::
 
     async with bus:
         aclbus_ordering.ordering(bus).on_gap(alert)
+    ```
 
 Settings: `OrderingSettings` (``ACLBUS_ORDERING__*``, ``[ordering]`` in ``aclbus.toml``). The
 backend must keep publish order and offer acks and delayed nacks: a bus on one that does not

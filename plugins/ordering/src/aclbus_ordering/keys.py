@@ -2,10 +2,12 @@
 
 A publishing bus numbers its persistent messages per *series*: one series per sender, subject
 and key, for each of the two keys a message may carry (its ``routing_key``, and its
-``correlation_id`` for the conversation). The number travels in a header, one per key::
+``correlation_id`` for the conversation). The number travels in a header, one per key:
 
-    aclbus-order-rk:   <series>.<check>.<seq>     (the routing-key series)
-    aclbus-order-conv: <series>.<check>.<seq>     (the conversation series)
+```python
+aclbus-order-rk:   <series>.<check>.<seq>     (the routing-key series)
+aclbus-order-conv: <series>.<check>.<seq>     (the conversation series)
+```
 
 ``<series>`` is ``<epoch>-<generation>``: the epoch is random per publishing bus, so a
 restarted publisher starts new series at 1 instead of looking like a gap; ``<check>`` is the
@@ -87,11 +89,13 @@ def ordered(
 ) -> Callable[[H], H]:
     """Mark a handler as ordered: its messages of one key run one at a time, in publish order.
 
-    Put it on a handler, above or below ``@agent.on(...)``::
+    Put it on a handler, above or below ``@agent.on(...)``:
 
-        @worker.on(Performative.INFORM)
-        @aclbus_ordering.ordered(key="routing_key")
-        async def apply(msg: ACLMessage) -> None: ...
+    ```python
+    @worker.on(Performative.INFORM)
+    @aclbus_ordering.ordered(key="routing_key")
+    async def apply(msg: ACLMessage) -> None: ...
+    ```
 
     Args:
         key: ``"routing_key"`` (the default): messages with one ``routing_key`` from one

@@ -9,13 +9,14 @@ the attempts and the last error. Requests are not retried: their sender gets ``f
 Policies come from settings (``ACLBUS_RETRY__*``, ``[retry]`` in aclbus.toml), per agent
 (``[retry.agents.<id>]``) and per handler (`policy`); the most specific wins, field by field.
 
-Example::
-
+Example:
+    ```python
     import aclbus_retry
 
     @worker.on(Performative.REQUEST)
     @aclbus_retry.policy(max_attempts=3, give_up_on=(KeyError,))
     async def charge(msg: ACLMessage) -> None: ...
+    ```
 """
 
 from __future__ import annotations

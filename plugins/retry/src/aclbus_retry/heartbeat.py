@@ -118,14 +118,15 @@ class Heartbeats:
     Args:
         time: Where time and timers come from (see `timebase_for`).
 
-    Example::
-
+    Example:
+        ```python
         beats = Heartbeats(timebase_for(bus.backend))
         beats.start(delivery, 10.0)
         try:
             await handle(delivery)
         finally:
             beats.stop(delivery, 10.0)
+        ```
     """
 
     def __init__(self, time: Timebase) -> None:

@@ -180,11 +180,12 @@ def policy(**overrides: Unpack[PolicyFields]) -> Callable[[F], F]:
     agent routes to, so the order does not matter. Precedence, field by field: handler, then
     agent (``[retry.agents.<id>]``), then the default (``[retry]``).
 
-    Example::
-
+    Example:
+        ```python
         @worker.on(Performative.REQUEST)
         @aclbus_retry.policy(max_attempts=3, retry_on=(TimeoutError, ConnectionError))
         async def fetch(msg: ACLMessage) -> None: ...
+        ```
 
     Args:
         **overrides: `RetryPolicy` fields.

@@ -1,14 +1,16 @@
 """The plugin's settings: ``ACLBUS_RETRY__*`` variables and the ``[retry]`` table of aclbus.toml.
 
-The top-level fields are the default policy; ``agents`` overrides some of them per agent::
+The top-level fields are the default policy; ``agents`` overrides some of them per agent:
 
-    [retry]
-    max_attempts = 5
-    initial_interval = 1.0
+```toml
+[retry]
+max_attempts = 5
+initial_interval = 1.0
 
-    [retry.agents.worker]
-    max_attempts = 3
-    give_up_on = ["ValueError", "pydantic.ValidationError"]
+[retry.agents.worker]
+max_attempts = 3
+give_up_on = ["ValueError", "pydantic.ValidationError"]
+```
 
 or ``ACLBUS_RETRY__AGENTS='{"worker": {"max_attempts": 3}}'`` in the environment.
 """

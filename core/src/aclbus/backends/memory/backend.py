@@ -86,12 +86,13 @@ class MemoryBackend(Backend):
         ConfigurationError: ``clock``, ``faults`` or ``seed`` given together with ``server``
             (they belong to the server), or ``max_payload`` below 1.
 
-    Example::
-
+    Example:
+        ```python
         clock = ManualClock()
         async with MemoryBackend(clock=clock) as backend:
             await backend.provision(StreamSpec("ORDERS", ("orders.>",)))
             ...
+        ```
     """
 
     name: ClassVar[str] = "memory"

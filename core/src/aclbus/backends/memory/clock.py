@@ -84,12 +84,13 @@ class ManualClock:
         settle_rounds: At most how many loop turns to yield after each timer while the
             event loop still has ready callbacks (a bound against tasks that never rest).
 
-    Example::
-
+    Example:
+        ```python
         clock = ManualClock()
         backend = MemoryBackend(clock=clock)
         ...
         await clock.advance(30.0)  # ack_wait ran out: the redelivery has been handled
+        ```
     """
 
     def __init__(
