@@ -49,7 +49,6 @@ from aclbus.backend import (
     Subscription,
     SubscriptionSpec,
 )
-from aclbus.backends.memory.matching import check_filter, covers
 from aclbus.errors import (
     ACLBusError,
     BackendClosed,
@@ -65,7 +64,7 @@ from aclbus.errors import (
     StreamFull,
 )
 from aclbus.settings import Settings
-from aclbus.subjects import subject_matches
+from aclbus.subjects import check_filter, covers, subject_matches
 from aclbus.wire import encoded_size
 from aclbus_nats.headers import NatsHeaders, read_header_block
 from aclbus_nats.headers import install as install_header_codec

@@ -28,7 +28,6 @@ from aclbus.backends.memory.clock import Clock
 from aclbus.backends.memory.consumer import Consumer, ConsumerInfo
 from aclbus.backends.memory.faults import FaultInjector, Faults
 from aclbus.backends.memory.kv import KVWatch, MemoryKeyValue
-from aclbus.backends.memory.matching import check_filter, check_subject
 from aclbus.backends.memory.server import MemoryServer
 from aclbus.backends.memory.stream import StoredMessage as EngineMessage
 from aclbus.backends.memory.stream import StreamInfo
@@ -41,7 +40,7 @@ from aclbus.errors import (
     NoResponders,
     RequestTimeout,
 )
-from aclbus.subjects import validate_id
+from aclbus.subjects import check_filter, check_subject, validate_id
 from aclbus.wire import encoded_size
 
 __all__ = ["MAX_STORED_HEADER_BYTES", "MemoryBackend"]
