@@ -51,7 +51,7 @@ def announced_version(nc: Client) -> tuple[int, int, int]:
     nats-py's ``connected_server_version`` raises on a version that is not strict semver (a
     development build): the INFO's own text is read instead.
     """
-    info = nc._server_info
+    info = nc._server_info  # noqa: SLF001 -- nats-py keeps the INFO only here
     raw = str(info.get("version", "0.0.0"))
     parts = [*raw.split("-", 1)[0].split("."), "0", "0", "0"][:3]
     try:
