@@ -13,15 +13,24 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import api
 
-from aclbus.bench import Arrivals, Column, Params, Sample, publish_many, publish_paced
+from aclbus import Bus
+from aclbus.bench import (
+    Arrivals,
+    Column,
+    Params,
+    Sample,
+    publish_many,
+    publish_paced,
+    read_stamp,
+    stamp,
+)
 from aclbus.bench.columns import (
     CORE_THROUGHPUT,
     DURABLE_THROUGHPUT,
     LATENCY_AT_RATE,
     REQUEST_LATENCY,
 )
-from aclbus.bench.drivers import clock, read_stamp, stamp
-from aclbus.bus import Bus
+from aclbus.bench.drivers import clock  # the clock of stamp/read_stamp (not exported)
 from aclbus_nats.bench.target import BenchTarget
 
 __all__ = ["RawNatsColumn"]
