@@ -21,7 +21,7 @@ from aclbus import wire
 from aclbus.backend import DeliveryMode, Received, SubscriptionSpec
 from aclbus.codec import CodecRegistry, JsonCodec
 from aclbus.errors import MalformedHeaders
-from aclbus_nats.backend import NatsSubscription, _stored_headers
+from aclbus_nats.backend import NatsSubscription
 from aclbus_nats.headers import (
     NatsHeaders,
     _defect,
@@ -29,6 +29,7 @@ from aclbus_nats.headers import (
     parse_header_lines,
     read_header_block,
 )
+from aclbus_nats.stored import stored_headers as _stored_headers
 
 CODECS = CodecRegistry([JsonCodec()])
 ENVELOPE = b"ce-specversion: 1.0\r\nce-id: m-1\r\nce-type: fipa.acl.inform\r\n"
@@ -268,7 +269,7 @@ class _Connection:
 
 def _subscription(mode: DeliveryMode) -> tuple[NatsSubscription, list[Received], _Connection]:
     nc = _Connection()
-    backend: Any = SimpleNamespace(_nc=nc, connected=True)
+    backend: Any = SimpleNamespace(nc=nc, connected=True)
     handled: list[Received] = []
 
     async def handler(received: Received) -> None:

@@ -248,11 +248,13 @@ def install(nc: Client) -> None:
     For nats-py 2.16: its private methods are left alone if they are not what they were
     (another version), with a warning, since the reader's checks are then missing.
     """
+    # nats-py reads and writes header blocks only in these private methods, with no public
+    # hook: replacing them on this one client is the only way to check or speed them up.
     if callable(getattr(nc, "_parse_header_lines", None)):
-        nc._parse_header_lines = parse_header_lines  # type: ignore[method-assign]
+        nc._parse_header_lines = parse_header_lines  # type: ignore[method-assign]  # noqa: SLF001
     process = getattr(nc, "_process_headers", None)
     if callable(process):
-        nc._process_headers = process_headers(process)  # type: ignore[method-assign,assignment]
+        nc._process_headers = process_headers(process)  # type: ignore[method-assign,assignment]  # noqa: SLF001
     else:
         log.warning(
             "nats-py has no Client._process_headers: header blocks are read by nats-py, "
@@ -260,7 +262,7 @@ def install(nc: Client) -> None:
         )
     original = getattr(nc, "_send_publish", None)
     if callable(original) and callable(getattr(nc, "_send_command", None)):
-        nc._send_publish = send_publish(nc, original)  # type: ignore[method-assign,assignment]
+        nc._send_publish = send_publish(nc, original)  # type: ignore[method-assign,assignment]  # noqa: SLF001
 
 
 ProcessHeaders = Callable[[bytes | None], Awaitable[dict[str, str] | None]]
@@ -301,10 +303,13 @@ def send_publish(nc: Client, original: SendPublish) -> SendPublish:
         if block is None:
             await original(subject, reply, payload, payload_size, headers)
             return
+        # What nats-py's own _send_publish does after making its block, on its private
+        # write path (there is no public one below ``publish``).
         nc.stats["out_msgs"] += 1
         nc.stats["out_bytes"] += payload_size
-        await nc._send_command(hpub_cmd(subject, reply, block, payload))
-        if nc._flush_queue is not None and nc._flush_queue.empty():
-            await nc._flush_pending()
+        await nc._send_command(hpub_cmd(subject, reply, block, payload))  # noqa: SLF001
+        flush_queue = nc._flush_queue  # noqa: SLF001
+        if flush_queue is not None and flush_queue.empty():
+            await nc._flush_pending()  # noqa: SLF001
 
     return send

@@ -15,9 +15,18 @@ from collections.abc import Awaitable, Callable
 from faststream.nats import DeliverPolicy, JStream, NatsBroker
 from nats.aio.client import Client
 
-from aclbus.bench import Arrivals, Column, Params, Sample, publish_many, publish_paced
-from aclbus.bench.drivers import clock, read_stamp, stamp
-from aclbus.bus import Bus
+from aclbus import Bus
+from aclbus.bench import (
+    Arrivals,
+    Column,
+    Params,
+    Sample,
+    publish_many,
+    publish_paced,
+    read_stamp,
+    stamp,
+)
+from aclbus.bench.drivers import clock  # the clock of stamp/read_stamp (not exported)
 from aclbus.plugin.bench_columns import CORE_THROUGHPUT, LATENCY_AT_RATE, REQUEST_LATENCY
 from aclbus_nats.bench.target import BenchTarget
 

@@ -13,9 +13,18 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import api
 
-from aclbus.bench import Arrivals, Column, Params, Sample, publish_many, publish_paced
-from aclbus.bench.drivers import clock, read_stamp, stamp
-from aclbus.bus import Bus
+from aclbus import Bus
+from aclbus.bench import (
+    Arrivals,
+    Column,
+    Params,
+    Sample,
+    publish_many,
+    publish_paced,
+    read_stamp,
+    stamp,
+)
+from aclbus.bench.drivers import clock  # the clock of stamp/read_stamp (not exported)
 from aclbus.plugin.bench_columns import (
     CORE_THROUGHPUT,
     DURABLE_THROUGHPUT,

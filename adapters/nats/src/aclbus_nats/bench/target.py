@@ -10,7 +10,7 @@ import nats
 from nats.aio.client import Client
 from nats.js import api
 
-from aclbus.bus import Bus
+from aclbus import Bus
 from aclbus_nats.backend import NatsBackend
 
 __all__ = ["BenchTarget"]

@@ -169,7 +169,7 @@ class Cluster:
         try:
             self._launch_missing()
             for node in self._nodes:
-                node._wait_healthy(monitor.JS_READY, deadline)
+                node.wait_healthy(monitor.JS_READY, deadline)
             while not self._check_meta(self._nodes, deadline):
                 time.sleep(_POLL_INTERVAL)
         except BaseException:
@@ -191,7 +191,7 @@ class Cluster:
         try:
             self._launch_missing()
             for node in self._nodes:
-                await node._await_healthy(monitor.JS_READY, deadline)
+                await node.await_healthy(monitor.JS_READY, deadline)
             # Polling, not an Event: the state lives in other processes, behind HTTP.
             while not await asyncio.to_thread(self._check_meta, self._nodes, deadline):  # noqa: ASYNC110
                 await asyncio.sleep(_POLL_INTERVAL)
@@ -246,15 +246,15 @@ class Cluster:
                 it is stopped again, its store kept.
         """
         node = self._node(index)
-        node._halt()
+        node.halt()
         deadline = time.monotonic() + self._start_timeout
         try:
-            node._launch()
-            node._wait_healthy(monitor.JS_READY, deadline)
+            node.launch()
+            node.wait_healthy(monitor.JS_READY, deadline)
             while not self._check_meta([node], deadline):
                 time.sleep(_POLL_INTERVAL)
         except BaseException:
-            node._halt()
+            node.halt()
             raise
         return node
 
@@ -275,12 +275,12 @@ class Cluster:
             await aterminate(self._procs([node]), self._stop_timeout)
         deadline = time.monotonic() + self._start_timeout
         try:
-            node._launch()
-            await node._await_healthy(monitor.JS_READY, deadline)
+            node.launch()
+            await node.await_healthy(monitor.JS_READY, deadline)
             while not await asyncio.to_thread(self._check_meta, [node], deadline):  # noqa: ASYNC110
                 await asyncio.sleep(_POLL_INTERVAL)
         except BaseException:
-            node._halt()
+            node.halt()
             raise
         return node
 
@@ -325,14 +325,16 @@ class Cluster:
     def _procs(
         self, nodes: Sequence[EmbeddedServer] | None = None
     ) -> list[subprocess.Popen[bytes]]:
-        return [n._proc for n in (self._nodes if nodes is None else nodes) if n._proc is not None]
+        return [
+            n.process for n in (self._nodes if nodes is None else nodes) if n.process is not None
+        ]
 
     def _launch_missing(self) -> None:
         if not self._nodes:
             self._nodes = self._build_nodes()
         for node in self._nodes:
             if not node.running:
-                node._launch()
+                node.launch()
 
     def _build_nodes(self) -> list[EmbeddedServer]:
         def q(value: str) -> str:
@@ -377,7 +379,7 @@ class Cluster:
         problems: list[str] = []
         for node in nodes:
             if not node.running:
-                raise node._failure("nats-server exited while the cluster was forming")
+                raise node.failure("nats-server exited while the cluster was forming")
             problem = self._meta_problem(node)
             if problem:
                 problems.append(f"{node.server_name}: {problem}")

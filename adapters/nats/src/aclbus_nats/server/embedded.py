@@ -202,8 +202,8 @@ class EmbeddedServer:
         """
         self._refuse_if_running()
         try:
-            self._launch()
-            self._wait_healthy(monitor.JS_READY, time.monotonic() + self._start_timeout)
+            self.launch()
+            self.wait_healthy(monitor.JS_READY, time.monotonic() + self._start_timeout)
         except BaseException:
             self.stop()
             raise
@@ -222,8 +222,8 @@ class EmbeddedServer:
         """
         self._refuse_if_running()
         try:
-            self._launch()
-            await self._await_healthy(monitor.JS_READY, time.monotonic() + self._start_timeout)
+            self.launch()
+            await self.await_healthy(monitor.JS_READY, time.monotonic() + self._start_timeout)
         except BaseException:
             # Synchronous on purpose: a second cancellation must not interrupt the cleanup.
             self.stop()
@@ -262,12 +262,12 @@ class EmbeddedServer:
         Raises:
             EmbeddedServerError: As `start`. The store is kept for a later `start`.
         """
-        self._halt()
+        self.halt()
         try:
-            self._launch()
-            self._wait_healthy(monitor.JS_READY, time.monotonic() + self._start_timeout)
+            self.launch()
+            self.wait_healthy(monitor.JS_READY, time.monotonic() + self._start_timeout)
         except BaseException:
-            self._halt()
+            self.halt()
             raise
         return self
 
@@ -283,10 +283,10 @@ class EmbeddedServer:
         if self._proc is not None:
             await aterminate([self._proc], self._stop_timeout)
         try:
-            self._launch()
-            await self._await_healthy(monitor.JS_READY, time.monotonic() + self._start_timeout)
+            self.launch()
+            await self.await_healthy(monitor.JS_READY, time.monotonic() + self._start_timeout)
         except BaseException:
-            self._halt()
+            self.halt()
             raise
         return self
 
@@ -342,14 +342,27 @@ class EmbeddedServer:
             state = f"exited ({self._proc.returncode})"
         return f"<EmbeddedServer {self._server_name!r} {where} {state}>"
 
-    # -- the parts, also driven by Cluster ---------------------------------------------
+    # -- the steps of start and restart, for whoever starts several servers at once -----
+    #
+    # `Cluster` launches every node before it waits for any (a clustered node is healthy only
+    # once its routes are up), so these steps are public rather than inside `start`.
+
+    @property
+    def process(self) -> subprocess.Popen[bytes] | None:
+        """The server process: the current one, or the last one after it stopped."""
+        return self._proc
 
     def _refuse_if_running(self) -> None:
         if self.running:
             raise EmbeddedServerError(f"{self!r} is already running")
 
-    def _launch(self) -> None:
-        """Write the config and spawn the process; do not wait for it."""
+    def launch(self) -> None:
+        """Write the config and spawn the process; do not wait for it (see `wait_healthy`).
+
+        Raises:
+            EmbeddedServerError: Already running; no usable binary; an invalid config; the
+                store dir is in use; or the process could not be spawned.
+        """
         self._refuse_if_running()
         self._binary = find_binary(self._binary_arg)
         store = self._given_store or self._temp_store
@@ -427,7 +440,7 @@ class EmbeddedServer:
             raise self._not_started("its health")
         code = proc.poll()
         if code is not None:
-            raise self._failure(f"nats-server exited with code {code} while starting")
+            raise self.failure(f"nats-server exited with code {code} while starting")
         try:
             status, body = monitor.get(self.monitor_port, path, _PROBE_TIMEOUT)
             answer = f"{status} {body.strip()}"
@@ -441,20 +454,34 @@ class EmbeddedServer:
         except OSError as exc:
             answer = str(exc) or type(exc).__name__
         if time.monotonic() >= deadline:
-            raise self._failure(f"nats-server not healthy in time; {path} said: {answer}")
+            raise self.failure(f"nats-server not healthy in time; {path} said: {answer}")
         return False
 
-    def _wait_healthy(self, path: str, deadline: float) -> None:
+    def wait_healthy(self, path: str, deadline: float) -> None:
+        """Wait until the monitoring endpoint ``path`` answers healthy.
+
+        Args:
+            path: A health endpoint of `aclbus_nats.server.monitor` (``monitor.JS_READY``).
+            deadline: The `time.monotonic` time to give up at.
+
+        Raises:
+            EmbeddedServerError: The process exited, or it was not healthy by ``deadline``.
+        """
         while not self._check_healthy(path, deadline):
             time.sleep(_POLL_INTERVAL)
 
-    async def _await_healthy(self, path: str, deadline: float) -> None:
+    async def await_healthy(self, path: str, deadline: float) -> None:
+        """`wait_healthy`, waiting without blocking the event loop.
+
+        Raises:
+            EmbeddedServerError: As `wait_healthy`.
+        """
         # The probe is a blocking HTTP GET (a frozen server would hold the loop), and polling
         # rather than an Event because the state lives in another process, behind HTTP.
         while not await asyncio.to_thread(self._check_healthy, path, deadline):  # noqa: ASYNC110
             await asyncio.sleep(_POLL_INTERVAL)
 
-    def _halt(self) -> None:
+    def halt(self) -> None:
         """Stop the process, keep the store, the lock and the ports."""
         if self._proc is not None:
             terminate([self._proc], self._stop_timeout)
@@ -468,7 +495,8 @@ class EmbeddedServer:
             shutil.rmtree(self._temp_store, ignore_errors=True)
             self._temp_store = None
 
-    def _failure(self, problem: str) -> EmbeddedServerError:
+    def failure(self, problem: str) -> EmbeddedServerError:
+        """The error for ``problem`` of this server, with its name, address, pid and log."""
         tail = ""
         if self._given_store or self._temp_store:
             tail = log_tail(self.log_path, since=_MARKER)

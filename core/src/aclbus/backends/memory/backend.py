@@ -27,7 +27,6 @@ from aclbus.backends.memory.clock import Clock
 from aclbus.backends.memory.consumer import ConsumerInfo
 from aclbus.backends.memory.faults import FaultInjector, Faults
 from aclbus.backends.memory.kv import KVWatch, MemoryKeyValue
-from aclbus.backends.memory.matching import check_subject
 from aclbus.backends.memory.request_reply import Requests
 from aclbus.backends.memory.server import MemoryServer
 from aclbus.backends.memory.stored import StoredMessages
@@ -35,6 +34,7 @@ from aclbus.backends.memory.stream import StreamInfo
 from aclbus.backends.memory.subscription_spec import check_subscription_spec
 from aclbus.backends.memory.subscriptions import Subscriptions
 from aclbus.errors import BackendClosed, ConfigurationError, HeadersTooLarge, MessageTooLarge
+from aclbus.subjects import check_subject
 from aclbus.wire import encoded_size
 
 __all__ = ["MAX_STORED_HEADER_BYTES", "MemoryBackend"]

@@ -17,9 +17,8 @@ from typing import Literal
 
 from aclbus.backend import KeyValue, KVConflict, KVEntry, KVSpec, check_revision
 from aclbus.backends.memory.clock import Clock
-from aclbus.backends.memory.matching import check_filter
 from aclbus.errors import InvalidIdentifier, MessageTooLarge
-from aclbus.subjects import subject_matches
+from aclbus.subjects import check_filter, subject_matches
 
 __all__ = ["Bucket", "KVWatch", "MemoryKeyValue"]
 

@@ -28,7 +28,6 @@ from aclbus.backends.memory.clock import Clock, SystemClock
 from aclbus.backends.memory.consumer import Consumer, ConsumerInfo
 from aclbus.backends.memory.faults import FaultInjector, Faults
 from aclbus.backends.memory.kv import Bucket
-from aclbus.backends.memory.matching import check_filter, covers, overlaps
 from aclbus.backends.memory.pubsub import CoreRouter
 from aclbus.backends.memory.stream import Stream, StreamInfo
 from aclbus.errors import (
@@ -38,7 +37,7 @@ from aclbus.errors import (
     ConsumerLimitReached,
     NoStream,
 )
-from aclbus.subjects import validate_id
+from aclbus.subjects import check_filter, covers, overlaps, validate_id
 
 __all__ = ["MemoryServer"]
 

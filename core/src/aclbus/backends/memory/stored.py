@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from aclbus.backend import StoredMessage
-from aclbus.backends.memory.matching import check_filter
+from aclbus.subjects import check_filter
 
 if TYPE_CHECKING:
     from aclbus.backends.memory.server import MemoryServer

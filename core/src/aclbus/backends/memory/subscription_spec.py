@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from aclbus.backend import DeliveryMode, SubscriptionSpec
-from aclbus.backends.memory.matching import check_filter
 from aclbus.errors import ConfigurationError
-from aclbus.subjects import validate_id
+from aclbus.subjects import check_filter, validate_id
 
 __all__ = ["check_subscription_spec"]
 

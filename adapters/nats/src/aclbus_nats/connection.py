@@ -1,0 +1,309 @@
+"""The backend's one NATS connection: FastStream's broker, the embedded server, what it reports.
+
+`NatsConnection` owns the `NatsBroker` (which owns the nats-py client: options, reconnects,
+drain on close), starts and stops an embedded nats-server when no server is configured, and
+holds what every other part of the backend asks of the connection: the nats-py client and its
+JetStream context, the shared reply inbox, the permission watch and the server's version.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Callable
+from typing import TYPE_CHECKING, Any
+
+from faststream.nats import NatsBroker
+
+from aclbus.errors import BackendClosed, ConfigurationError
+from aclbus.settings import Settings
+from aclbus_nats.headers import install as install_header_codec
+from aclbus_nats.inbox import REPLY_WINDOW, ReplyInbox
+from aclbus_nats.permissions import PermissionWatch, ViolationLogFilter
+from aclbus_nats.reconnect import jittered_reconnect
+from aclbus_nats.security import security
+from aclbus_nats.settings import NatsSettings
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
+    from nats.js import JetStreamContext
+
+    from aclbus_nats.server import EmbeddedServer
+
+__all__ = ["MIN_TTL_SERVER", "NOT_CONNECTED", "NatsConnection", "announced_version"]
+
+log = logging.getLogger("aclbus.nats")
+# FastStream logs through this logger (the broker's ``logger=``): not a violation as a broken
+# connection with a traceback; `NatsConnection` logs it once instead.
+log.addFilter(ViolationLogFilter())
+
+MIN_TTL_SERVER = (2, 11)
+"""Per-message TTL (``Nats-TTL``, ``allow_msg_ttl``) needs nats-server 2.11 or newer."""
+
+NOT_CONNECTED = "the NATS backend is not connected"
+"""The `BackendClosed` message of a call made before `NatsConnection.connect`."""
+
+
+def announced_version(nc: Client) -> tuple[int, int, int]:
+    """The version the server announced in its INFO; ``(0, 0, 0)`` when unreadable.
+
+    nats-py's ``connected_server_version`` raises on a version that is not strict semver (a
+    development build): the INFO's own text is read instead.
+    """
+    info = nc._server_info  # noqa: SLF001 -- nats-py keeps the INFO only here
+    raw = str(info.get("version", "0.0.0"))
+    parts = [*raw.split("-", 1)[0].split("."), "0", "0", "0"][:3]
+    try:
+        return int(parts[0]), int(parts[1]), int(parts[2])
+    except ValueError:
+        return (0, 0, 0)
+
+
+class NatsConnection:
+    """The connection to NATS, made by FastStream's broker, and the embedded server if any.
+
+    Args:
+        settings: The bus' settings (its data dir holds an embedded server's store).
+        nats: Connection settings.
+        server: An embedded server to use (and stop on close) instead of starting one when
+            ``nats.servers`` is empty.
+    """
+
+    def __init__(
+        self, settings: Settings, nats: NatsSettings, server: EmbeddedServer | None
+    ) -> None:
+        self.nats_settings = nats
+        if server is None and not nats.servers:
+            from aclbus_nats.server import EmbeddedServer
+            from aclbus_nats.server.process import reserve_port
+
+            store = nats.embedded_store_dir
+            if store is None and settings.data_dir is not None:
+                store = settings.data_dir / "nats"
+            server = EmbeddedServer(store_dir=store, port=reserve_port())
+            self._owns_server = True
+        else:
+            self._owns_server = False
+        self.server = server
+        """The embedded server, when the backend runs one."""
+        self.permissions = PermissionWatch()
+        """The server's permission violations, matched to the calls waiting for them."""
+        self._nc: Client | None = None
+        self._js: JetStreamContext | None = None
+        self._inbox: ReplyInbox | None = None
+        self._version: tuple[int, int, int] = (0, 0, 0)
+        self._closing = False
+        self._last_error: Exception | None = None
+        self._reconnected: list[Callable[[], None]] = []
+        self.permissions.listen(self._on_violation)
+        # The embedded server's ports are picked now, so the broker knows its URL from the
+        # start (FastStream reads its servers when the broker is made).
+        self.broker = NatsBroker(
+            servers=nats.servers or [server.url if server else ""], **self._options()
+        )
+        """FastStream's broker: it makes, reconnects and drains the nats-py client."""
+
+    def _options(self) -> dict[str, Any]:
+        n = self.nats_settings
+        options: dict[str, Any] = {
+            "name": n.name,
+            "connect_timeout": n.connect_timeout,
+            "reconnect_time_wait": n.reconnect_time_wait,
+            "reconnect_to_server_handler": jittered_reconnect(
+                n.reconnect_time_wait, n.reconnect_jitter
+            ),
+            "max_reconnect_attempts": n.max_reconnect_attempts,
+            "ping_interval": n.ping_interval,
+            "pending_size": n.reconnect_buffer,
+            "max_outstanding_pings": n.max_outstanding_pings,
+            "error_cb": self._on_error,
+            "disconnected_cb": self._on_disconnected,
+            "reconnected_cb": self._on_reconnected,
+            "logger": log,
+            "log_level": logging.DEBUG,
+        }
+        credentials = security(n)
+        if credentials is not None:
+            options["security"] = credentials
+        return options
+
+    # -- what the connection reports ---------------------------------------------------------
+
+    @property
+    def nc(self) -> Client | None:
+        """The nats-py client while connected, else None."""
+        return self._nc
+
+    @property
+    def js(self) -> JetStreamContext | None:
+        """The client's JetStream context while connected, else None."""
+        return self._js
+
+    @property
+    def connected(self) -> bool:
+        """True while connected to a server."""
+        return self._nc is not None and self._nc.is_connected
+
+    @property
+    def server_version(self) -> tuple[int, int, int]:
+        """The connected server's version (``(0, 0, 0)`` before the first connection)."""
+        return self._version
+
+    @property
+    def msg_ttl(self) -> bool:
+        """Whether the server keeps a per-message TTL (``Nats-TTL``, ``allow_msg_ttl``)."""
+        return self._version[:2] >= MIN_TTL_SERVER
+
+    @property
+    def max_payload(self) -> int | None:
+        """The server's ``max_payload`` while connected."""
+        return self._nc.max_payload if self._nc is not None else None
+
+    def require(self) -> tuple[Client, JetStreamContext]:
+        """The client and its JetStream context.
+
+        Raises:
+            BackendClosed: Not connected.
+        """
+        if self._nc is None or self._js is None:
+            raise BackendClosed(NOT_CONNECTED)
+        return self._nc, self._js
+
+    def replies(self) -> tuple[Client, ReplyInbox]:
+        """The client and its reply inbox.
+
+        Raises:
+            BackendClosed: Not connected.
+        """
+        if self._nc is None or self._inbox is None:
+            raise BackendClosed(NOT_CONNECTED)
+        return self._nc, self._inbox
+
+    def on_reconnected(self, listener: Callable[[], None]) -> None:
+        """Call ``listener`` after each reconnection, once waiting publishes were interrupted."""
+        self._reconnected.append(listener)
+
+    # -- nats-py's callbacks -----------------------------------------------------------------
+
+    async def _on_error(self, exc: Exception) -> None:
+        if self.permissions.observe(exc):
+            return
+        self._last_error = exc
+        log.warning("nats: %s", exc)
+
+    async def _on_disconnected(self) -> None:
+        if not self._closing:  # our own close drains and disconnects: nothing to warn about
+            log.warning("nats: disconnected")
+
+    def _on_violation(self, op: str, subject: str) -> None:
+        # Once per -ERR from the server; the subject as nats-py reports it (lower case).
+        log.warning(
+            "nats: permissions violation: this connection may not %s to %r; the call waiting "
+            "for it fails with PermissionDenied, the connection stays up",
+            op,
+            subject,
+        )
+        if self._inbox is not None:
+            self._inbox.deny(op, subject)
+
+    async def _on_reconnected(self) -> None:
+        url = self._nc.connected_url.netloc if self._nc and self._nc.connected_url else "?"
+        log.warning("nats: reconnected to %s", url)
+        if self._inbox is not None:
+            # A server that went away never sends the PubAck of what it got just before:
+            # publishes with a Nats-Msg-Id are sent again (and stored once).
+            self._inbox.interrupt()
+        for listener in self._reconnected:
+            listener()
+
+    # -- life cycle --------------------------------------------------------------------------
+
+    async def connect(self) -> None:
+        """Start the embedded server if none is configured, then connect.
+
+        Raises:
+            BackendClosed: No server answered in time, or the connection was refused.
+            ConfigurationError: The server has no JetStream.
+        """
+        if self._nc is not None:
+            return
+        await self._start_embedded()
+        n = self.nats_settings
+        servers = ", ".join(n.masked_servers()) or "embedded"
+        # nats-py retries the first connection as often as a reconnection (forever, by
+        # default): a start-up with no server reachable would never return.
+        limit = n.connect_timeout * (len(n.servers) + 1)
+        self._last_error = None
+        try:
+            self._nc = await asyncio.wait_for(self.broker.connect(), limit)
+        except TimeoutError:
+            await self._stop_embedded()
+            last = self._last_error
+            raise BackendClosed(
+                f"cannot connect to NATS at {servers}: no server answered within {limit:g} s"
+                + (f" (last error: {type(last).__name__}: {last})" if last else "")
+            ) from None
+        except Exception as exc:
+            await self._stop_embedded()
+            raise BackendClosed(
+                f"cannot connect to NATS at {servers}: {type(exc).__name__}: {exc}"
+            ) from exc
+        install_header_codec(self._nc)  # nats-py's header reading and writing, for less
+        self._js = self._nc.jetstream(timeout=n.publish_timeout)
+        self._version = announced_version(self._nc)
+        self._inbox = ReplyInbox(self._nc, REPLY_WINDOW)
+        await self._inbox.start()
+        try:
+            await self._js.account_info()
+        except Exception as exc:
+            where = self._nc.connected_url.netloc if self._nc.connected_url else "the server"
+            await self.close()
+            raise ConfigurationError(
+                f"JetStream is not available on {where} ({type(exc).__name__}: {exc}); "
+                "start nats-server with -js"
+            ) from exc
+
+    @contextlib.asynccontextmanager
+    async def closing(self) -> AsyncIterator[None]:
+        """Drain and close the connection after the block, then stop an embedded server.
+
+        The block still has the connection (to unsubscribe); a disconnection meanwhile is our
+        own, and not warned about.
+        """
+        self._closing = True
+        try:
+            yield
+        finally:
+            try:
+                await self._disconnect()
+            finally:
+                self._closing = False
+
+    async def close(self) -> None:
+        """Drain and close the connection, then stop an embedded server."""
+        async with self.closing():
+            pass
+
+    async def _disconnect(self) -> None:
+        if self._nc is not None:
+            try:
+                await self.broker.stop()
+            except Exception as exc:  # a connection already lost cannot drain
+                log.debug("nats: closing: %s", exc)
+                with contextlib.suppress(Exception):
+                    await self._nc.close()
+        if self._inbox is not None:
+            self._inbox.close()
+            self._inbox = None
+        self._nc = None
+        self._js = None
+        await self._stop_embedded()
+
+    async def _start_embedded(self) -> None:
+        if self.server is not None and self._owns_server and not self.server.running:
+            await self.server.astart()
+
+    async def _stop_embedded(self) -> None:
+        if self.server is not None and self._owns_server:
+            await self.server.astop()

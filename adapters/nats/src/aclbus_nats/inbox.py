@@ -1,0 +1,120 @@
+"""The connection's reply inbox (`ReplyInbox`): one subscription for every PubAck and reply."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from typing import TYPE_CHECKING
+
+from aclbus.errors import BackendClosed, PermissionDenied
+from aclbus_nats.permissions import Interrupted
+
+if TYPE_CHECKING:
+    from nats.aio.client import Client
+    from nats.aio.msg import Msg
+
+__all__ = ["REPLY_WINDOW", "ReplyInbox"]
+
+REPLY_WINDOW = 4096
+"""PubAcks and replies one connection waits for at once; further callers wait for room (the
+bounded window of pipelined publishes; nats-py's ``publish_async`` allows 4000)."""
+
+
+def _expire(future: asyncio.Future[Msg]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
+
+
+class ReplyInbox:
+    """One wildcard inbox subscription for every PubAck and reply the backend waits for.
+
+    nats-py's ``request`` shares one inbox too, but waits with ``wait_for`` (a task and a
+    timer per call), and the permission guard wrapped each call in another task. Here a call
+    is one future in a dict and one timer: its reply resolves it, and the rare events (a
+    permission violation, a reconnection) scan the dict, so no call registers for them.
+
+    Args:
+        nc: The connection.
+        window: How many calls may wait for their reply at once.
+    """
+
+    def __init__(self, nc: Client, window: int) -> None:
+        self._nc = nc
+        self._prefix = nc.new_inbox() + "."
+        self._cut = len(self._prefix)
+        self._tokens = itertools.count(1)
+        # token -> (future, subject, retried after a reconnection)
+        self._pending: dict[str, tuple[asyncio.Future[Msg], str, bool]] = {}
+        self._room = asyncio.Semaphore(window)
+
+    async def start(self) -> None:
+        """Subscribe to the inbox (nats-py subscribes again after each reconnection)."""
+        await self._nc.subscribe(self._prefix + "*", cb=self._on_reply)
+
+    async def _on_reply(self, msg: Msg) -> None:
+        waiting = self._pending.get(msg.subject[self._cut :])
+        if waiting is not None and not waiting[0].done():
+            waiting[0].set_result(msg)
+
+    async def ask(
+        self,
+        subject: str,
+        body: bytes,
+        headers: dict[str, str] | None,
+        timeout: float,
+        *,
+        retry: bool = False,
+    ) -> Msg:
+        """Publish to ``subject`` with a reply subject of this inbox; the one reply.
+
+        Args:
+            subject: Where to publish.
+            body: The body.
+            headers: The headers (not copied, not changed).
+            timeout: Seconds to wait for room and for the reply.
+            retry: Fail with `Interrupted` at a reconnection, to be sent again.
+
+        Raises:
+            TimeoutError: No reply in time.
+            Interrupted: ``retry`` and the connection was re-established meanwhile.
+            PermissionDenied: The server refused the publish.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        if self._room.locked():
+            await asyncio.wait_for(self._room.acquire(), timeout)
+        else:
+            await self._room.acquire()  # returns at once: no task, no timer
+        token = str(next(self._tokens))
+        future: asyncio.Future[Msg] = loop.create_future()
+        self._pending[token] = (future, subject, retry)
+        timer = loop.call_at(deadline, _expire, future)
+        try:
+            await self._nc.publish(subject, body, reply=self._prefix + token, headers=headers)
+            return await future
+        finally:
+            timer.cancel()
+            del self._pending[token]
+            self._room.release()
+
+    def deny(self, op: str, subject: str) -> None:
+        """Fail the calls that published to ``subject`` (lower case) with `PermissionDenied`."""
+        if op != "publish":
+            return
+        for future, target, _ in list(self._pending.values()):
+            if not future.done() and target.lower() == subject:
+                future.set_exception(PermissionDenied("publish", target))
+
+    def interrupt(self) -> None:
+        """Fail the calls to send again after a reconnection with `Interrupted`."""
+        for future, target, retry in list(self._pending.values()):
+            if retry and not future.done():
+                future.set_exception(Interrupted(f"publish on {target!r}"))
+
+    def close(self) -> None:
+        """Fail every call still waiting: no reply can come any more."""
+        for future, target, _ in list(self._pending.values()):
+            if not future.done():
+                future.set_exception(
+                    BackendClosed(f"the NATS connection closed before {target!r} answered")
+                )
