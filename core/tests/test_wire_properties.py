@@ -26,6 +26,7 @@ from aclbus.acl import (
 )
 from aclbus.codec import CodecRegistry, JsonCodec
 from aclbus.errors import ACLDecodeError
+from aclbus.wire import header_block, timestamps
 
 CODECS = CodecRegistry([JsonCodec()])
 BOUNDED = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -290,12 +291,12 @@ _piecewise = st.lists(_HEADER_PIECES, max_size=5).map("".join)
 def test_quick_header_reading_equals_reading_header_by_header(
     msg: ACLMessage, extra: dict[str, str], server: dict[str, str]
 ) -> None:
-    """`_normalized` takes a short way for usual headers: the same result as the long way."""
+    """`normalized_headers` takes a short way for usual headers: the same result as the long way."""
     headers, body = wire.encode(msg, CODECS)
     headers.update(extra)
     headers.update(server)
     outcomes = []
-    for read in (wire._normalized, wire._normalized_slowly):
+    for read in (header_block.normalized_headers, header_block._normalized_slowly):
         try:
             outcomes.append(read(headers, body))
         except ACLDecodeError as exc:
@@ -337,6 +338,6 @@ def test_headers_a_backend_checked_decode_as_any_mapping_does(
 def test_time_text_is_isoformat_whatever_second_came_before(times: list[datetime]) -> None:
     """Times keep the text of their second from the last one: never the wrong second's."""
     for when in times:
-        assert wire._fmt_time(when) == when.isoformat(timespec="microseconds")[:-6] + "Z"
+        assert timestamps.format_time(when) == when.isoformat(timespec="microseconds")[:-6] + "Z"
         later = when.replace(microsecond=(when.microsecond + 1) % 1_000_000)
-        assert wire._fmt_time(later) == later.isoformat(timespec="microseconds")[:-6] + "Z"
+        assert timestamps.format_time(later) == later.isoformat(timespec="microseconds")[:-6] + "Z"

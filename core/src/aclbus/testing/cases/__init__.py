@@ -63,7 +63,8 @@ from aclbus.testing.cases.scatter import (
 )
 from aclbus.testing.cases.shared_state import SharedMapTestcase
 from aclbus.testing.cases.stored import StoredMessagesTestcase
-from aclbus.testing.cases.streaming import StreamFaultsTestcase, StreamingTestcase
+from aclbus.testing.cases.stream_faults import StreamFaultsTestcase
+from aclbus.testing.cases.streaming import StreamingTestcase
 from aclbus.testing.cases.subscription import SubscriptionTestcase
 from aclbus.testing.cases.topics import ContentFilterTestcase, TopicsTestcase
 from aclbus.testing.cases.typed import TypedPayloadTestcase
