@@ -18,11 +18,12 @@ import orjson
 from pydantic import BaseModel
 
 from aclbus.acl import ACLMessage, Performative, build
-from aclbus.backend import DeliveryMode, Subscription, SubscriptionSpec
+from aclbus.backend import Subscription
 from aclbus.batches import MAX_BATCH, Batcher
 from aclbus.bus_core import BusCore
 from aclbus.errors import ConfigurationError
 from aclbus.handling import Handler, Route, route_filters, takes_delivery
+from aclbus.specs import DeliveryMode, SubscriptionSpec
 from aclbus.subjects import TrafficClass, validate_id
 from aclbus.subscriptions import (
     agent_specs,

@@ -14,8 +14,8 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from aclbus.acl import ACLMessage
-from aclbus.backend import DeliveryMode, PublishAck
 from aclbus.handling import Delivery
+from aclbus.specs import DeliveryMode, PublishAck
 
 T = TypeVar("T")
 R = TypeVar("R")

@@ -23,7 +23,6 @@ from aclbus.backend import (
     Backend,
     Capabilities,
     DeliveryHandler,
-    DeliveryMode,
     KeyValue,
     KVSpec,
     PublishAck,
@@ -36,6 +35,7 @@ from aclbus.backend import (
 )
 from aclbus.errors import ACLBusError
 from aclbus.settings import Settings
+from aclbus.specs import DeliveryMode
 from aclbus_nats.connection import NatsConnection
 from aclbus_nats.consuming import Consumers
 from aclbus_nats.provisioning import Provisioner
