@@ -16,9 +16,8 @@ from aclbus.protocols import (
     Refused,
     StateMachine,
 )
-from aclbus.protocols.callbacks import error_payload
 from aclbus.protocols.contract_net import CONTRACT_NET_INITIATOR, CONTRACT_NET_PARTICIPANT
-from aclbus.protocols.conversation import MAX_DEADLINE, Transitions, check_deadline
+from aclbus.protocols.conversation import MAX_DEADLINE, Transitions, check_deadline, error_payload
 from aclbus.protocols.query import QUERY_INITIATOR, QUERY_PARTICIPANT
 from aclbus.protocols.request import REQUEST_INITIATOR, REQUEST_PARTICIPANT
 from aclbus.protocols.subscribe import SUBSCRIBE_INITIATOR, SUBSCRIBE_PARTICIPANT

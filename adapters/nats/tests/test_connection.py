@@ -38,11 +38,10 @@ from aclbus.errors import (
 from aclbus.middleware import Delivery
 from aclbus.settings import Settings, StreamLimits
 from aclbus.testing.collector import Collector, eventually
-from aclbus_nats.backend import NatsBackend
+from aclbus_nats.backend import NATS_HEADER_ALLOWANCE, NatsBackend
 from aclbus_nats.server import EmbeddedServer
 from aclbus_nats.server.process import reserve_port
 from aclbus_nats.settings import NatsSettings
-from aclbus_nats.streams import NATS_HEADER_ALLOWANCE
 
 WAIT = 5.0
 

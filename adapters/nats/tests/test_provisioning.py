@@ -22,10 +22,9 @@ from aclbus.errors import ConfigurationError
 from aclbus.settings import Settings, StreamLimits
 from aclbus.subjects import Subjects, TrafficClass
 from aclbus.testing.collector import Collector, Deliveries, eventually
-from aclbus_nats.backend import NatsBackend
+from aclbus_nats.backend import NATS_HEADER_ALLOWANCE, NatsBackend
 from aclbus_nats.server import EmbeddedServer
 from aclbus_nats.settings import NatsSettings
-from aclbus_nats.streams import NATS_HEADER_ALLOWANCE
 
 WAIT = 5.0
 TRAFFIC = ("agent", "broadcast", "group", "topic", "dlq")

@@ -130,7 +130,6 @@ class BusCore:
             backend=self.backend,
             stats=self.stats,
             senders=self._members,
-            check_started=self.check_started,
         )
         """The way out: middleware, encoding, the backend (see `aclbus.pipeline`)."""
         self.consume_pipeline = ConsumePipeline(
@@ -141,6 +140,7 @@ class BusCore:
             stats=self.stats,
             dead_letters=self.dead_letters,
             publisher=self.publish_pipeline,
+            send=self.send,
         )
         """The way in: decoding, routing, middleware, the handler, settling."""
 
@@ -291,7 +291,29 @@ class BusCore:
             EncodeError: No codec is registered for ``content_type``, or it cannot encode the
                 payload.
         """
-        return await self.publish_pipeline.send(msg, mode=mode, content_type=content_type)
+        receivers = msg.all_receivers
+        if not receivers:
+            raise ConfigurationError("send() needs a message with receiver_id or receivers")
+        self.check_started()
+        threshold = self.settings.priority_threshold
+        inbox = (
+            self.subjects.priority_inbox
+            if threshold is not None and msg.priority >= threshold
+            else self.subjects.inbox
+        )
+        if len(receivers) == 1:
+            out = Outgoing(msg, inbox(receivers[0]), mode, content_type=content_type)
+            return [await self.publish_pipeline.publish(out)]
+        # One stream holds every inbox: each copy needs its own dedup key, or the second
+        # receiver's copy would be dropped as a duplicate of the first.
+        return [
+            await self.publish_pipeline.publish(
+                Outgoing(
+                    msg, inbox(r), mode, msg_id=f"{msg.message_id}:{r}", content_type=content_type
+                )
+            )
+            for r in receivers
+        ]
 
     async def broadcast(
         self,

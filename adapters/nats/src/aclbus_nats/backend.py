@@ -43,6 +43,9 @@ from aclbus_nats.publishing import Publisher
 from aclbus_nats.settings import NatsSettings
 from aclbus_nats.stored import StoredMessages
 from aclbus_nats.stream_api import StreamApi
+
+# Re-exported: it was importable from here before the backend was split into modules.
+from aclbus_nats.streams import NATS_HEADER_ALLOWANCE as NATS_HEADER_ALLOWANCE
 from aclbus_nats.streams import ProvisionedStreams
 from aclbus_nats.subscription import NatsSubscription
 

@@ -11,14 +11,14 @@ acknowledges what the handler left unsettled. What fails on the way is settled f
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Protocol
 
 from pydantic import BaseModel, ValidationError
 
 from aclbus import wire
 from aclbus.acl import ACLMessage, Performative
-from aclbus.backend import Backend, DeliveryHandler, DeliveryMode, Received
+from aclbus.backend import Backend, DeliveryHandler, DeliveryMode, PublishAck, Received
 from aclbus.codec import CodecRegistry
 from aclbus.dlq import DeadLetters, Reason
 from aclbus.errors import (
@@ -65,7 +65,8 @@ class ConsumePipeline:
         backend: The bus' backend (whether dead letters can be stored).
         stats: The bus' counters.
         dead_letters: The bus' dead-letter queue.
-        publisher: The bus' publish pipeline, for handlers' replies and answers.
+        publisher: The bus' publish pipeline, for replies to a waiting requester.
+        send: The bus' `aclbus.Bus.send`, for replies to the receivers they name.
     """
 
     def __init__(
@@ -78,6 +79,7 @@ class ConsumePipeline:
         stats: BusStats,
         dead_letters: DeadLetters,
         publisher: PublishPipeline,
+        send: Callable[[ACLMessage], Awaitable[list[PublishAck]]],
     ) -> None:
         self.settings = settings
         self.subjects = subjects
@@ -86,6 +88,7 @@ class ConsumePipeline:
         self.stats = stats
         self.dead_letters = dead_letters
         self.publisher = publisher
+        self.send = send
         self._chain: ConsumeNext = self.dispatch
 
     def compose(self, middlewares: Sequence[Middleware]) -> None:
@@ -218,7 +221,7 @@ class ConsumePipeline:
                 Outgoing(result, received.reply, DeliveryMode.AT_MOST_ONCE)
             )
         elif result.all_receivers:
-            await self.publisher.send(result)
+            await self.send(result)
         else:
             raise ConfigurationError("a handler's reply names no receiver and nobody awaits it")
 

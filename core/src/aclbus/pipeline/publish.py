@@ -8,14 +8,14 @@ the envelope into headers and a body (`aclbus.wire.encode`) and hands them to th
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Protocol
 
 from aclbus import wire
 from aclbus.acl import ACLMessage
 from aclbus.backend import Backend, DeliveryMode, PublishAck
 from aclbus.codec import CodecRegistry
-from aclbus.errors import ConfigurationError, HopLimitExceeded, MessageTooLarge
+from aclbus.errors import HopLimitExceeded, MessageTooLarge
 from aclbus.middleware import Middleware, Outgoing, PublishNext, RequestNext, compose
 from aclbus.settings import Settings
 from aclbus.stats import BusStats
@@ -43,7 +43,6 @@ class PublishPipeline:
         backend: The backend messages go to.
         stats: The bus' counters (``published``, ``requests``).
         senders: The bus' agents by id, whose `Sender.content_type` applies to what they send.
-        check_started: Raises `aclbus.errors.BackendClosed` unless the bus is started.
 
     Attributes:
         publish: The publish chain: ``await publish(out)`` returns the backend's ack.
@@ -61,7 +60,6 @@ class PublishPipeline:
         backend: Backend,
         stats: BusStats,
         senders: Mapping[str, Sender],
-        check_started: Callable[[], None],
     ) -> None:
         self.settings = settings
         self.subjects = subjects
@@ -69,7 +67,6 @@ class PublishPipeline:
         self.backend = backend
         self.stats = stats
         self.senders = senders
-        self.check_started = check_started
         self.request_slots = asyncio.Semaphore(settings.max_requests_in_flight)
         self.publish: PublishNext = self._publish_terminal
         self.request: RequestNext = self._request_terminal
@@ -78,43 +75,6 @@ class PublishPipeline:
         """Put ``middlewares`` around the terminal steps (at start; the first is outermost)."""
         self.publish = compose(middlewares, "publish", self._publish_terminal)
         self.request = compose(middlewares, "request", self._request_terminal)
-
-    async def send(
-        self,
-        msg: ACLMessage,
-        *,
-        mode: DeliveryMode = DeliveryMode.AT_LEAST_ONCE,
-        content_type: str | None = None,
-    ) -> list[PublishAck]:
-        """Publish ``msg`` to the inbox of each of its receivers (what `Bus.send` does).
-
-        Raises:
-            ConfigurationError: The message names no receiver.
-            BackendClosed: The bus is not started.
-        """
-        receivers = msg.all_receivers
-        if not receivers:
-            raise ConfigurationError("send() needs a message with receiver_id or receivers")
-        self.check_started()
-        threshold = self.settings.priority_threshold
-        inbox = (
-            self.subjects.priority_inbox
-            if threshold is not None and msg.priority >= threshold
-            else self.subjects.inbox
-        )
-        if len(receivers) == 1:
-            out = Outgoing(msg, inbox(receivers[0]), mode, content_type=content_type)
-            return [await self.publish(out)]
-        # One stream holds every inbox: each copy needs its own dedup key, or the second
-        # receiver's copy would be dropped as a duplicate of the first.
-        return [
-            await self.publish(
-                Outgoing(
-                    msg, inbox(r), mode, msg_id=f"{msg.message_id}:{r}", content_type=content_type
-                )
-            )
-            for r in receivers
-        ]
 
     def encode(self, out: Outgoing) -> tuple[dict[str, str], bytes]:
         """The headers and body of ``out``, its middleware headers included.

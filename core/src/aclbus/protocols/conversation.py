@@ -22,6 +22,9 @@ from typing import TYPE_CHECKING, Any, Final
 from aclbus._internal.uuid7 import new_id
 from aclbus.acl import ACLMessage, Performative
 from aclbus.errors import ConfigurationError
+
+# Re-exported: it was importable from here before the protocols were split into modules.
+from aclbus.protocols.callbacks import error_payload as error_payload
 from aclbus.protocols.deadlines import MAX_DEADLINE, check_deadline, reply_by
 from aclbus.protocols.errors import ConversationCancelled, ProtocolError, ProtocolTimeout
 from aclbus.protocols.machine import Direction, StateMachine, Transitions
