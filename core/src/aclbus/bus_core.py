@@ -534,9 +534,9 @@ class BusCore:
     ) -> None:
         """Settle a delivery for good: dead-letter it (if persistent), then terminate it.
 
-        The dead letter is stored before the message is terminated; if it cannot be stored,
-        the message is not terminated but handed back for a later redelivery, so nothing is
-        lost. Retry plugins call this when a message's attempts are spent.
+        Retry plugins call this when a message's attempts are spent. The dead letter is
+        stored first; if it cannot be, the message is handed back for a later redelivery
+        instead, so nothing is lost (`aclbus.pipeline.ConsumePipeline.give_up`).
 
         Args:
             received: The delivery.
