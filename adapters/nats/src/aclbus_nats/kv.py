@@ -10,10 +10,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
 import nats.js.errors as js_errors
+from nats.js import api
 
 from aclbus.backend import KeyValue, KVConflict, KVEntry, check_revision
 
 if TYPE_CHECKING:
+    from nats.aio.msg import Msg
+    from nats.js import JetStreamContext
     from nats.js.kv import KeyValue as NatsKV
 
 __all__ = ["NatsKeyValue"]
@@ -44,11 +47,15 @@ class NatsKeyValue(KeyValue):
     Args:
         bucket: The bucket name.
         kv: nats-py's handle on the bucket.
+        js: The JetStream context it was opened with (`keys` reads the bucket's stream).
+        timeout: Seconds `keys` waits for the server, at most.
     """
 
-    def __init__(self, bucket: str, kv: NatsKV) -> None:
+    def __init__(self, bucket: str, kv: NatsKV, js: JetStreamContext, timeout: float) -> None:
         self.bucket = bucket
         self._kv = kv
+        self._js = js
+        self._timeout = timeout
 
     async def get(self, key: str) -> KVEntry | None:
         """The latest live entry of ``key``, or None."""
@@ -97,11 +104,47 @@ class NatsKeyValue(KeyValue):
             ) from None
 
     async def keys(self) -> list[str]:
-        """The keys with a live entry, sorted."""
+        """The keys with a live entry, sorted.
+
+        Read with an ordered consumer over the last entry of each key, to the entry the
+        server says is the last (its ``num_pending`` is 0). nats-py's own ``keys()`` decides
+        the bucket is empty when the consumer has nothing pending *and its client has counted
+        no message yet*, which races the messages already on their way: under load it
+        returned no key, or fewer, for a bucket that had them (a group whose members were not
+        found). Here emptiness is what the server counted as delivered.
+
+        Raises:
+            TimeoutError: The server sent no last entry within the timeout.
+        """
+        prefix = f"$KV.{self.bucket}."
+        live: set[str] = set()
+        last = asyncio.get_running_loop().create_future()
+
+        async def take(msg: Msg) -> None:
+            key = msg.subject[len(prefix) :]
+            if (msg.headers or {}).get("KV-Operation") in _DELETE_OPS:
+                live.discard(key)
+            else:
+                live.add(key)
+            if msg.metadata.num_pending == 0 and not last.done():
+                last.set_result(None)
+
+        sub = await self._js.subscribe(
+            prefix + ">",
+            stream=f"KV_{self.bucket}",
+            cb=take,
+            ordered_consumer=True,
+            deliver_policy=api.DeliverPolicy.LAST_PER_SUBJECT,
+            headers_only=True,
+        )
         try:
-            return sorted(await self._kv.keys())
-        except js_errors.NoKeysError:
-            return []
+            info = await sub.consumer_info()
+            delivered = info.delivered.consumer_seq if info.delivered is not None else 0
+            if not (info.num_pending == 0 and not delivered):  # else: nothing to read
+                await asyncio.wait_for(asyncio.shield(last), self._timeout)
+        finally:
+            await sub.unsubscribe()
+        return sorted(live)
 
     def watch(self, pattern: str = ">") -> AsyncIterator[KVEntry]:
         """Every change to keys matching ``pattern`` from now on.

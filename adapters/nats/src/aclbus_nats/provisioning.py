@@ -236,7 +236,9 @@ class Provisioner:
         """
         _, js = self._connection.require()
         try:
-            return NatsKeyValue(bucket, await js.key_value(bucket))
+            # the JetStream API's own timeout (the context's) bounds a keys() read too
+            timeout = self._connection.nats_settings.publish_timeout
+            return NatsKeyValue(bucket, await js.key_value(bucket), js, timeout)
         except js_errors.BucketNotFoundError:
             raise ConfigurationError(
                 f"KV bucket {bucket!r} does not exist: provision it with KVSpec({bucket!r})"
