@@ -13,14 +13,13 @@ import inspect
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
-from typing import Literal, Protocol, Self
+from typing import Protocol, Self
 
 from aclbus.acl import ACLMessage
 from aclbus.backend import (
     Backend,
     DeliveryMode,
     KeyValue,
-    KVSpec,
     PublishAck,
     Received,
     Subscription,
@@ -32,9 +31,9 @@ from aclbus.errors import (
     BackendClosed,
     CapabilityError,
     ConfigurationError,
-    InvalidIdentifier,
     UnknownBackend,
 )
+from aclbus.groups import GroupMembership
 from aclbus.middleware import Middleware, Outgoing
 from aclbus.pipeline import ConsumePipeline, PublishPipeline
 from aclbus.plugin.manager import PluginManager
@@ -119,7 +118,7 @@ class BusCore:
         self.middlewares: list[Middleware] = []
         self._members: Mapping[str, Member] = members if members is not None else {}
         self._at_stop: list[Callable[[], object]] = []
-        self._groups_kv: KeyValue | None = None
+        self._groups = GroupMembership(self.backend, self.subjects, self.settings)
         self._pending: set[asyncio.Future[ACLMessage]] = set()
         self._advisories: Subscription | None = None
         self._started = False
@@ -233,7 +232,7 @@ class BusCore:
                 await self._advisories.unsubscribe()
                 self._advisories = None
             self._started = False
-            self._groups_kv = None
+            self._groups.forget()
             await self.backend.close()
 
     def at_stop(self, close: Callable[[], object]) -> None:
@@ -424,18 +423,11 @@ class BusCore:
 
         Raises:
             CapabilityError: The backend has no key-value store.
+            BackendClosed: The bus is not started.
         """
         validate_id(group, "group")
-        kv = await self.groups_bucket()
-        prefix = f"{group}."
-        members = []
-        for key in await kv.keys():
-            if key.startswith(prefix):
-                try:
-                    members.append(validate_id(key[len(prefix) :]))
-                except InvalidIdentifier:  # written by some other client: not an agent of ours
-                    log.warning("group %s: ignoring member key %r (not an agent id)", group, key)
-        return sorted(members)
+        self.check_started()
+        return await self._groups.members(group)
 
     async def groups_bucket(self) -> KeyValue:
         """The KV bucket of group membership (keys ``{group}.{agent}``), made on first use.
@@ -447,22 +439,7 @@ class BusCore:
             BackendClosed: The bus is not started.
         """
         self.check_started()
-        if not self.backend.capabilities.kv:
-            raise CapabilityError("groups", self.backend.name, ["kv"])
-        if self._groups_kv is None:
-            bucket = self.subjects.bucket("groups")
-            await self.backend.provision(
-                KVSpec(
-                    bucket=bucket,
-                    replicas=self.settings.streams.replicas,
-                    storage=self._kv_storage(),
-                )
-            )
-            self._groups_kv = await self.backend.kv(bucket)
-        return self._groups_kv
-
-    def _kv_storage(self) -> Literal["file", "memory"]:
-        return "memory" if self.settings.streams.storage == "memory" else "file"
+        return await self._groups.bucket()
 
     async def request_future(
         self,
