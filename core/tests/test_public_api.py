@@ -53,6 +53,7 @@ PUBLIC = [
     "StreamSpec",
     "Subscription",
     "SubscriptionSpec",
+    "TLSError",
     "UnknownBackend",
     "UnsupportedVersion",
     "__version__",

@@ -55,6 +55,7 @@ from aclbus.errors import (
     PublishTimeout,
     RequestTimeout,
     StreamFull,
+    TLSError,
     UnknownBackend,
     UnsupportedVersion,
 )
@@ -118,6 +119,7 @@ __all__ = [
     "StreamSpec",
     "Subscription",
     "SubscriptionSpec",
+    "TLSError",
     "UnknownBackend",
     "UnsupportedVersion",
     "__version__",

@@ -26,6 +26,7 @@ __all__ = [
     "PublishTimeout",
     "RequestTimeout",
     "StreamFull",
+    "TLSError",
     "UnknownBackend",
     "UnsupportedVersion",
 ]
@@ -233,6 +234,22 @@ class PermissionDenied(ACLBusError, PermissionError):
 
 class BackendClosed(ACLBusError):
     """An operation on a backend (or bus) that is not connected."""
+
+
+class TLSError(BackendClosed):
+    """The connection's TLS handshake failed: a certificate was refused, by either side.
+
+    Connecting again does not change a certificate, so the connect fails at the first refused
+    handshake instead of retrying until its timeout. The message says what was refused and
+    which setting to look at; it never holds a key.
+
+    Attributes:
+        problem: What is wrong, in words.
+    """
+
+    def __init__(self, where: str, problem: str) -> None:
+        self.problem = problem
+        super().__init__(f"cannot connect to {where}: TLS failed: {problem}")
 
 
 class UnknownBackend(ConfigurationError):

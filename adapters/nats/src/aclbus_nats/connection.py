@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 from faststream.nats import NatsBroker
 
-from aclbus.errors import BackendClosed, ConfigurationError
+from aclbus.errors import BackendClosed, ConfigurationError, TLSError
 from aclbus.settings import Settings
 from aclbus_nats.headers import install as install_header_codec
 from aclbus_nats.inbox import REPLY_WINDOW, ReplyInbox
 from aclbus_nats.permissions import PermissionWatch, ViolationLogFilter
 from aclbus_nats.reconnect import jittered_reconnect
-from aclbus_nats.security import security
+from aclbus_nats.security import security, tls_refusal
 from aclbus_nats.settings import NatsSettings
 
 if TYPE_CHECKING:
@@ -95,6 +95,9 @@ class NatsConnection:
         self._version: tuple[int, int, int] = (0, 0, 0)
         self._closing = False
         self._last_error: Exception | None = None
+        # While connect() runs: set at the first refused TLS handshake, with the problem.
+        self._refused: asyncio.Event | None = None
+        self._tls_problem: str | None = None
         self._reconnected: list[Callable[[], None]] = []
         self.permissions.listen(self._on_violation)
         # The embedded server's ports are picked now, so the broker knows its URL from the
@@ -191,6 +194,11 @@ class NatsConnection:
             return
         self._last_error = exc
         log.warning("nats: %s", exc)
+        if self._refused is not None:
+            problem = tls_refusal(exc, self.nats_settings)
+            if problem is not None:
+                self._tls_problem = problem
+                self._refused.set()
 
     async def _on_disconnected(self) -> None:
         if not self._closing:  # our own close drains and disconnects: nothing to warn about
@@ -223,6 +231,8 @@ class NatsConnection:
         """Start the embedded server if none is configured, then connect.
 
         Raises:
+            TLSError: A certificate was refused (the server's, or the lack of ours), at the
+                first refused handshake.
             BackendClosed: No server answered in time, or the connection was refused.
             ConfigurationError: The server has no JetStream.
         """
@@ -236,7 +246,10 @@ class NatsConnection:
         limit = n.connect_timeout * (len(n.servers) + 1)
         self._last_error = None
         try:
-            self._nc = await asyncio.wait_for(self.broker.connect(), limit)
+            self._nc = await self._first_connection(limit, servers)
+        except TLSError:
+            await self._stop_embedded()
+            raise
         except TimeoutError:
             await self._stop_embedded()
             last = self._last_error
@@ -263,6 +276,34 @@ class NatsConnection:
                 f"JetStream is not available on {where} ({type(exc).__name__}: {exc}); "
                 "start nats-server with -js"
             ) from exc
+
+    async def _first_connection(self, limit: float, servers: str) -> Client:
+        """The broker's connection, given up after ``limit`` s or at a refused certificate.
+
+        Raises:
+            TLSError: A TLS handshake was refused: trying again would not change a certificate.
+            TimeoutError: No connection within ``limit`` s.
+        """
+        self._tls_problem = None
+        refused = self._refused = asyncio.Event()
+        connecting = asyncio.ensure_future(self.broker.connect())
+        waiting = asyncio.ensure_future(refused.wait())
+        try:
+            await asyncio.wait(
+                {connecting, waiting}, timeout=limit, return_when=asyncio.FIRST_COMPLETED
+            )
+        finally:
+            self._refused = None
+            waiting.cancel()
+            if not connecting.done():
+                connecting.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await connecting
+        if not connecting.cancelled():
+            return connecting.result()  # connected, or the broker's own error
+        if self._tls_problem is not None:
+            raise TLSError(f"NATS at {servers}", self._tls_problem)
+        raise TimeoutError
 
     @contextlib.asynccontextmanager
     async def closing(self) -> AsyncIterator[None]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+import ssl
+
 from faststream.nats import (
     NatsCredentials,
     NatsNKey,
@@ -13,7 +16,7 @@ from faststream.nats import (
 from aclbus.errors import ConfigurationError
 from aclbus_nats.settings import NatsSettings
 
-__all__ = ["security"]
+__all__ = ["security", "tls_refusal"]
 
 
 def security(n: NatsSettings) -> NatsSecurity | None:
@@ -45,8 +48,6 @@ def security(n: NatsSettings) -> NatsSecurity | None:
         )
     context = None
     if n.tls_ca_file or n.tls_cert_file:
-        import ssl
-
         context = ssl.create_default_context(cafile=str(n.tls_ca_file) if n.tls_ca_file else None)
         if n.tls_cert_file:
             context.load_cert_chain(
@@ -65,3 +66,69 @@ def security(n: NatsSettings) -> NatsSecurity | None:
     except ImportError as exc:  # NKey and creds files need the nkeys package
         raise ConfigurationError(f"{methods[0]} needs the nkeys package: {exc}") from None
     return NatsSecurity(ssl_context=context) if context is not None else None
+
+
+# OpenSSL's verify codes (X509_V_ERR_*) of a server certificate no trusted CA signed.
+_UNTRUSTED = {2, 18, 19, 20, 21}
+_EXPIRED, _NOT_YET_VALID = 10, 9
+_HOST_MISMATCH = {62, 64}  # HOSTNAME_MISMATCH, IP_ADDRESS_MISMATCH
+
+
+def tls_refusal(exc: BaseException, n: NatsSettings) -> str | None:
+    """What a refused TLS handshake says is wrong, in words; None for any other error.
+
+    A refused certificate stays refused however often the client connects again: the caller
+    gives up at once. The words name the setting to look at, never a key.
+
+    Args:
+        exc: An error of the connection, as nats-py reports it.
+        n: The connection settings.
+
+    Returns:
+        The problem, or None when ``exc`` is not a refused certificate.
+    """
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return _server_refused(exc, n)
+    reason = exc.reason if isinstance(exc, ssl.SSLError) else None
+    if not reason or "ALERT" not in reason:
+        return None
+    # The server's alert: it refused our certificate, or wanted one and got none.
+    if n.tls_cert_file is None and ("CERTIFICATE" in reason or "HANDSHAKE_FAILURE" in reason):
+        return (
+            "the server requires a client certificate (mutual TLS) and none is set: set "
+            "ACLBUS_NATS__TLS_CERT_FILE and ACLBUS_NATS__TLS_KEY_FILE"
+        )
+    if n.tls_cert_file is not None and ("CERTIFICATE" in reason or "UNKNOWN_CA" in reason):
+        return (
+            "the server refused the client certificate of ACLBUS_NATS__TLS_CERT_FILE "
+            f"({reason.lower().replace('_', ' ')})"
+        )
+    return None
+
+
+def _server_refused(exc: ssl.SSLCertVerificationError, n: NatsSettings) -> str:
+    code, said = exc.verify_code, str(exc.verify_message or exc.reason or exc)
+    if code in _UNTRUSTED:
+        if n.tls_ca_file is not None:
+            return (
+                "the server's certificate is not signed by the CA in ACLBUS_NATS__TLS_CA_FILE "
+                f"({n.tls_ca_file})"
+            )
+        return (
+            "the server's certificate is not signed by a CA this system trusts, and "
+            "ACLBUS_NATS__TLS_CA_FILE is not set (the server requires TLS, or the URL is "
+            "tls://): set it to the CA that signed the server's certificate"
+        )
+    if code == _EXPIRED:
+        return "the server's certificate has expired"
+    if code == _NOT_YET_VALID:
+        return "the server's certificate is not valid yet (is a clock wrong?)"
+    if code in _HOST_MISMATCH:
+        found = re.search(r"'([^']*)'", said)
+        host = found.group(1) if found else "the host of the server URL"
+        return (
+            f"hostname mismatch: the server's certificate is not for {host}, the host in the "
+            "server URL; connect with a name the certificate holds, or give the server a "
+            "certificate for this one"
+        )
+    return f"the server's certificate is refused: {said}"
