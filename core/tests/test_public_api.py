@@ -17,6 +17,7 @@ PUBLIC = [
     "ACLDecodeError",
     "ACLMessage",
     "Agent",
+    "AuthenticationError",
     "Backend",
     "BackendClosed",
     "Bus",

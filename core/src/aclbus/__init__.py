@@ -38,6 +38,7 @@ from aclbus.codec import Codec, JsonCodec
 from aclbus.errors import (
     ACLBusError,
     ACLDecodeError,
+    AuthenticationError,
     BackendClosed,
     CapabilityError,
     ConfigurationError,
@@ -84,6 +85,7 @@ __all__ = [
     "ACLDecodeError",
     "ACLMessage",
     "Agent",
+    "AuthenticationError",
     "Backend",
     "BackendClosed",
     "Bus",

@@ -9,6 +9,7 @@ from __future__ import annotations
 __all__ = [
     "ACLBusError",
     "ACLDecodeError",
+    "AuthenticationError",
     "BackendClosed",
     "CapabilityError",
     "ConfigurationError",
@@ -250,6 +251,22 @@ class TLSError(BackendClosed):
     def __init__(self, where: str, problem: str) -> None:
         self.problem = problem
         super().__init__(f"cannot connect to {where}: TLS failed: {problem}")
+
+
+class AuthenticationError(BackendClosed):
+    """The server refused the connection's credentials (or their lack) at connect.
+
+    Connecting again with the same credentials is refused again, so the connect fails at the
+    first refusal instead of retrying until its timeout. The message names the setting that
+    was used (``ACLBUS_NATS__TOKEN``, ``ACLBUS_NATS__NKEY_SEED_FILE``, ...), never a secret.
+
+    Attributes:
+        problem: What is wrong, in words.
+    """
+
+    def __init__(self, where: str, problem: str) -> None:
+        self.problem = problem
+        super().__init__(f"cannot connect to {where}: authentication failed: {problem}")
 
 
 class UnknownBackend(ConfigurationError):
