@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any
 
 from faststream.nats import NatsBroker
 
-from aclbus.errors import BackendClosed, ConfigurationError, TLSError
+from aclbus.errors import AuthenticationError, BackendClosed, ConfigurationError, TLSError
 from aclbus.settings import Settings
 from aclbus_nats.headers import install as install_header_codec
 from aclbus_nats.inbox import REPLY_WINDOW, ReplyInbox
 from aclbus_nats.permissions import PermissionWatch, ViolationLogFilter
 from aclbus_nats.reconnect import jittered_reconnect
-from aclbus_nats.security import security, tls_refusal
+from aclbus_nats.security import auth_refusal, security, tls_refusal
 from aclbus_nats.settings import NatsSettings
 
 if TYPE_CHECKING:
@@ -95,9 +95,10 @@ class NatsConnection:
         self._version: tuple[int, int, int] = (0, 0, 0)
         self._closing = False
         self._last_error: Exception | None = None
-        # While connect() runs: set at the first refused TLS handshake, with the problem.
+        # While connect() runs: set at the first refused TLS handshake or authentication,
+        # with the error to raise and the problem.
         self._refused: asyncio.Event | None = None
-        self._tls_problem: str | None = None
+        self._refusal: tuple[type[TLSError | AuthenticationError], str] | None = None
         self._reconnected: list[Callable[[], None]] = []
         self.permissions.listen(self._on_violation)
         # The embedded server's ports are picked now, so the broker knows its URL from the
@@ -195,9 +196,11 @@ class NatsConnection:
         self._last_error = exc
         log.warning("nats: %s", exc)
         if self._refused is not None:
-            problem = tls_refusal(exc, self.nats_settings)
-            if problem is not None:
-                self._tls_problem = problem
+            if (problem := tls_refusal(exc, self.nats_settings)) is not None:
+                self._refusal = (TLSError, problem)
+                self._refused.set()
+            elif (problem := auth_refusal(exc, self.nats_settings)) is not None:
+                self._refusal = (AuthenticationError, problem)
                 self._refused.set()
 
     async def _on_disconnected(self) -> None:
@@ -233,6 +236,8 @@ class NatsConnection:
         Raises:
             TLSError: A certificate was refused (the server's, or the lack of ours), at the
                 first refused handshake.
+            AuthenticationError: The server refused the credentials (or their lack), at the
+                first refusal.
             BackendClosed: No server answered in time, or the connection was refused.
             ConfigurationError: The server has no JetStream.
         """
@@ -247,7 +252,7 @@ class NatsConnection:
         self._last_error = None
         try:
             self._nc = await self._first_connection(limit, servers)
-        except TLSError:
+        except (TLSError, AuthenticationError):
             await self._stop_embedded()
             raise
         except TimeoutError:
@@ -282,9 +287,11 @@ class NatsConnection:
 
         Raises:
             TLSError: A TLS handshake was refused: trying again would not change a certificate.
+            AuthenticationError: The server refused the credentials: trying again would not
+                change them (FastStream's broker gives up at the first refusal too).
             TimeoutError: No connection within ``limit`` s.
         """
-        self._tls_problem = None
+        self._refusal = None
         refused = self._refused = asyncio.Event()
         connecting = asyncio.ensure_future(self.broker.connect())
         waiting = asyncio.ensure_future(refused.wait())
@@ -299,10 +306,14 @@ class NatsConnection:
                 connecting.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await connecting
-        if not connecting.cancelled():
-            return connecting.result()  # connected, or the broker's own error
-        if self._tls_problem is not None:
-            raise TLSError(f"NATS at {servers}", self._tls_problem)
+        failed = None if connecting.cancelled() else connecting.exception()
+        if not connecting.cancelled() and failed is None:
+            return connecting.result()
+        if self._refusal is not None:
+            kind, problem = self._refusal
+            raise kind(f"NATS at {servers}", problem) from failed
+        if failed is not None:
+            raise failed  # the broker's own error
         raise TimeoutError
 
     @contextlib.asynccontextmanager

@@ -12,11 +12,13 @@ from faststream.nats import (
     NatsToken,
     NatsUserPassword,
 )
+from nats.errors import AuthorizationError
+from nats.errors import Error as NatsError
 
 from aclbus.errors import ConfigurationError
 from aclbus_nats.settings import NatsSettings
 
-__all__ = ["security", "tls_refusal"]
+__all__ = ["auth_refusal", "security", "tls_refusal"]
 
 
 def security(n: NatsSettings) -> NatsSecurity | None:
@@ -132,3 +134,62 @@ def _server_refused(exc: ssl.SSLCertVerificationError, n: NatsSettings) -> str:
             "certificate for this one"
         )
     return f"the server's certificate is refused: {said}"
+
+
+# nats-server's -ERR for credentials it does not accept, or for none where it wants some.
+_AUTHORIZATION_VIOLATION = "authorization violation"
+
+
+def auth_refusal(exc: BaseException, n: NatsSettings) -> str | None:
+    """What a refused authentication says is wrong, in words; None for any other error.
+
+    nats-server answers a CONNECT with credentials it does not accept (or with none where it
+    wants some) with ``-ERR 'Authorization Violation'``: nats-py raises it as a plain `Error`
+    during the connect, or as `AuthorizationError` once connected. The same credentials are
+    refused again on every attempt, so the caller gives up at once. The words name the
+    setting that was used, never its secret.
+
+    Args:
+        exc: An error of the connection, as nats-py reports it.
+        n: The connection settings.
+
+    Returns:
+        The problem, or None when ``exc`` is not a refused authentication.
+    """
+    refused = isinstance(exc, AuthorizationError) or (
+        isinstance(exc, NatsError) and _AUTHORIZATION_VIOLATION in str(exc).lower()
+    )
+    if not refused:
+        return None
+    return f"{_refused_credentials(n)} (the server said: Authorization Violation)"
+
+
+def _refused_credentials(n: NatsSettings) -> str:
+    if n.token is not None:
+        return "the server does not accept the token of ACLBUS_NATS__TOKEN"
+    if n.nkey_seed_file is not None:
+        return (
+            "the server knows no user with the NKey of the seed in ACLBUS_NATS__NKEY_SEED_FILE "
+            f"({n.nkey_seed_file})"
+        )
+    if n.creds_file is not None:
+        return (
+            "the server does not accept the credentials of ACLBUS_NATS__CREDS_FILE "
+            f"({n.creds_file})"
+        )
+    if n.user is not None:
+        if n.password is None:
+            return (
+                f"the server does not accept user {n.user!r} without a password "
+                "(ACLBUS_NATS__USER is set, ACLBUS_NATS__PASSWORD is not)"
+            )
+        return (
+            f"the server does not accept user {n.user!r} with the password of ACLBUS_NATS__PASSWORD"
+        )
+    if any("@" in url for url in n.servers):
+        return "the server does not accept the credentials in the server URL (ACLBUS_NATS__SERVERS)"
+    return (
+        "the server requires authentication and none is set: set ACLBUS_NATS__TOKEN, "
+        "ACLBUS_NATS__USER and ACLBUS_NATS__PASSWORD, ACLBUS_NATS__NKEY_SEED_FILE or "
+        "ACLBUS_NATS__CREDS_FILE"
+    )
