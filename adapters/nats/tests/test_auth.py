@@ -1,0 +1,248 @@
+"""Token and NKey authentication against real nats-servers with ``authorization {}`` blocks.
+
+The client's credentials come from ``ACLBUS_NATS__TOKEN`` and ``ACLBUS_NATS__NKEY_SEED_FILE``.
+Credentials the server refuses (or none where it wants some) are an `AuthenticationError` at the
+first refusal, well within the connect timeout, naming the setting and holding no secret.
+User and password are tested in test_permissions.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import nkeys
+import pytest
+
+from aclbus.acl import ACLMessage
+from aclbus.bus import Bus
+from aclbus.errors import AuthenticationError, BackendClosed
+from aclbus.settings import Settings, StreamLimits
+from aclbus.testing.collector import Collector
+from aclbus_nats.backend import NatsBackend
+from aclbus_nats.server import EmbeddedServer, monitor
+from aclbus_nats.settings import NatsSettings
+
+WAIT = 5.0
+CONNECT_TIMEOUT = 2.0
+# connect() gives up after connect_timeout * (servers + 1) at the latest; one server here.
+BOUND = CONNECT_TIMEOUT * 2 + 1.0
+FAST = 1.0  # what "at once" means: a refusal is not retried until the bound
+
+TOKEN = "tok-" + uuid.uuid4().hex  # distinctive, so that a leak is found by a plain search
+WRONG_TOKEN = "wrong-" + uuid.uuid4().hex
+SAID = " (the server said: Authorization Violation)"
+
+
+@dataclass(frozen=True)
+class NKeyUser:
+    """A user NKey pair: its seed file (the secret) and its public key (for the server)."""
+
+    seed: str
+    seed_file: Path
+    public_key: str
+
+
+def make_user(directory: Path, name: str) -> NKeyUser:
+    seed = nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER)
+    public_key = nkeys.from_seed(seed).public_key.decode()
+    assert public_key.startswith("U")
+    seed_file = directory / f"{name}.nk"
+    seed_file.touch(mode=0o600)
+    seed_file.write_bytes(seed + b"\n")
+    return NKeyUser(seed.decode(), seed_file, public_key)
+
+
+@pytest.fixture(scope="module")
+def users(tmp_path_factory: pytest.TempPathFactory) -> dict[str, NKeyUser]:
+    """``alice``, whom the NKey server knows, and ``mallory``, whom it does not."""
+    directory = tmp_path_factory.mktemp("nkeys")
+    return {name: make_user(directory, name) for name in ("alice", "mallory")}
+
+
+@pytest.fixture(scope="module")
+def servers(users: dict[str, NKeyUser]) -> Iterator[dict[str, EmbeddedServer]]:
+    """A token server and an NKey server, for the module."""
+    configs = {
+        "token": f'authorization {{\n  token: "{TOKEN}"\n}}',
+        "nkey": (
+            f'authorization {{\n  users = [\n    {{ nkey: "{users["alice"].public_key}" }}\n  ]\n}}'
+        ),
+    }
+    started: dict[str, EmbeddedServer] = {}
+    try:
+        for name, config in configs.items():
+            started[name] = EmbeddedServer(server_name=f"aclbus-{name}", extra_config=config)
+            started[name].start()
+        yield started
+    finally:
+        for server in started.values():
+            server.stop()
+
+
+def use(monkeypatch: pytest.MonkeyPatch, server: EmbeddedServer, **auth: str | None) -> None:
+    """Point ``ACLBUS_NATS__*`` at ``server``, with ``token`` or ``nkey_seed_file`` if given."""
+    monkeypatch.setenv("ACLBUS_NATS__SERVERS", server.url)
+    monkeypatch.setenv("ACLBUS_NATS__CONNECT_TIMEOUT", str(CONNECT_TIMEOUT))
+    for name in ("TOKEN", "NKEY_SEED_FILE", "USER", "PASSWORD", "CREDS_FILE"):
+        monkeypatch.delenv(f"ACLBUS_NATS__{name}", raising=False)
+    for name, value in auth.items():
+        if value is not None:
+            monkeypatch.setenv(f"ACLBUS_NATS__{name.upper()}", value)
+
+
+def make_bus() -> tuple[Bus, NatsSettings, NatsBackend]:
+    s = Settings(
+        backend="nats",
+        subject_prefix="auth" + uuid.uuid4().hex[:10],
+        streams=StreamLimits(max_bytes=1 << 20, storage="memory"),
+    )
+    nats = NatsSettings()
+    backend = NatsBackend(s, nats=nats)
+    return Bus(s, backend=backend, entry_points=False), nats, backend
+
+
+async def round_trip(bus: Bus, server: EmbeddedServer) -> set[str]:
+    """alice sends bob one message; bob's handler gets it.
+
+    Returns:
+        The users the server authorised the client connections as, as its monitoring reports.
+    """
+    got: Collector[ACLMessage] = Collector()
+
+    async def take(msg: ACLMessage) -> None:
+        got.add(msg)
+
+    bus.agent("bob").on()(take)
+    async with bus:
+        await bus.send(
+            ACLMessage(
+                performative="inform", sender_id="alice", receiver_id="bob", payload="signed in"
+            )
+        )
+        [msg] = await got.wait_for(1, timeout=WAIT)
+        connz = await asyncio.to_thread(monitor.get_json, server.monitor_port, "/connz?auth=true")
+    assert (msg.sender_id, msg.payload) == ("alice", "signed in")
+    conns: list[dict[str, Any]] = connz.get("connections") or []
+    assert conns, "the server reports no client connection"
+    return {str(c.get("authorized_user")) for c in conns}
+
+
+def secrets(users: dict[str, NKeyUser]) -> list[str]:
+    """Every secret of this module: none may show in an error, a repr or a log line."""
+    return [TOKEN, WRONG_TOKEN, *(u.seed for u in users.values())]
+
+
+# -- accepted credentials ------------------------------------------------------------------------
+
+
+async def test_the_right_token_connects_and_carries_a_message(
+    servers: dict[str, EmbeddedServer],
+    users: dict[str, NKeyUser],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    use(monkeypatch, servers["token"], token=TOKEN)
+    caplog.set_level(logging.DEBUG)
+    bus, nats, backend = make_bus()
+    assert nats.token is not None
+    assert nats.token.get_secret_value() == TOKEN
+    authorized = await asyncio.wait_for(round_trip(bus, servers["token"]), WAIT * 2)
+    assert authorized == {"[REDACTED]"}  # how nats-server shows a token connection
+    shown = f"{nats!r} {backend!r} {caplog.text}"
+    assert not [s for s in secrets(users) if s in shown]
+
+
+async def test_the_known_nkey_connects_and_carries_a_message(
+    servers: dict[str, EmbeddedServer],
+    users: dict[str, NKeyUser],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    use(monkeypatch, servers["nkey"], nkey_seed_file=str(users["alice"].seed_file))
+    caplog.set_level(logging.DEBUG)
+    bus, nats, backend = make_bus()
+    authorized = await asyncio.wait_for(round_trip(bus, servers["nkey"]), WAIT * 2)
+    assert authorized == {users["alice"].public_key}
+    shown = f"{nats!r} {backend!r} {caplog.text}"
+    assert not [s for s in secrets(users) if s in shown]
+
+
+# -- refused credentials -------------------------------------------------------------------------
+
+
+def problem_of(case: str, users: dict[str, NKeyUser]) -> str:
+    if case == "wrong token":
+        return "the server does not accept the token of ACLBUS_NATS__TOKEN" + SAID
+    if case in ("no token", "no nkey"):
+        return (
+            "the server requires authentication and none is set: set ACLBUS_NATS__TOKEN, "
+            "ACLBUS_NATS__USER and ACLBUS_NATS__PASSWORD, ACLBUS_NATS__NKEY_SEED_FILE or "
+            "ACLBUS_NATS__CREDS_FILE" + SAID
+        )
+    assert case == "another user's nkey"
+    return (
+        "the server knows no user with the NKey of the seed in ACLBUS_NATS__NKEY_SEED_FILE "
+        f"({users['mallory'].seed_file})" + SAID
+    )
+
+
+FAILURES: dict[str, tuple[str, str, str | None]] = {
+    # case: (server, the setting, its value: a token, or whose seed file)
+    "wrong token": ("token", "token", WRONG_TOKEN),
+    "no token": ("token", "token", None),
+    "another user's nkey": ("nkey", "nkey_seed_file", "mallory"),
+    "no nkey": ("nkey", "nkey_seed_file", None),
+}
+
+
+@pytest.mark.parametrize("case", list(FAILURES))
+async def test_refused_credentials_are_an_authentication_error_at_connect(
+    case: str,
+    servers: dict[str, EmbeddedServer],
+    users: dict[str, NKeyUser],
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    server_name, setting, value = FAILURES[case]
+    server = servers[server_name]
+    if setting == "nkey_seed_file" and value is not None:
+        value = str(users[value].seed_file)
+    use(monkeypatch, server, **{setting: value})
+    caplog.set_level(logging.DEBUG)
+    bus, nats, backend = make_bus()  # default reconnect policy: retry forever
+
+    started = time.monotonic()
+    with pytest.raises(AuthenticationError) as caught:
+        await asyncio.wait_for(bus.start(), BOUND * 2)
+    took = time.monotonic() - started
+
+    assert took < FAST, f"gave up after {took:.2f} s (the bound is {BOUND:g} s)"
+    assert isinstance(caught.value, BackendClosed)  # what a failed connect raised before
+    problem = problem_of(case, users)
+    assert (
+        str(caught.value)
+        == f"cannot connect to NATS at {server.url}: authentication failed: {problem}"
+    )
+    assert caught.value.problem == problem
+    assert not bus.started
+    assert server.running
+    # No secret in the error, its cause, the settings, the backend, nor any line logged.
+    chain: list[BaseException] = []
+    error: BaseException | None = caught.value
+    while error is not None:
+        chain.append(error)
+        error = error.__cause__ or error.__context__
+    shown = " ".join(f"{e!s} {e!r}" for e in chain) + f" {nats!r} {backend!r} {caplog.text}"
+    assert not [s for s in secrets(users) if s in shown]
+    # The client gave up: no reconnect attempt follows the refusal.
+    logged = len(caplog.records)
+    await asyncio.sleep(0.3)
+    assert len(caplog.records) == logged, caplog.records[logged:]
