@@ -19,7 +19,7 @@ import pytest_asyncio
 from aclbus.acl import ACLMessage
 from aclbus.backend import DeliveryMode, SubscriptionSpec
 from aclbus.bus import Bus
-from aclbus.errors import BackendClosed, PermissionDenied
+from aclbus.errors import AuthenticationError, BackendClosed, PermissionDenied
 from aclbus.settings import Settings, StreamLimits
 from aclbus.testing.collector import Deliveries
 from aclbus_nats.backend import NatsBackend
@@ -227,16 +227,19 @@ async def test_a_violation_is_logged_once_and_not_as_a_broken_connection(
 
 
 @pytest.mark.parametrize(
-    "credentials",
+    ("credentials", "problem"),
     [
-        {"password": WRONG},
-        {"user": "nobody", "password": WRONG},
-        {"user": None, "password": None, "servers_auth": f"{USER}:{WRONG}"},
+        ({"password": WRONG}, f"the server does not accept user {USER!r} with the password of"),
+        ({"user": "nobody", "password": WRONG}, "the server does not accept user 'nobody' with"),
+        (
+            {"user": None, "password": None, "servers_auth": f"{USER}:{WRONG}"},
+            "the server does not accept the credentials in the server URL (ACLBUS_NATS__SERVERS)",
+        ),
     ],
     ids=["wrong-password", "unknown-user", "password-in-url"],
 )
 async def test_wrong_credentials_fail_at_connect_without_showing_the_secret(
-    server: EmbeddedServer, credentials: dict[str, Any]
+    server: EmbeddedServer, credentials: dict[str, Any], problem: str
 ) -> None:
     """SCENARIOS 20: a clear error from start(), within connect_timeout, no secret anywhere."""
     overrides = dict(credentials)
@@ -254,6 +257,8 @@ async def test_wrong_credentials_fail_at_connect_without_showing_the_secret(
 
     assert took < nats.connect_timeout + 1.0, f"failed after {took:.3f} s"
     assert "Authorization Violation" in str(caught.value)
+    assert isinstance(caught.value, AuthenticationError)
+    assert caught.value.problem.startswith(problem), caught.value.problem
     assert not bus.started
     chain: list[BaseException] = []
     error: BaseException | None = caught.value
