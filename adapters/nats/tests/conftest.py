@@ -6,16 +6,23 @@ committed): EC P-256 keys, which take milliseconds to make.
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import ipaddress
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from aclbus.acl import ACLMessage
+from aclbus.bus import Bus
+from aclbus.testing.collector import Collector
+from aclbus_nats.server import EmbeddedServer, monitor
 
 _DAY = dt.timedelta(days=1)
 
@@ -173,3 +180,28 @@ def make_certs(directory: Path) -> Certs:
 def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
     """The TLS tests' certificates, made once per session in a temporary directory."""
     return make_certs(tmp_path_factory.mktemp("certs"))
+
+
+async def round_trip(bus: Bus, server: EmbeddedServer, payload: str) -> list[dict[str, Any]]:
+    """alice sends bob one message (``payload``) on ``bus``; bob's handler gets it.
+
+    Returns:
+        The server's client connections meanwhile, as its monitoring reports them
+        (``/connz?auth=true``: with their TLS and authorisation details).
+    """
+    got: Collector[ACLMessage] = Collector()
+
+    async def take(msg: ACLMessage) -> None:
+        got.add(msg)
+
+    bus.agent("bob").on()(take)
+    async with bus:
+        await bus.send(
+            ACLMessage(performative="inform", sender_id="alice", receiver_id="bob", payload=payload)
+        )
+        [msg] = await got.wait_for(1, timeout=5.0)
+        connz = await asyncio.to_thread(monitor.get_json, server.monitor_port, "/connz?auth=true")
+    assert (msg.sender_id, msg.payload) == ("alice", payload)
+    conns: list[dict[str, Any]] = connz.get("connections") or []
+    assert conns, "the server reports no client connection"
+    return conns

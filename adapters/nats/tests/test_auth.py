@@ -16,19 +16,18 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import nkeys
 import pytest
 
-from aclbus.acl import ACLMessage
 from aclbus.bus import Bus
 from aclbus.errors import AuthenticationError, BackendClosed
 from aclbus.settings import Settings, StreamLimits
-from aclbus.testing.collector import Collector
 from aclbus_nats.backend import NatsBackend
-from aclbus_nats.server import EmbeddedServer, monitor
+from aclbus_nats.server import EmbeddedServer
 from aclbus_nats.settings import NatsSettings
+
+from .conftest import round_trip
 
 WAIT = 5.0
 CONNECT_TIMEOUT = 2.0
@@ -109,30 +108,10 @@ def make_bus() -> tuple[Bus, NatsSettings, NatsBackend]:
     return Bus(s, backend=backend, entry_points=False), nats, backend
 
 
-async def round_trip(bus: Bus, server: EmbeddedServer) -> set[str]:
-    """alice sends bob one message; bob's handler gets it.
-
-    Returns:
-        The users the server authorised the client connections as, as its monitoring reports.
-    """
-    got: Collector[ACLMessage] = Collector()
-
-    async def take(msg: ACLMessage) -> None:
-        got.add(msg)
-
-    bus.agent("bob").on()(take)
-    async with bus:
-        await bus.send(
-            ACLMessage(
-                performative="inform", sender_id="alice", receiver_id="bob", payload="signed in"
-            )
-        )
-        [msg] = await got.wait_for(1, timeout=WAIT)
-        connz = await asyncio.to_thread(monitor.get_json, server.monitor_port, "/connz?auth=true")
-    assert (msg.sender_id, msg.payload) == ("alice", "signed in")
-    conns: list[dict[str, Any]] = connz.get("connections") or []
-    assert conns, "the server reports no client connection"
-    return {str(c.get("authorized_user")) for c in conns}
+async def authorised_users(bus: Bus, server: EmbeddedServer) -> set[str]:
+    """alice sends bob one message; the users the server authorised the connections as."""
+    connections = await round_trip(bus, server, "signed in")
+    return {str(c.get("authorized_user")) for c in connections}
 
 
 def secrets(users: dict[str, NKeyUser]) -> list[str]:
@@ -154,7 +133,7 @@ async def test_the_right_token_connects_and_carries_a_message(
     bus, nats, backend = make_bus()
     assert nats.token is not None
     assert nats.token.get_secret_value() == TOKEN
-    authorized = await asyncio.wait_for(round_trip(bus, servers["token"]), WAIT * 2)
+    authorized = await asyncio.wait_for(authorised_users(bus, servers["token"]), WAIT * 2)
     assert authorized == {"[REDACTED]"}  # how nats-server shows a token connection
     shown = f"{nats!r} {backend!r} {caplog.text}"
     assert not [s for s in secrets(users) if s in shown]
@@ -169,7 +148,7 @@ async def test_the_known_nkey_connects_and_carries_a_message(
     use(monkeypatch, servers["nkey"], nkey_seed_file=str(users["alice"].seed_file))
     caplog.set_level(logging.DEBUG)
     bus, nats, backend = make_bus()
-    authorized = await asyncio.wait_for(round_trip(bus, servers["nkey"]), WAIT * 2)
+    authorized = await asyncio.wait_for(authorised_users(bus, servers["nkey"]), WAIT * 2)
     assert authorized == {users["alice"].public_key}
     shown = f"{nats!r} {backend!r} {caplog.text}"
     assert not [s for s in secrets(users) if s in shown]

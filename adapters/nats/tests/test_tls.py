@@ -12,20 +12,17 @@ import logging
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
 
-from aclbus.acl import ACLMessage
 from aclbus.bus import Bus
 from aclbus.errors import BackendClosed, TLSError
 from aclbus.settings import Settings, StreamLimits
-from aclbus.testing.collector import Collector
 from aclbus_nats.backend import NatsBackend
-from aclbus_nats.server import EmbeddedServer, monitor
+from aclbus_nats.server import EmbeddedServer
 from aclbus_nats.settings import NatsSettings
 
-from .conftest import Certs, Pair
+from .conftest import Certs, Pair, round_trip
 
 WAIT = 5.0
 CONNECT_TIMEOUT = 2.0
@@ -86,32 +83,6 @@ def make_bus() -> Bus:
     return Bus(s, backend=NatsBackend(s, nats=NatsSettings()), entry_points=False)
 
 
-async def round_trip(bus: Bus, server: EmbeddedServer) -> list[dict[str, Any]]:
-    """alice sends bob one message; bob's handler gets it.
-
-    Returns:
-        The server's TLS client connections meanwhile, as its monitoring reports them.
-    """
-    got: Collector[ACLMessage] = Collector()
-
-    async def take(msg: ACLMessage) -> None:
-        got.add(msg)
-
-    bus.agent("bob").on()(take)
-    async with bus:
-        await bus.send(
-            ACLMessage(
-                performative="inform", sender_id="alice", receiver_id="bob", payload="over TLS"
-            )
-        )
-        [msg] = await got.wait_for(1, timeout=WAIT)
-        connz = await asyncio.to_thread(monitor.get_json, server.monitor_port, "/connz?auth=true")
-    assert (msg.sender_id, msg.payload) == ("alice", "over TLS")
-    conns: list[dict[str, Any]] = connz.get("connections") or []
-    assert conns, "the server reports no client connection"
-    return conns
-
-
 # -- working connections -------------------------------------------------------------------------
 
 
@@ -120,7 +91,7 @@ async def test_server_tls_checks_the_ca_and_the_host_and_carries_a_message(
 ) -> None:
     server = servers["tls"]
     use(monkeypatch, server, ca=certs.ca)
-    conns = await asyncio.wait_for(round_trip(make_bus(), server), WAIT * 2)
+    conns = await asyncio.wait_for(round_trip(make_bus(), server, "over TLS"), WAIT * 2)
     assert all(c.get("tls_version", "").startswith("1.") for c in conns), conns
     assert not [c for c in conns if c.get("tls_peer_certs")]  # no client certificate sent
 
@@ -130,7 +101,7 @@ async def test_mutual_tls_works_with_the_client_certificate(
 ) -> None:
     server = servers["mtls"]
     use(monkeypatch, server, ca=certs.ca, client=certs.client)
-    conns = await asyncio.wait_for(round_trip(make_bus(), server), WAIT * 2)
+    conns = await asyncio.wait_for(round_trip(make_bus(), server, "over TLS"), WAIT * 2)
     assert all(c.get("tls_version", "").startswith("1.") for c in conns), conns
     # Each connection's peer chain starts with the client's own certificate.
     leaves = {(c.get("tls_peer_certs") or [{}])[0].get("subject") for c in conns}
