@@ -238,10 +238,15 @@ class DeadLetters:
             origin = validate_id(origin, "dead-letter origin")
         except ACLBusError:
             origin = "unknown"
+        # A name that is no token (a NUL, a control character: what a hand-written client can
+        # put in a block) cannot be sent again by any backend; were it copied, the letter
+        # could never be stored and the message would come back forever. The defect kept
+        # below says what was wrong with it.
         out = {
             k: v
             for k, v in headers.items()
             if not k.lower().startswith(("nats-", DLQ_HEADER_PREFIX))
+            and wire.HEADER_TOKEN.fullmatch(k)
         }
         out.update(
             {
