@@ -238,16 +238,20 @@ class DeadLetters:
             origin = validate_id(origin, "dead-letter origin")
         except ACLBusError:
             origin = "unknown"
-        # A name that is no token (a NUL, a control character: what a hand-written client can
-        # put in a block) cannot be sent again by any backend; were it copied, the letter
-        # could never be stored and the message would come back forever. The defect kept
-        # below says what was wrong with it.
         out = {
             k: v
             for k, v in headers.items()
             if not k.lower().startswith(("nats-", DLQ_HEADER_PREFIX))
-            and wire.HEADER_TOKEN.fullmatch(k)
         }
+        defect = headers.defect if isinstance(headers, ParsedHeaders) else None
+        # A name that is no token (a NUL, a control character: what a hand-written client can
+        # put in a block) cannot be sent again by any backend; were it copied, the letter
+        # could never be stored and the message would come back forever. It is left out, and
+        # the defect kept below says what was wrong.
+        for name in [k for k in out if not wire.HEADER_TOKEN.fullmatch(k)]:
+            del out[name]
+            if defect is None:
+                defect = wire.header_name_error(name.encode("unicode_escape").decode("ascii"))
         out.update(
             {
                 f"{DLQ_HEADER_PREFIX}reason": redact(reason, 100),
@@ -265,7 +269,6 @@ class DeadLetters:
             out[f"{DLQ_HEADER_PREFIX}error"] = redact(str(error))
         if handler:
             out[f"{DLQ_HEADER_PREFIX}handler"] = redact(handler, 200)
-        defect = headers.defect if isinstance(headers, ParsedHeaders) else None
         if defect is not None:
             # The copy above cannot hold what was wrong (two lines of one name, a name that
             # was not text): keep it, so that reading the letter back refuses it again.
