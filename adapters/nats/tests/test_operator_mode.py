@@ -138,7 +138,7 @@ async def test_the_user_jwt_permissions_are_enforced_at_once(
         [ack] = await bus.send(
             ACLMessage(performative="inform", sender_id="a", receiver_id="allowed")
         )
-        assert ack.stream.endswith("_AGENT")
+        assert ack.stream == f"{prefix.upper()}_AGENT"
 
 
 async def _ignore(msg: ACLMessage) -> None:
