@@ -1,8 +1,8 @@
 """A nats-server in operator mode (decentralized JWT auth), made in the test with `aclbus_auth.jwt`.
 
-One operator signs two accounts the server preloads (the system account and ``APP``, with
-JetStream), and a third, ``STRANGER``, that it does not know. Users of ``APP`` connect with
-``.creds`` files made by `OperatorMode.creds`.
+One operator signs three accounts the server preloads (the system account, ``APP`` with
+JetStream and ``PLAIN`` without), and a fourth, ``STRANGER``, that it does not know. Users
+connect with ``.creds`` files made by `OperatorMode.creds`.
 """
 
 from __future__ import annotations
@@ -39,6 +39,7 @@ class OperatorMode:
     operator: NKey = field(default_factory=lambda: NKey.create("operator"))
     system: NKey = field(default_factory=lambda: NKey.create("account"))
     account: NKey = field(default_factory=lambda: NKey.create("account"))
+    plain: NKey = field(default_factory=lambda: NKey.create("account"))
     stranger: NKey = field(default_factory=lambda: NKey.create("account"))
     tokens: list[str] = field(default_factory=list)
 
@@ -54,6 +55,9 @@ class OperatorMode:
                     self.system.public_key, o, name="SYS", jetstream=False
                 ),
                 self.account.public_key: account_jwt(self.account.public_key, o, name="APP"),
+                self.plain.public_key: account_jwt(
+                    self.plain.public_key, o, name="PLAIN", jetstream=False
+                ),
             },
         )
 
@@ -100,7 +104,8 @@ class OperatorMode:
 
     def secrets(self) -> list[str]:
         """Every seed (operator, accounts) and every issued JWT's signature and creds seed."""
-        found = [k.seed for k in (self.operator, self.system, self.account, self.stranger)]
+        keys = (self.operator, self.system, self.account, self.plain, self.stranger)
+        found = [k.seed for k in keys]
         for path in self.directory.glob("*.creds"):
             lines = path.read_text().splitlines()
             found.append(lines[lines.index("-----BEGIN USER NKEY SEED-----") + 1])

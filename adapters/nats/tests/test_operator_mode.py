@@ -21,7 +21,12 @@ import pytest
 
 from aclbus.acl import ACLMessage, Performative
 from aclbus.bus import Bus
-from aclbus.errors import AuthenticationError, PermissionDenied
+from aclbus.errors import (
+    AuthenticationError,
+    BackendClosed,
+    ConfigurationError,
+    PermissionDenied,
+)
 from aclbus.settings import Settings, StreamLimits
 from aclbus_auth.jwt import verify_jwt
 from aclbus_nats.backend import NatsBackend
@@ -139,6 +144,41 @@ async def test_the_user_jwt_permissions_are_enforced_at_once(
             ACLMessage(performative="inform", sender_id="a", receiver_id="allowed")
         )
         assert ack.stream == f"{prefix.upper()}_AGENT"
+
+
+async def test_an_account_without_jetstream_limits_is_a_configuration_error(
+    mode: OperatorMode, server: EmbeddedServer
+) -> None:
+    """The account's JWT gives it no JetStream storage: the bus says so instead of hanging."""
+    creds, _, _ = mode.creds("plain", signer=mode.plain)
+    bus = make_bus(server, creds)
+    with pytest.raises(ConfigurationError, match="JetStream is not available"):
+        await asyncio.wait_for(bus.start(), WAIT)
+    assert not bus.started
+
+
+async def test_a_jwt_that_expires_while_connected_closes_the_connection_for_good(
+    mode: OperatorMode, server: EmbeddedServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The server drops the user at ``exp``; nats-py does not retry with the expired JWT."""
+    caplog.set_level(logging.WARNING, logger="aclbus.nats")
+    expires = dt.datetime.now(dt.UTC).replace(microsecond=0) + dt.timedelta(seconds=3)
+    creds, _, _ = mode.creds("short-lived", expires=expires)
+    bus = make_bus(server, creds)
+    before = refusals(server)
+    async with bus:
+        await bus.send(ACLMessage(performative="inform", sender_id="a", receiver_id="b"))
+        deadline = time.monotonic() + 6.0
+        while "nats: disconnected" not in caplog.text:
+            assert time.monotonic() < deadline, "still connected after the JWT expired"
+            await asyncio.sleep(0.1)
+        assert dt.datetime.now(dt.UTC) >= expires - dt.timedelta(seconds=1)
+        with pytest.raises(BackendClosed, match="closed"):
+            await asyncio.wait_for(
+                bus.send(ACLMessage(performative="inform", sender_id="a", receiver_id="b")), WAIT
+            )
+        await asyncio.sleep(0.5)
+        assert refusals(server) == before  # no reconnect attempt with the expired JWT
 
 
 async def _ignore(msg: ACLMessage) -> None:
