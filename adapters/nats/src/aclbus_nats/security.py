@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import base64
+import datetime as dt
+import json
 import re
 import ssl
+import time
+from pathlib import Path
 
 from faststream.nats import (
     NatsCredentials,
@@ -164,6 +169,24 @@ def auth_refusal(exc: BaseException, n: NatsSettings) -> str | None:
     return f"{_refused_credentials(n)} (the server said: Authorization Violation)"
 
 
+def _creds_expired_at(path: Path) -> str | None:
+    """When the user JWT of a creds file expired, if it has; None when unreadable or valid.
+
+    nats-server refuses an expired JWT with the same Authorization Violation as any other:
+    the JWT's own ``exp`` (a public claim, not the seed) tells the two apart.
+    """
+    try:
+        lines = path.read_text().splitlines()
+        token = lines[lines.index("-----BEGIN NATS USER JWT-----") + 1].strip()
+        body = token.split(".")[1]
+        exp = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4))).get("exp")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+    if not isinstance(exp, int) or exp <= 0 or exp > time.time():
+        return None
+    return dt.datetime.fromtimestamp(exp, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
 def _refused_credentials(n: NatsSettings) -> str:
     if n.token is not None:
         return "the server does not accept the token of ACLBUS_NATS__TOKEN"
@@ -173,9 +196,10 @@ def _refused_credentials(n: NatsSettings) -> str:
             f"({n.nkey_seed_file})"
         )
     if n.creds_file is not None:
+        expired = _creds_expired_at(n.creds_file)
         return (
             "the server does not accept the credentials of ACLBUS_NATS__CREDS_FILE "
-            f"({n.creds_file})"
+            f"({n.creds_file})" + (f": its user JWT expired at {expired}" if expired else "")
         )
     if n.user is not None:
         if n.password is None:
