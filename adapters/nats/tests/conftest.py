@@ -51,6 +51,8 @@ class Certs:
         future_client: A client certificate signed by ``ca``, valid from tomorrow on.
         email_client: A client certificate signed by ``ca`` with the SAN email
             ``bob@agents.test`` (what ``verify_and_map`` maps it to).
+        stranger_client: A client certificate signed by ``ca`` for ``CN=agent-stranger``, a
+            user no server knows.
         rotated_server: Signed by ``ca`` with a new key, CN ``aclbus rotated server``.
         new_ca: A second CA, for rotating to a new CA.
         new_ca_server: Signed by ``new_ca``, CN ``aclbus new-CA server``.
@@ -67,6 +69,7 @@ class Certs:
     untrusted_client: Pair
     future_client: Pair
     email_client: Pair
+    stranger_client: Pair
     rotated_server: Pair
     new_ca: Pair
     new_ca_server: Pair
@@ -208,6 +211,9 @@ def make_certs(directory: Path) -> Certs:
             directory,
             "email-client",
             *ca.issue("agent-bob", client=True, emails=["bob@agents.test"]),
+        ),
+        stranger_client=_write(
+            directory, "stranger-client", *ca.issue("agent-stranger", client=True)
         ),
         rotated_server=_write(
             directory, "rotated-server", *ca.issue("aclbus rotated server", hosts=local)

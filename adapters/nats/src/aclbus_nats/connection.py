@@ -270,7 +270,9 @@ class NatsConnection:
                 self._refusal = (TLSError, problem)
                 self._refused.set()
             elif (
-                problem := auth_refusal(exc, self.options.credentials, self.nats_settings.servers)
+                problem := auth_refusal(
+                    exc, self.options.credentials, self.nats_settings.servers, self.options.tls
+                )
             ) is not None:
                 self._refusal = (AuthenticationError, problem)
                 self._refused.set()

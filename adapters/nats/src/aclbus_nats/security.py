@@ -99,12 +99,6 @@ def tls_refusal(exc: BaseException, tls: TLSOptions | None) -> str | None:
     if isinstance(exc, ssl.SSLCertVerificationError):
         return _server_refused(exc, tls, names)
     reason = exc.reason if isinstance(exc, ssl.SSLError) else None
-    if reason == "WRONG_VERSION_NUMBER" and tls is not None and tls.handshake_first:
-        return (
-            f"the server did not answer the TLS handshake ({names.handshake_first} is on): "
-            "it does not speak TLS, or speaks it only after its INFO (set handshake_first: "
-            "true in its tls {} block, or turn the setting off)"
-        )
     if not reason or "ALERT" not in reason:
         return None
     # The server's alert: it refused our certificate, or wanted one and got none.
@@ -202,7 +196,10 @@ _AUTHORIZATION_VIOLATION = "authorization violation"
 
 
 def auth_refusal(
-    exc: BaseException, credentials: Credentials | None, servers: list[str]
+    exc: BaseException,
+    credentials: Credentials | None,
+    servers: list[str],
+    tls: TLSOptions | None = None,
 ) -> str | None:
     """What a refused authentication says is wrong, in words; None for any other error.
 
@@ -216,6 +213,8 @@ def auth_refusal(
         exc: An error of the connection, as nats-py reports it.
         credentials: The connection's credentials, naming their settings.
         servers: The server URLs (which may hold ``user:password@``).
+        tls: The connection's TLS: with a client certificate and no credentials, the server
+            that refused maps certificates to users (``verify_and_map``) and knows none for it.
 
     Returns:
         The problem, or None when ``exc`` is not a refused authentication.
@@ -226,6 +225,13 @@ def auth_refusal(
     if not refused:
         return None
     problem = _refused_credentials(credentials, servers)
+    if credentials is None and tls is not None and tls.cert_file is not None:
+        problem = (
+            f"the server maps no user it knows to the client certificate of "
+            f"{tls.names.cert_file} ({tls.cert_file}) (verify_and_map: the user is the "
+            "certificate's SAN email, DNS name or subject), or it wants credentials: "
+            + problem.removeprefix("the server requires authentication and none is set: ")
+        )
     return f"{problem} (the server said: Authorization Violation)"
 
 
