@@ -3,8 +3,9 @@
 TLS and credentials moved to the ``aclbus-tls`` and ``aclbus-auth`` plugins
 (``ACLBUS_TLS__*``, ``ACLBUS_AUTH__*``), which every backend's connection uses. The old
 ``ACLBUS_NATS__TLS_*``, ``USER``, ``PASSWORD``, ``TOKEN``, ``NKEY_SEED_FILE`` and
-``CREDS_FILE`` keep working: each one set gives a `DeprecationWarning` and one log line naming
-its new setting, and the refusal messages name the old setting, since that is what was used.
+``CREDS_FILE`` keep working: a backend made with any of them gives one `DeprecationWarning`
+and one log line naming the new setting of each, and the refusal messages name the old
+setting, since that is what was used.
 Setting a part (TLS, or credentials) both ways is a `ConfigurationError`.
 """
 
