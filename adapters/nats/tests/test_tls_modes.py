@@ -120,6 +120,23 @@ async def test_handshake_first_connects_to_a_server_that_wants_it(
     assert all(c.get("tls_first") for c in conns), conns  # the server saw the TLS-first mode
 
 
+async def test_handshake_first_to_a_plaintext_server_is_a_tls_error_at_once(
+    certs: Certs, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    with EmbeddedServer(server_name="aclbus-plain") as plain:
+        use(monkeypatch, plain, ca=certs.ca, handshake_first=True)
+        bus = make_bus()
+        started = time.monotonic()
+        with pytest.raises(TLSError) as caught:
+            await asyncio.wait_for(bus.start(), BOUND * 2)
+        assert time.monotonic() - started < 1.0
+    assert caught.value.problem == (
+        "the server answered the TLS handshake in plain text (ACLBUS_TLS__HANDSHAKE_FIRST is "
+        "on): it does not speak TLS first; give its tls {} block handshake_first: true, or "
+        "turn ACLBUS_TLS__HANDSHAKE_FIRST off"
+    )
+
+
 # -- rotating the server's certificate -----------------------------------------------------------
 
 

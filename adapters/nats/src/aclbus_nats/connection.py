@@ -369,10 +369,11 @@ class NatsConnection:
             return
         _quiet_eof_over_ssl()
         if tls is not None and tls.handshake_first:
-            return  # the handshake comes first, and fails against plain text
+            return  # the handshake comes first: a plaintext server fails it (tls_refusal)
+        # All at once: a server that does not answer costs connect_timeout once, not per URL.
         timeout = self.nats_settings.connect_timeout
-        for url in urls:
-            info = await read_info(url, timeout)
+        infos = await asyncio.gather(*(read_info(url, timeout) for url in urls))
+        for url, info in zip(urls, infos, strict=True):
             if info is not None and not info.get("tls_required"):
                 host, port = host_port(url)
                 raise TLSError(f"NATS at {servers}", not_tls(f"{host}:{port}", tls))

@@ -99,6 +99,13 @@ def tls_refusal(exc: BaseException, tls: TLSOptions | None) -> str | None:
     if isinstance(exc, ssl.SSLCertVerificationError):
         return _server_refused(exc, tls, names)
     reason = exc.reason if isinstance(exc, ssl.SSLError) else None
+    if reason == "WRONG_VERSION_NUMBER" and tls is not None and tls.handshake_first:
+        # Our ClientHello was answered with something that is no TLS record: the INFO line.
+        return (
+            f"the server answered the TLS handshake in plain text ({names.handshake_first} "
+            "is on): it does not speak TLS first; give its tls {} block handshake_first: "
+            f"true, or turn {names.handshake_first} off"
+        )
     if not reason or "ALERT" not in reason:
         return None
     # The server's alert: it refused our certificate, or wanted one and got none.
