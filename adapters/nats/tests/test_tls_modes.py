@@ -137,6 +137,22 @@ async def test_handshake_first_to_a_plaintext_server_is_a_tls_error_at_once(
     )
 
 
+async def test_a_tls_url_to_a_plaintext_server_is_refused_before_anything_is_sent(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with EmbeddedServer(server_name="aclbus-plain-url") as plain:
+        use(monkeypatch, plain)
+        url = plain.url.replace("nats://", "tls://")
+        monkeypatch.setenv("ACLBUS_NATS__SERVERS", url)
+        bus = make_bus()
+        with pytest.raises(TLSError) as caught:
+            await asyncio.wait_for(bus.start(), BOUND * 2)
+    assert caught.value.problem.startswith(
+        f"the server at 127.0.0.1:{plain.port} does not speak TLS (its INFO has no "
+        "tls_required), and the server URL is tls://: nothing was sent to it."
+    ), caught.value.problem
+
+
 # -- rotating the server's certificate -----------------------------------------------------------
 
 
