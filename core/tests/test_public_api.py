@@ -26,6 +26,7 @@ PUBLIC = [
     "CapabilityError",
     "Codec",
     "ConfigurationError",
+    "ConnectionOptions",
     "ConsumerLimitReached",
     "HeadersTooLarge",
     "MalformedHeaders",

@@ -40,13 +40,23 @@ class Certs:
     """Every certificate the TLS tests use.
 
     Attributes:
-        ca: The CA the clients trust (``ACLBUS_NATS__TLS_CA_FILE``).
+        ca: The CA the clients trust (``ACLBUS_TLS__CA_FILE``).
         server: Signed by ``ca``, for 127.0.0.1 and localhost.
-        client: Signed by ``ca``, for mutual TLS.
+        client: Signed by ``ca``, for mutual TLS (``CN=agent-alice``).
         other_ca: A CA nobody trusts.
         untrusted_server: Signed by ``other_ca``, for 127.0.0.1 and localhost.
         expired_server: Signed by ``ca``, for 127.0.0.1 and localhost, expired yesterday.
         wrong_host_server: Signed by ``ca``, for wrong.example only.
+        untrusted_client: A client certificate signed by ``other_ca``.
+        future_client: A client certificate signed by ``ca``, valid from tomorrow on.
+        email_client: A client certificate signed by ``ca`` with the SAN email
+            ``bob@agents.test`` (what ``verify_and_map`` maps it to).
+        stranger_client: A client certificate signed by ``ca`` for ``CN=agent-stranger``, a
+            user no server knows.
+        rotated_server: Signed by ``ca`` with a new key, CN ``aclbus rotated server``.
+        new_ca: A second CA, for rotating to a new CA.
+        new_ca_server: Signed by ``new_ca``, CN ``aclbus new-CA server``.
+        bundle: ``ca`` and ``new_ca`` in one file (its ``key`` is ``new_ca``'s key).
     """
 
     ca: Pair
@@ -56,6 +66,14 @@ class Certs:
     untrusted_server: Pair
     expired_server: Pair
     wrong_host_server: Pair
+    untrusted_client: Pair
+    future_client: Pair
+    email_client: Pair
+    stranger_client: Pair
+    rotated_server: Pair
+    new_ca: Pair
+    new_ca_server: Pair
+    bundle: Pair
 
     def all_pem(self) -> list[str]:
         """The text of every key file: none of it may show in an error or a log line."""
@@ -104,10 +122,14 @@ class _Issuer:
         hosts: list[str] | None = None,
         client: bool = False,
         expired: bool = False,
+        not_yet_valid: bool = False,
+        emails: list[str] | None = None,
     ) -> tuple[x509.Certificate, ec.EllipticCurvePrivateKey]:
         key = ec.generate_private_key(ec.SECP256R1())
         now = dt.datetime.now(dt.UTC)
         start, end = (now - 3 * _DAY, now - _DAY) if expired else (now - _DAY, now + 30 * _DAY)
+        if not_yet_valid:
+            start, end = now + _DAY, now + 30 * _DAY
         builder = (
             x509.CertificateBuilder()
             .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)]))
@@ -128,9 +150,9 @@ class _Issuer:
                 critical=False,
             )
         )
-        if hosts:
-            names: list[x509.GeneralName] = []
-            for host in hosts:
+        if hosts or emails:
+            names: list[x509.GeneralName] = [x509.RFC822Name(e) for e in emails or []]
+            for host in hosts or []:
                 try:
                     names.append(x509.IPAddress(ipaddress.ip_address(host)))
                 except ValueError:
@@ -159,6 +181,12 @@ def make_certs(directory: Path) -> Certs:
     """Make every certificate of `Certs` in ``directory``."""
     local = ["127.0.0.1", "localhost"]
     ca, other = _Issuer("aclbus test CA"), _Issuer("aclbus untrusted CA")
+    new = _Issuer("aclbus new CA")
+    new_ca = _write(directory, "new-ca", new.cert, new.key)
+    bundle = Pair(directory / "ca-bundle.pem", new_ca.key)
+    bundle.cert.write_bytes(
+        ca.cert.public_bytes(serialization.Encoding.PEM) + new_ca.cert.read_bytes()
+    )
     return Certs(
         ca=_write(directory, "ca", ca.cert, ca.key),
         server=_write(directory, "server", *ca.issue("aclbus test server", hosts=local)),
@@ -173,6 +201,28 @@ def make_certs(directory: Path) -> Certs:
         wrong_host_server=_write(
             directory, "wrong-host-server", *ca.issue("wrong.example", hosts=["wrong.example"])
         ),
+        untrusted_client=_write(
+            directory, "untrusted-client", *other.issue("agent-mallory", client=True)
+        ),
+        future_client=_write(
+            directory, "future-client", *ca.issue("agent-early", client=True, not_yet_valid=True)
+        ),
+        email_client=_write(
+            directory,
+            "email-client",
+            *ca.issue("agent-bob", client=True, emails=["bob@agents.test"]),
+        ),
+        stranger_client=_write(
+            directory, "stranger-client", *ca.issue("agent-stranger", client=True)
+        ),
+        rotated_server=_write(
+            directory, "rotated-server", *ca.issue("aclbus rotated server", hosts=local)
+        ),
+        new_ca=new_ca,
+        new_ca_server=_write(
+            directory, "new-ca-server", *new.issue("aclbus new-CA server", hosts=local)
+        ),
+        bundle=bundle,
     )
 
 

@@ -1,6 +1,7 @@
 """Token and NKey authentication against real nats-servers with ``authorization {}`` blocks.
 
-The client's credentials come from ``ACLBUS_NATS__TOKEN`` and ``ACLBUS_NATS__NKEY_SEED_FILE``.
+The client's credentials come from ``ACLBUS_AUTH__TOKEN`` and ``ACLBUS_AUTH__NKEY_SEED_FILE``,
+read by the aclbus-auth plugin.
 Credentials the server refuses (or none where it wants some) are an `AuthenticationError` at the
 first refusal, well within the connect timeout, naming the setting and holding no secret.
 User and password are tested in test_permissions.py.
@@ -20,9 +21,11 @@ from pathlib import Path
 import nkeys
 import pytest
 
+import aclbus_auth
 from aclbus.bus import Bus
 from aclbus.errors import AuthenticationError, BackendClosed
 from aclbus.settings import Settings, StreamLimits
+from aclbus_auth import AuthSettings
 from aclbus_nats.backend import NatsBackend
 from aclbus_nats.server import EmbeddedServer
 from aclbus_nats.settings import NatsSettings
@@ -87,25 +90,27 @@ def servers(users: dict[str, NKeyUser]) -> Iterator[dict[str, EmbeddedServer]]:
 
 
 def use(monkeypatch: pytest.MonkeyPatch, server: EmbeddedServer, **auth: str | None) -> None:
-    """Point ``ACLBUS_NATS__*`` at ``server``, with ``token`` or ``nkey_seed_file`` if given."""
+    """Point the bus at ``server``, with ``ACLBUS_AUTH__TOKEN`` or ``NKEY_SEED_FILE`` if given."""
     monkeypatch.setenv("ACLBUS_NATS__SERVERS", server.url)
     monkeypatch.setenv("ACLBUS_NATS__CONNECT_TIMEOUT", str(CONNECT_TIMEOUT))
     for name in ("TOKEN", "NKEY_SEED_FILE", "USER", "PASSWORD", "CREDS_FILE"):
+        monkeypatch.delenv(f"ACLBUS_AUTH__{name}", raising=False)
         monkeypatch.delenv(f"ACLBUS_NATS__{name}", raising=False)
     for name, value in auth.items():
         if value is not None:
-            monkeypatch.setenv(f"ACLBUS_NATS__{name.upper()}", value)
+            monkeypatch.setenv(f"ACLBUS_AUTH__{name.upper()}", value)
 
 
-def make_bus() -> tuple[Bus, NatsSettings, NatsBackend]:
+def make_bus() -> tuple[Bus, AuthSettings, NatsBackend]:
+    """A bus on ``ACLBUS_NATS__SERVERS`` with the auth plugin, as installed."""
     s = Settings(
         backend="nats",
         subject_prefix="auth" + uuid.uuid4().hex[:10],
         streams=StreamLimits(max_bytes=1 << 20, storage="memory"),
     )
-    nats = NatsSettings()
-    backend = NatsBackend(s, nats=nats)
-    return Bus(s, backend=backend, entry_points=False), nats, backend
+    backend = NatsBackend(s, nats=NatsSettings())
+    bus = Bus(s, backend=backend, entry_points=False, plugins=[aclbus_auth])
+    return bus, AuthSettings(), backend
 
 
 async def authorised_users(bus: Bus, server: EmbeddedServer) -> set[str]:
@@ -130,12 +135,12 @@ async def test_the_right_token_connects_and_carries_a_message(
 ) -> None:
     use(monkeypatch, servers["token"], token=TOKEN)
     caplog.set_level(logging.DEBUG)
-    bus, nats, backend = make_bus()
-    assert nats.token is not None
-    assert nats.token.get_secret_value() == TOKEN
+    bus, auth, backend = make_bus()
+    assert auth.token is not None
+    assert auth.token.get_secret_value() == TOKEN
     authorized = await asyncio.wait_for(authorised_users(bus, servers["token"]), WAIT * 2)
     assert authorized == {"[REDACTED]"}  # how nats-server shows a token connection
-    shown = f"{nats!r} {backend!r} {caplog.text}"
+    shown = f"{auth!r} {backend!r} {caplog.text}"
     assert not [s for s in secrets(users) if s in shown]
 
 
@@ -147,10 +152,10 @@ async def test_the_known_nkey_connects_and_carries_a_message(
 ) -> None:
     use(monkeypatch, servers["nkey"], nkey_seed_file=str(users["alice"].seed_file))
     caplog.set_level(logging.DEBUG)
-    bus, nats, backend = make_bus()
+    bus, auth, backend = make_bus()
     authorized = await asyncio.wait_for(authorised_users(bus, servers["nkey"]), WAIT * 2)
     assert authorized == {users["alice"].public_key}
-    shown = f"{nats!r} {backend!r} {caplog.text}"
+    shown = f"{auth!r} {backend!r} {caplog.text}"
     assert not [s for s in secrets(users) if s in shown]
 
 
@@ -159,16 +164,16 @@ async def test_the_known_nkey_connects_and_carries_a_message(
 
 def problem_of(case: str, users: dict[str, NKeyUser]) -> str:
     if case == "wrong token":
-        return "the server does not accept the token of ACLBUS_NATS__TOKEN" + SAID
+        return "the server does not accept the token of ACLBUS_AUTH__TOKEN" + SAID
     if case in ("no token", "no nkey"):
         return (
-            "the server requires authentication and none is set: set ACLBUS_NATS__TOKEN, "
-            "ACLBUS_NATS__USER and ACLBUS_NATS__PASSWORD, ACLBUS_NATS__NKEY_SEED_FILE or "
-            "ACLBUS_NATS__CREDS_FILE" + SAID
+            "the server requires authentication and none is set: set ACLBUS_AUTH__TOKEN, "
+            "ACLBUS_AUTH__USER and ACLBUS_AUTH__PASSWORD, ACLBUS_AUTH__NKEY_SEED_FILE or "
+            "ACLBUS_AUTH__CREDS_FILE (the aclbus-auth plugin)" + SAID
         )
     assert case == "another user's nkey"
     return (
-        "the server knows no user with the NKey of the seed in ACLBUS_NATS__NKEY_SEED_FILE "
+        "the server knows no user with the NKey of the seed in ACLBUS_AUTH__NKEY_SEED_FILE "
         f"({users['mallory'].seed_file})" + SAID
     )
 
@@ -196,7 +201,7 @@ async def test_refused_credentials_are_an_authentication_error_at_connect(
         value = str(users[value].seed_file)
     use(monkeypatch, server, **{setting: value})
     caplog.set_level(logging.DEBUG)
-    bus, nats, backend = make_bus()  # default reconnect policy: retry forever
+    bus, auth, backend = make_bus()  # default reconnect policy: retry forever
 
     started = time.monotonic()
     with pytest.raises(AuthenticationError) as caught:
@@ -219,7 +224,7 @@ async def test_refused_credentials_are_an_authentication_error_at_connect(
     while error is not None:
         chain.append(error)
         error = error.__cause__ or error.__context__
-    shown = " ".join(f"{e!s} {e!r}" for e in chain) + f" {nats!r} {backend!r} {caplog.text}"
+    shown = " ".join(f"{e!s} {e!r}" for e in chain) + f" {auth!r} {backend!r} {caplog.text}"
     assert not [s for s in secrets(users) if s in shown]
     # The client gave up: no reconnect attempt follows the refusal.
     logged = len(caplog.records)

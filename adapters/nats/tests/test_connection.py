@@ -21,6 +21,7 @@ import nats.errors
 import pytest
 import pytest_asyncio
 from nats.js import api
+from pydantic import SecretStr
 
 from aclbus import wire
 from aclbus.acl import ACLMessage
@@ -38,6 +39,7 @@ from aclbus.errors import (
 from aclbus.middleware import Delivery
 from aclbus.settings import Settings, StreamLimits
 from aclbus.testing.collector import Collector, eventually
+from aclbus_auth import AuthPlugin, AuthSettings
 from aclbus_nats.backend import NATS_HEADER_ALLOWANCE, NatsBackend
 from aclbus_nats.server import EmbeddedServer
 from aclbus_nats.server.process import reserve_port
@@ -56,10 +58,17 @@ def settings(prefix: str, **overrides: Any) -> Settings:
     return Settings(**values)
 
 
-def make_bus(url: str, prefix: str, nats: NatsSettings | None = None, **overrides: Any) -> Bus:
+def make_bus(
+    url: str,
+    prefix: str,
+    nats: NatsSettings | None = None,
+    *,
+    plugins: tuple[object, ...] = (),
+    **overrides: Any,
+) -> Bus:
     s = settings(prefix, **overrides)
     nats = nats or NatsSettings(servers=[url])
-    return Bus(s, backend=NatsBackend(s, nats=nats), entry_points=False)
+    return Bus(s, backend=NatsBackend(s, nats=nats), entry_points=False, plugins=plugins)
 
 
 def inform(receiver: str | None = "bob", payload: Any = None) -> ACLMessage:
@@ -444,10 +453,11 @@ async def test_a_full_discard_new_stream_refuses_publishes_clearly(
         discard=api.DiscardPolicy.NEW,
         storage=api.StorageType.MEMORY,
     )
-    backend = NatsBackend(
-        settings(prefix),
-        nats=NatsSettings(servers=[limited_server.url], user="app", password="app-pw"),
-    )
+    backend = NatsBackend(settings(prefix), nats=NatsSettings(servers=[limited_server.url]))
+    app = AuthPlugin(AuthSettings(user="app", password=SecretStr("app-pw")))
+    options = app.aclbus_connection_options(settings(prefix))
+    assert options is not None
+    backend.configure_connection(options)
     await backend.connect()
     try:
         acks = await _publish_until_refused(backend, f"{prefix}.full", 1000)
@@ -463,12 +473,16 @@ async def test_an_account_out_of_storage_is_a_clear_error(
     limited_server: EmbeddedServer, prefix: str
 ) -> None:
     """SCENARIOS 25, account limits: refused at start-up if the limits do not fit, else later."""
-    small = NatsSettings(servers=[limited_server.url], user="small", password="sm-pw")
-    too_big = make_bus(limited_server.url, prefix, small, streams=StreamLimits(max_bytes=1 << 20))
+    as_small = (AuthPlugin(AuthSettings(user="small", password=SecretStr("sm-pw"))),)
+    too_big = make_bus(
+        limited_server.url, prefix, plugins=as_small, streams=StreamLimits(max_bytes=1 << 20)
+    )
     with pytest.raises(ConfigurationError, match="insufficient storage resources"):
         await too_big.start()
 
-    unbounded = make_bus(limited_server.url, prefix, small, streams=StreamLimits(max_bytes=None))
+    unbounded = make_bus(
+        limited_server.url, prefix, plugins=as_small, streams=StreamLimits(max_bytes=None)
+    )
     async with unbounded:
         assert isinstance(unbounded.backend, NatsBackend)
         acks, error = await _until_refused(

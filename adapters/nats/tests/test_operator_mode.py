@@ -1,7 +1,7 @@
 """Decentralized JWT auth (operator mode) against a real nats-server with a memory resolver.
 
 The operator, its accounts and users are made in the test with `aclbus_auth.jwt` (see
-operator_mode.py); a bus connects with ``ACLBUS_NATS__CREDS_FILE``. What the user JWT allows,
+operator_mode.py); a bus connects with ``ACLBUS_AUTH__CREDS_FILE``. What the user JWT allows,
 the server enforces (`PermissionDenied` at once); a JWT the server refuses -- expired, signed by
 an account it does not know, or in a file whose seed is not the JWT's -- is an
 `AuthenticationError` at the first refusal, without a retry.
@@ -28,6 +28,7 @@ from aclbus.errors import (
     PermissionDenied,
 )
 from aclbus.settings import Settings, StreamLimits
+from aclbus_auth import AuthPlugin, AuthSettings
 from aclbus_auth.jwt import verify_jwt
 from aclbus_nats.backend import NatsBackend
 from aclbus_nats.server import EmbeddedServer
@@ -60,13 +61,13 @@ def make_bus(server: EmbeddedServer, creds: Path, prefix: str | None = None) -> 
         request_timeout=WAIT,
         streams=StreamLimits(max_bytes=1 << 20, storage="memory"),
     )
-    nats = NatsSettings(
-        servers=[server.url],
-        creds_file=creds,
-        connect_timeout=CONNECT_TIMEOUT,
-        publish_timeout=WAIT,
+    nats = NatsSettings(servers=[server.url], connect_timeout=CONNECT_TIMEOUT, publish_timeout=WAIT)
+    return Bus(
+        settings,
+        backend=NatsBackend(settings, nats=nats),
+        plugins=[AuthPlugin(AuthSettings(creds_file=creds))],
+        entry_points=False,
     )
-    return Bus(settings, backend=NatsBackend(settings, nats=nats), entry_points=False)
 
 
 def refusals(server: EmbeddedServer) -> int:
@@ -220,7 +221,7 @@ async def test_refused_creds_are_an_authentication_error_at_the_first_refusal(
 
     assert took < FAST, f"gave up after {took:.2f} s"
     problem = (
-        f"the server does not accept the credentials of ACLBUS_NATS__CREDS_FILE ({creds})"
+        f"the server does not accept the credentials of ACLBUS_AUTH__CREDS_FILE ({creds})"
         + detail
         + SAID
     )

@@ -22,6 +22,7 @@ from aclbus.bus import Bus
 from aclbus.errors import AuthenticationError, BackendClosed, PermissionDenied
 from aclbus.settings import Settings, StreamLimits
 from aclbus.testing.collector import Deliveries
+from aclbus_auth import AuthPlugin, AuthSettings
 from aclbus_nats.backend import NatsBackend
 from aclbus_nats.server import EmbeddedServer
 from aclbus_nats.settings import NatsSettings
@@ -77,13 +78,18 @@ def no_secret_in_logs(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
 def nats_settings(server: EmbeddedServer, **overrides: Any) -> NatsSettings:
     values: dict[str, Any] = {
         "servers": [server.url],
-        "user": USER,
-        "password": PASSWORD,
         "publish_timeout": TIMEOUT,
         "connect_timeout": 2.0,
     }
     values.update(overrides)
     return NatsSettings(**values)
+
+
+def auth(**overrides: Any) -> AuthPlugin:
+    """The auth plugin with ``USER`` and ``PASSWORD`` (``ACLBUS_AUTH__*``), or ``overrides``."""
+    values: dict[str, Any] = {"user": USER, "password": PASSWORD}
+    values.update(overrides)
+    return AuthPlugin(AuthSettings(**values))
 
 
 @pytest_asyncio.fixture
@@ -95,7 +101,7 @@ async def bus(server: EmbeddedServer) -> AsyncIterator[Bus]:
         streams=StreamLimits(max_bytes=1 << 20, storage="memory"),
     )
     backend = NatsBackend(settings, nats=nats_settings(server))
-    async with Bus(settings, backend=backend, entry_points=False) as running:
+    async with Bus(settings, backend=backend, entry_points=False, plugins=[auth()]) as running:
         yield running
 
 
@@ -166,6 +172,10 @@ async def test_forbidden_core_subscription_is_refused_and_removed(
     server: EmbeddedServer, queue: str | None
 ) -> None:
     backend = NatsBackend(Settings(subject_prefix=PREFIX), nats=nats_settings(server))
+    # A backend used without a bus takes the plugin's options as the bus would hand them.
+    options = auth().aclbus_connection_options(Settings())
+    assert options is not None
+    backend.configure_connection(options)
     await backend.connect()
     try:
         spec = SubscriptionSpec(
@@ -243,12 +253,16 @@ async def test_wrong_credentials_fail_at_connect_without_showing_the_secret(
 ) -> None:
     """SCENARIOS 20: a clear error from start(), within connect_timeout, no secret anywhere."""
     overrides = dict(credentials)
-    auth = overrides.pop("servers_auth", None)
-    if auth is not None:
-        overrides["servers"] = [server.url.replace("nats://", f"nats://{auth}@")]
+    in_url = overrides.pop("servers_auth", None)
+    servers = {}
+    if in_url is not None:
+        servers["servers"] = [server.url.replace("nats://", f"nats://{in_url}@")]
     settings = Settings(backend="nats", subject_prefix=PREFIX)
-    nats = nats_settings(server, **overrides)  # default reconnect policy: retry forever
-    bus = Bus(settings, backend=NatsBackend(settings, nats=nats), entry_points=False)
+    nats = nats_settings(server, **servers)  # default reconnect policy: retry forever
+    plugin = auth(**overrides)
+    bus = Bus(
+        settings, backend=NatsBackend(settings, nats=nats), entry_points=False, plugins=[plugin]
+    )
 
     started = time.monotonic()
     with pytest.raises(BackendClosed) as caught:
@@ -269,17 +283,23 @@ async def test_wrong_credentials_fail_at_connect_without_showing_the_secret(
         assert WRONG not in str(error)
         assert WRONG not in repr(error)
         assert PASSWORD not in str(error)
-    assert WRONG not in repr(nats)  # the settings show ``SecretStr('**********')``
+    assert WRONG not in repr(plugin.settings)  # the settings show ``SecretStr('**********')``
 
 
 def test_password_from_the_environment_is_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("ACLBUS_NATS__USER", USER)
-    monkeypatch.setenv("ACLBUS_NATS__PASSWORD", PASSWORD)
-    settings = NatsSettings()
+    monkeypatch.setenv("ACLBUS_AUTH__USER", USER)
+    monkeypatch.setenv("ACLBUS_AUTH__PASSWORD", PASSWORD)
+    settings = AuthSettings()
     assert settings.password is not None
     assert settings.password.get_secret_value() == PASSWORD
     assert PASSWORD not in repr(settings)
     assert PASSWORD not in str(settings.model_dump())
+    options = AuthPlugin().aclbus_connection_options(Settings())  # what the backend is handed
+    assert options is not None
+    assert repr(options.credentials) == (
+        "UserPassword(user='agent', password=SecretStr('**********'), "
+        "user_setting='ACLBUS_AUTH__USER', password_setting='ACLBUS_AUTH__PASSWORD')"
+    )
     url = NatsSettings(servers=[f"nats://{USER}:{PASSWORD}@127.0.0.1:4999"]).masked_servers()
     assert url == ["nats://***@127.0.0.1:4999"]
 

@@ -197,14 +197,23 @@ def environment(mode: Mode, prefix: str, auth: dict[str, str]) -> dict[str, str]
         "ACLBUS_PLUGINS": "nats,auth,tls",
         "COLUMNS": "200",
     }
-    return env | {f"ACLBUS_NATS__{k}": v for k, v in auth.items()}
+    return env | {_variable(k): v for k, v in auth.items()}
+
+
+def _variable(key: str) -> str:
+    """``TLS_CA_FILE`` → ``ACLBUS_TLS__CA_FILE``, ``TOKEN`` → ``ACLBUS_AUTH__TOKEN``."""
+    if key.startswith("TLS_"):
+        return f"ACLBUS_TLS__{key.removeprefix('TLS_')}"
+    return f"ACLBUS_AUTH__{key}"
 
 
 def use(monkeypatch: pytest.MonkeyPatch, env: dict[str, str]) -> None:
     for name in ("USER", "PASSWORD", "TOKEN", "NKEY_SEED_FILE", "CREDS_FILE"):
         monkeypatch.delenv(f"ACLBUS_NATS__{name}", raising=False)
+        monkeypatch.delenv(f"ACLBUS_AUTH__{name}", raising=False)
     for name in ("TLS_CA_FILE", "TLS_CERT_FILE", "TLS_KEY_FILE"):
         monkeypatch.delenv(f"ACLBUS_NATS__{name}", raising=False)
+        monkeypatch.delenv(_variable(name), raising=False)
     for name, value in env.items():
         monkeypatch.setenv(name, value)
 

@@ -1,8 +1,10 @@
 """TLS and mutual TLS against real nats-servers with ``tls {}`` blocks.
 
 The certificates come from the ``certs`` fixture (conftest.py), the client's TLS settings from
-``ACLBUS_NATS__TLS_*`` variables. A refused certificate is a `TLSError` at the first refused
-handshake, well within the connect timeout, naming what is wrong and holding no key.
+``ACLBUS_TLS__*`` variables read by the aclbus-tls plugin. A refused certificate is a
+`TLSError` at the first refused handshake, well within the connect timeout, naming what is
+wrong and holding no key. Mutual TLS with ``verify_and_map``, ``handshake_first``, a plaintext
+server and certificate rotation are in test_tls_modes.py.
 """
 
 from __future__ import annotations
@@ -15,10 +17,12 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+import aclbus_tls
 from aclbus.bus import Bus
 from aclbus.errors import BackendClosed, TLSError
 from aclbus.settings import Settings, StreamLimits
 from aclbus_nats.backend import NatsBackend
+from aclbus_nats.connection import EofOverSSLFilter
 from aclbus_nats.server import EmbeddedServer
 from aclbus_nats.settings import NatsSettings
 
@@ -30,22 +34,24 @@ CONNECT_TIMEOUT = 2.0
 BOUND = CONNECT_TIMEOUT * 2 + 1.0
 
 
-def tls_block(pair: Pair, verify_with: Pair | None = None) -> str:
+def tls_block(pair: Pair, verify_with: Pair | None = None, *extra: str) -> str:
     lines = [f'  cert_file: "{pair.cert}"', f'  key_file: "{pair.key}"', "  timeout: 2"]
     if verify_with is not None:  # mutual TLS: the server asks for a client certificate
         lines += [f'  ca_file: "{verify_with.cert}"', "  verify: true"]
+    lines += [f"  {line}" for line in extra]
     return "tls {\n" + "\n".join(lines) + "\n}"
 
 
 @pytest.fixture(scope="module")
 def servers(certs: Certs) -> Iterator[dict[str, EmbeddedServer]]:
-    """One TLS-only server per certificate under test, for the module."""
+    """One TLS-only server per certificate under test, and a plaintext one, for the module."""
     configs = {
         "tls": tls_block(certs.server),
         "mtls": tls_block(certs.server, verify_with=certs.ca),
         "untrusted": tls_block(certs.untrusted_server),
         "expired": tls_block(certs.expired_server),
         "wrong-host": tls_block(certs.wrong_host_server),
+        "plain": "",
     }
     started: dict[str, EmbeddedServer] = {}
     try:
@@ -58,42 +64,66 @@ def servers(certs: Certs) -> Iterator[dict[str, EmbeddedServer]]:
             server.stop()
 
 
-def use(monkeypatch: pytest.MonkeyPatch, server: EmbeddedServer, **tls: Pair | None) -> None:
-    """Point ``ACLBUS_NATS__*`` at ``server``, with the given CA and client certificate."""
+def use(
+    monkeypatch: pytest.MonkeyPatch,
+    server: EmbeddedServer,
+    *,
+    handshake_first: bool = False,
+    **tls: Pair | None,
+) -> None:
+    """Point the bus at ``server``, with ``ACLBUS_TLS__*`` for the given CA and certificate."""
     monkeypatch.setenv("ACLBUS_NATS__SERVERS", server.url)
     monkeypatch.setenv("ACLBUS_NATS__CONNECT_TIMEOUT", str(CONNECT_TIMEOUT))
     # A refused client certificate can show as a reset before the server's alert is read:
     # quick retries reach the alert well within the bound.
     monkeypatch.setenv("ACLBUS_NATS__RECONNECT_TIME_WAIT", "0.1")
-    for name in ("TLS_CA_FILE", "TLS_CERT_FILE", "TLS_KEY_FILE"):
-        monkeypatch.delenv(f"ACLBUS_NATS__{name}", raising=False)
+    for name in ("CA_FILE", "CERT_FILE", "KEY_FILE", "HANDSHAKE_FIRST"):
+        monkeypatch.delenv(f"ACLBUS_TLS__{name}", raising=False)
+        monkeypatch.delenv(f"ACLBUS_NATS__TLS_{name}", raising=False)
     if (ca := tls.get("ca")) is not None:
-        monkeypatch.setenv("ACLBUS_NATS__TLS_CA_FILE", str(ca.cert))
+        monkeypatch.setenv("ACLBUS_TLS__CA_FILE", str(ca.cert))
     if (client := tls.get("client")) is not None:
-        monkeypatch.setenv("ACLBUS_NATS__TLS_CERT_FILE", str(client.cert))
-        monkeypatch.setenv("ACLBUS_NATS__TLS_KEY_FILE", str(client.key))
+        monkeypatch.setenv("ACLBUS_TLS__CERT_FILE", str(client.cert))
+        monkeypatch.setenv("ACLBUS_TLS__KEY_FILE", str(client.key))
+    if handshake_first:
+        monkeypatch.setenv("ACLBUS_TLS__HANDSHAKE_FIRST", "true")
 
 
-def make_bus() -> Bus:
+def make_bus(*plugins: object) -> Bus:
+    """A bus on ``ACLBUS_NATS__SERVERS`` with the TLS plugin (and ``plugins``), as installed."""
     s = Settings(
         backend="nats",
         subject_prefix="tls" + uuid.uuid4().hex[:10],
         streams=StreamLimits(max_bytes=1 << 20, storage="memory"),
     )
-    return Bus(s, backend=NatsBackend(s, nats=NatsSettings()), entry_points=False)
+    backend = NatsBackend(s, nats=NatsSettings())
+    return Bus(s, backend=backend, entry_points=False, plugins=[aclbus_tls, *plugins])
 
 
 # -- working connections -------------------------------------------------------------------------
 
 
 async def test_server_tls_checks_the_ca_and_the_host_and_carries_a_message(
-    servers: dict[str, EmbeddedServer], certs: Certs, monkeypatch: pytest.MonkeyPatch
+    servers: dict[str, EmbeddedServer],
+    certs: Certs,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     server = servers["tls"]
     use(monkeypatch, server, ca=certs.ca)
+    caplog.set_level(logging.DEBUG)
     conns = await asyncio.wait_for(round_trip(make_bus(), server, "over TLS"), WAIT * 2)
     assert all(c.get("tls_version", "").startswith("1.") for c in conns), conns
     assert not [c for c in conns if c.get("tls_peer_certs")]  # no client certificate sent
+    # asyncio's "returning true from eof_received() has no effect when using ssl", logged as
+    # each TLS connection of nats-py closes, is dropped, and only that line of asyncio's.
+    assert "eof_received" not in caplog.text
+    kept = logging.LogRecord("asyncio", logging.WARNING, __file__, 1, "other", None, None)
+    dropped = logging.LogRecord(
+        "asyncio", logging.WARNING, __file__, 1, EofOverSSLFilter.MESSAGE, None, None
+    )
+    [only] = [f for f in logging.getLogger("asyncio").filters if isinstance(f, EofOverSSLFilter)]
+    assert (only.filter(kept), only.filter(dropped)) == (True, False)
 
 
 async def test_mutual_tls_works_with_the_client_certificate(
@@ -111,20 +141,19 @@ async def test_mutual_tls_works_with_the_client_certificate(
 # -- refused certificates ------------------------------------------------------------------------
 
 
-FAILURES: dict[str, tuple[str, dict[str, str], Callable[[Certs], str]]] = {
+FAILURES: dict[str, tuple[str, dict[str, str], Callable[[Certs, EmbeddedServer], str]]] = {
     # case: (server, the client's TLS settings, the problem TLSError names)
     "untrusted CA": (
         "untrusted",
         {"ca": "ca"},
-        lambda c: (
-            "the server's certificate is not signed by the CA in ACLBUS_NATS__TLS_CA_FILE "
-            f"({c.ca.cert})"
+        lambda c, s: (
+            f"the server's certificate is not signed by the CA in ACLBUS_TLS__CA_FILE ({c.ca.cert})"
         ),
     ),
     "wrong hostname": (
         "wrong-host",
         {"ca": "ca"},
-        lambda c: (
+        lambda c, s: (
             "hostname mismatch: the server's certificate is not for 127.0.0.1, the host in the "
             "server URL; connect with a name the certificate holds, or give the server a "
             "certificate for this one"
@@ -133,22 +162,50 @@ FAILURES: dict[str, tuple[str, dict[str, str], Callable[[Certs], str]]] = {
     "expired server certificate": (
         "expired",
         {"ca": "ca"},
-        lambda c: "the server's certificate has expired",
+        lambda c, s: "the server's certificate has expired",
     ),
     "mutual TLS without a client certificate": (
         "mtls",
         {"ca": "ca"},
-        lambda c: (
+        lambda c, s: (
             "the server requires a client certificate (mutual TLS) and none is set: set "
-            "ACLBUS_NATS__TLS_CERT_FILE and ACLBUS_NATS__TLS_KEY_FILE"
+            "ACLBUS_TLS__CERT_FILE and ACLBUS_TLS__KEY_FILE"
+        ),
+    ),
+    "client certificate of a CA the server does not trust": (
+        "mtls",
+        {"ca": "ca", "client": "untrusted_client"},
+        lambda c, s: (
+            "the server refused the client certificate of ACLBUS_TLS__CERT_FILE "
+            f"({c.untrusted_client.cert}): it is not signed by a CA the server trusts (its "
+            "ca_file) (tlsv1 alert unknown ca)"
+        ),
+    ),
+    "client certificate not valid yet": (
+        "mtls",
+        {"ca": "ca", "client": "future_client"},
+        lambda c, s: (
+            "the server refused the client certificate of ACLBUS_TLS__CERT_FILE "
+            f"({c.future_client.cert}): it has expired, or is not valid yet (sslv3 alert "
+            "certificate expired)"
+        ),
+    ),
+    "TLS client to a plaintext server": (
+        "plain",
+        {"ca": "ca"},
+        lambda c, s: (
+            f"the server at 127.0.0.1:{s.port} does not speak TLS (its INFO has no "
+            "tls_required), and TLS is configured (ACLBUS_TLS__CA_FILE): nothing was sent to "
+            "it. Give the server a tls {} block, or connect without TLS (unset "
+            "ACLBUS_TLS__CA_FILE and the other TLS settings, nats:// URL)"
         ),
     ),
     "plaintext client to a TLS-only server": (
         "tls",
         {},
-        lambda c: (
+        lambda c, s: (
             "the server's certificate is not signed by a CA this system trusts, and "
-            "ACLBUS_NATS__TLS_CA_FILE is not set (the server requires TLS, or the URL is "
+            "ACLBUS_TLS__CA_FILE is not set (the server requires TLS, or the URL is "
             "tls://): set it to the CA that signed the server's certificate"
         ),
     ),
@@ -177,9 +234,9 @@ async def test_a_refused_certificate_is_a_tls_error_at_connect(
     assert took < BOUND, f"gave up after {took:.2f} s"
     assert isinstance(caught.value, BackendClosed)  # what a failed connect raised before
     assert str(caught.value) == (
-        f"cannot connect to NATS at {server.url}: TLS failed: {problem(certs)}"
+        f"cannot connect to NATS at {server.url}: TLS failed: {problem(certs, server)}"
     )
-    assert caught.value.problem == problem(certs)
+    assert caught.value.problem == problem(certs, server)
     assert not bus.started
     assert server.running
     # No key in the error nor in anything logged, not even one line of one.

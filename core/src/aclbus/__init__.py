@@ -35,6 +35,7 @@ from aclbus.backend import (
 )
 from aclbus.bus import Bus, BusStats, Gathered
 from aclbus.codec import Codec, JsonCodec
+from aclbus.connection_options import ConnectionOptions
 from aclbus.errors import (
     ACLBusError,
     ACLDecodeError,
@@ -94,6 +95,7 @@ __all__ = [
     "CapabilityError",
     "Codec",
     "ConfigurationError",
+    "ConnectionOptions",
     "ConsumerLimitReached",
     "HeadersTooLarge",
     "Delivery",

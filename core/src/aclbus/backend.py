@@ -30,6 +30,7 @@ from typing import Any, ClassVar
 
 from aclbus.capabilities import Capabilities
 from aclbus.clock import Clock, SystemClock
+from aclbus.connection_options import ConnectionOptions
 from aclbus.errors import ConfigurationError
 from aclbus.kv import KeyValue, KVConflict, KVEntry, check_revision
 from aclbus.received import Received
@@ -50,6 +51,7 @@ __all__ = [
     "BackendFactory",
     "Capabilities",
     "Clock",
+    "ConnectionOptions",
     "DeliveryHandler",
     "DeliveryMode",
     "KVConflict",
@@ -103,6 +105,24 @@ class Backend(ABC):
 
     name: ClassVar[str]
     capabilities: ClassVar[Capabilities]
+
+    def configure_connection(self, options: ConnectionOptions) -> None:
+        """Take the TLS and credentials that plugins contribute, before `connect`.
+
+        The bus calls this once, when it is made, with what the plugins'
+        ``aclbus_connection_options`` hooks gave (`ConnectionOptions`, empty when none did).
+        A backend with a connection maps them to its client's options; the names of the
+        settings they carry are what its refusal messages name. The default ignores them: a
+        backend without a connection (memory) has nothing to use them for.
+
+        Args:
+            options: TLS (files, or a ready `ssl.SSLContext`) and one way to authenticate.
+
+        Raises:
+            ConfigurationError: The options cannot be used (a file that is not a certificate,
+                or the backend's own settings give the same part too).
+        """
+        return None
 
     @abstractmethod
     async def connect(self) -> None:

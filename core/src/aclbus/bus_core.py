@@ -108,6 +108,9 @@ class BusCore:
         self.plugins = PluginManager(self.settings, plugins, entry_points=entry_points)
         self.codecs = self.plugins.codecs()
         self.backend = backend if backend is not None else self._make_backend()
+        # TLS and credentials from the plugins (aclbus-tls, aclbus-auth), before any connect:
+        # a file that cannot work fails here, when the bus is made.
+        self.backend.configure_connection(self.plugins.connection_options(self.settings))
         # Every adapter's and plugin's settings class is known now: a table or key of
         # aclbus.toml that none of them reads is a typo.
         check_config_file(type(self.settings), self.plugins.installed)

@@ -258,7 +258,7 @@ class AuthenticationError(BackendClosed):
 
     Connecting again with the same credentials is refused again, so the connect fails at the
     first refusal instead of retrying until its timeout. The message names the setting that
-    was used (``ACLBUS_NATS__TOKEN``, ``ACLBUS_NATS__NKEY_SEED_FILE``, ...), never a secret.
+    was used (``ACLBUS_AUTH__TOKEN``, ``ACLBUS_AUTH__NKEY_SEED_FILE``, ...), never a secret.
 
     Attributes:
         problem: What is wrong, in words.

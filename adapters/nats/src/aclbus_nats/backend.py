@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from aclbus.backend import (
     Backend,
     Capabilities,
+    ConnectionOptions,
     DeliveryHandler,
     KeyValue,
     KVSpec,
@@ -50,6 +51,7 @@ from aclbus_nats.streams import ProvisionedStreams
 from aclbus_nats.subscription import NatsSubscription
 
 if TYPE_CHECKING:
+    from faststream.nats import NatsBroker
     from nats.aio.client import Client
 
     from aclbus_nats.server import EmbeddedServer
@@ -96,7 +98,6 @@ class NatsBackend(Backend):
         self.settings = settings if settings is not None else Settings()
         self.nats_settings = nats if nats is not None else NatsSettings()
         self._connection = NatsConnection(self.settings, self.nats_settings, server)
-        self.broker = self._connection.broker
         streams = ProvisionedStreams()
         stream_api = StreamApi(self._connection, streams)
         self._streams = streams
@@ -106,6 +107,23 @@ class NatsBackend(Backend):
         self._stored = StoredMessages(self._connection, stream_api)
 
     # -- connection --------------------------------------------------------------------------
+
+    @property
+    def broker(self) -> NatsBroker:
+        """FastStream's broker, which owns the connection (made with the connection options)."""
+        return self._connection.broker
+
+    def configure_connection(self, options: ConnectionOptions) -> None:
+        """Use the TLS and credentials the plugins give (the bus calls this when it is made).
+
+        They are mapped to FastStream's security objects (`aclbus_nats.security`). The
+        deprecated ``ACLBUS_NATS__TLS_*`` and credential settings still add their parts.
+
+        Raises:
+            ConfigurationError: A part is given both by a plugin and by a deprecated
+                ``ACLBUS_NATS__`` setting; a TLS file is no certificate; already connected.
+        """
+        self._connection.configure(options)
 
     @property
     def connected(self) -> bool:
@@ -143,7 +161,9 @@ class NatsBackend(Backend):
         server = self._connection.server
         servers = self.nats_settings.servers or ([server.url] if server else [])
         nats = self.nats_settings.model_copy(update={"servers": servers})
-        return NatsBackend(self.settings, nats=nats)
+        sibling = NatsBackend(self.settings, nats=nats)
+        sibling.configure_connection(self._connection.plugin_options)  # the same TLS, identity
+        return sibling
 
     @property
     def max_payload(self) -> int | None:

@@ -16,13 +16,16 @@ from typing import TYPE_CHECKING, Any
 
 from faststream.nats import NatsBroker
 
+from aclbus.connection_options import ConnectionOptions
 from aclbus.errors import AuthenticationError, BackendClosed, ConfigurationError, TLSError
 from aclbus.settings import Settings
+from aclbus_nats.deprecated import join, legacy_options
 from aclbus_nats.headers import install as install_header_codec
 from aclbus_nats.inbox import REPLY_WINDOW, ReplyInbox
 from aclbus_nats.permissions import PermissionWatch, ViolationLogFilter
 from aclbus_nats.reconnect import jittered_reconnect
-from aclbus_nats.security import auth_refusal, security, tls_refusal
+from aclbus_nats.security import auth_refusal, not_tls, security, tls_refusal
+from aclbus_nats.server_info import host_port, read_info
 from aclbus_nats.settings import NatsSettings
 
 if TYPE_CHECKING:
@@ -31,12 +34,41 @@ if TYPE_CHECKING:
 
     from aclbus_nats.server import EmbeddedServer
 
-__all__ = ["MIN_TTL_SERVER", "NOT_CONNECTED", "NatsConnection", "announced_version"]
+__all__ = [
+    "MIN_TTL_SERVER",
+    "NOT_CONNECTED",
+    "EofOverSSLFilter",
+    "NatsConnection",
+    "announced_version",
+]
 
 log = logging.getLogger("aclbus.nats")
 # FastStream logs through this logger (the broker's ``logger=``): not a violation as a broken
 # connection with a traceback; `NatsConnection` logs it once instead.
 log.addFilter(ViolationLogFilter())
+
+
+class EofOverSSLFilter(logging.Filter):
+    """Drops asyncio's one warning that every TLS connection of nats-py makes, and only it.
+
+    nats-py's protocol returns True from ``eof_received``; asyncio's SSL transport cannot keep
+    a half-closed TLS connection open and logs ``returning true from eof_received() has no
+    effect when using ssl`` at WARNING each time a TLS connection ends. It says nothing about
+    the connection that is worth a warning.
+    """
+
+    MESSAGE = "returning true from eof_received() has no effect when using ssl"
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """False (drop) for that one message."""
+        return not (record.msg == self.MESSAGE and not record.args)
+
+
+def _quiet_eof_over_ssl() -> None:
+    asyncio_log = logging.getLogger("asyncio")
+    if not any(isinstance(f, EofOverSSLFilter) for f in asyncio_log.filters):
+        asyncio_log.addFilter(EofOverSSLFilter())
+
 
 MIN_TTL_SERVER = (2, 11)
 """Per-message TTL (``Nats-TTL``, ``allow_msg_ttl``) needs nats-server 2.11 or newer."""
@@ -68,6 +100,10 @@ class NatsConnection:
         nats: Connection settings.
         server: An embedded server to use (and stop on close) instead of starting one when
             ``nats.servers`` is empty.
+
+    Raises:
+        ConfigurationError: The deprecated TLS or credential settings of ``nats`` cannot work
+            (two ways to authenticate, a TLS file that is no certificate).
     """
 
     def __init__(
@@ -101,14 +137,49 @@ class NatsConnection:
         self._refusal: tuple[type[TLSError | AuthenticationError], str] | None = None
         self._reconnected: list[Callable[[], None]] = []
         self.permissions.listen(self._on_violation)
-        # The embedded server's ports are picked now, so the broker knows its URL from the
-        # start (FastStream reads its servers when the broker is made).
-        self.broker = NatsBroker(
-            servers=nats.servers or [server.url if server else ""], **self._options()
-        )
-        """FastStream's broker: it makes, reconnects and drains the nats-py client."""
+        self._legacy = legacy_options(nats)
+        self.plugin_options = ConnectionOptions()
+        """What the plugins gave (`configure`), without the deprecated settings' parts."""
+        self.options = self._legacy
+        """TLS and credentials: the plugins' (`configure`) and the deprecated settings'."""
+        self._security = security(self.options)
+        self._broker: NatsBroker | None = None
 
-    def _options(self) -> dict[str, Any]:
+    def configure(self, options: ConnectionOptions) -> None:
+        """Use the plugins' TLS and credentials (with the deprecated settings' parts).
+
+        Raises:
+            ConfigurationError: Connected already; a part given both by a plugin and by a
+                deprecated setting; a TLS file that is no certificate.
+        """
+        if self._nc is not None:
+            raise ConfigurationError(
+                "the NATS backend is connected: its connection options are set before connect"
+            )
+        joined = join(options, self._legacy)
+        if joined == self.options:
+            return
+        self._security = security(joined)
+        self.plugin_options = options
+        self.options = joined
+        self._broker = None  # made again, with these options, when it is next needed
+
+    @property
+    def broker(self) -> NatsBroker:
+        """FastStream's broker: it makes, reconnects and drains the nats-py client."""
+        if self._broker is None:
+            # The embedded server's ports are picked already, so the broker knows its URL
+            # from the start (FastStream reads its servers when the broker is made).
+            self._broker = NatsBroker(servers=self.urls, **self._broker_options())
+        return self._broker
+
+    @property
+    def urls(self) -> list[str]:
+        """The server URLs the connection uses (the embedded server's, when it runs one)."""
+        server = self.server
+        return list(self.nats_settings.servers) or [server.url if server else ""]
+
+    def _broker_options(self) -> dict[str, Any]:
         n = self.nats_settings
         options: dict[str, Any] = {
             "name": n.name,
@@ -127,9 +198,8 @@ class NatsConnection:
             "logger": log,
             "log_level": logging.DEBUG,
         }
-        credentials = security(n)
-        if credentials is not None:
-            options["security"] = credentials
+        if self._security is not None:
+            options["security"] = self._security
         return options
 
     # -- what the connection reports ---------------------------------------------------------
@@ -196,10 +266,14 @@ class NatsConnection:
         self._last_error = exc
         log.warning("nats: %s", exc)
         if self._refused is not None:
-            if (problem := tls_refusal(exc, self.nats_settings)) is not None:
+            if (problem := tls_refusal(exc, self.options.tls)) is not None:
                 self._refusal = (TLSError, problem)
                 self._refused.set()
-            elif (problem := auth_refusal(exc, self.nats_settings)) is not None:
+            elif (
+                problem := auth_refusal(
+                    exc, self.options.credentials, self.nats_settings.servers, self.options.tls
+                )
+            ) is not None:
                 self._refusal = (AuthenticationError, problem)
                 self._refused.set()
 
@@ -251,6 +325,7 @@ class NatsConnection:
         limit = n.connect_timeout * (len(n.servers) + 1)
         self._last_error = None
         try:
+            await self._refuse_plaintext(servers)
             self._nc = await self._first_connection(limit, servers)
         except (TLSError, AuthenticationError):
             await self._stop_embedded()
@@ -281,6 +356,27 @@ class NatsConnection:
                 f"JetStream is not available on {where} ({type(exc).__name__}: {exc}); "
                 "start nats-server with -js"
             ) from exc
+
+    async def _refuse_plaintext(self, servers: str) -> None:
+        """Refuse a server that does not require TLS when TLS is wanted, before the CONNECT.
+
+        Raises:
+            TLSError: A configured server's INFO has no ``tls_required``.
+        """
+        tls = self.options.tls
+        urls = self.urls
+        if tls is None and not any(url.startswith("tls://") for url in urls):
+            return
+        _quiet_eof_over_ssl()
+        if tls is not None and tls.handshake_first:
+            return  # the handshake comes first: a plaintext server fails it (tls_refusal)
+        # All at once: a server that does not answer costs connect_timeout once, not per URL.
+        timeout = self.nats_settings.connect_timeout
+        infos = await asyncio.gather(*(read_info(url, timeout) for url in urls))
+        for url, info in zip(urls, infos, strict=True):
+            if info is not None and not info.get("tls_required"):
+                host, port = host_port(url)
+                raise TLSError(f"NATS at {servers}", not_tls(f"{host}:{port}", tls))
 
     async def _first_connection(self, limit: float, servers: str) -> Client:
         """The broker's connection, given up after ``limit`` s or at a refused certificate.

@@ -1,4 +1,9 @@
-"""Credentials and TLS of the NATS connection, from ``ACLBUS_NATS__*``, as FastStream takes them."""
+"""Credentials and TLS of the NATS connection as FastStream takes them, and refusals in words.
+
+The options come from the plugins (``aclbus-tls``, ``aclbus-auth``) or the deprecated
+``ACLBUS_NATS__*`` settings (`aclbus_nats.deprecated`), as `ConnectionOptions` that name the
+setting of each value: the refusal messages name what was actually used.
+"""
 
 from __future__ import annotations
 
@@ -20,59 +25,58 @@ from faststream.nats import (
 from nats.errors import AuthorizationError
 from nats.errors import Error as NatsError
 
+from aclbus.connection_options import (
+    ConnectionOptions,
+    Credentials,
+    CredsFile,
+    NKeySeedFile,
+    TLSNames,
+    TLSOptions,
+    Token,
+    UserPassword,
+)
 from aclbus.errors import ConfigurationError
-from aclbus_nats.settings import NatsSettings
 
-__all__ = ["auth_refusal", "security", "tls_refusal"]
+__all__ = ["auth_refusal", "not_tls", "security", "tls_refusal"]
 
 
-def security(n: NatsSettings) -> NatsSecurity | None:
+def security(options: ConnectionOptions) -> NatsSecurity | None:
     """Credentials and TLS as FastStream's ``security`` object; None when there are neither.
 
     FastStream 0.7's `NatsBroker` takes no ``user``/``password``/``tls`` arguments: one
     security object carries the credentials and the TLS context together.
 
     Args:
-        n: The connection settings.
+        options: The connection's options.
 
     Raises:
-        ConfigurationError: More than one way to authenticate is set, or an NKey or creds
-            file without the nkeys package.
+        ConfigurationError: A TLS file cannot be read, or an NKey or creds file without the
+            nkeys package.
     """
-    methods = [
-        name
-        for name, value in (
-            ("user", n.user),
-            ("token", n.token),
-            ("creds_file", n.creds_file),
-            ("nkey_seed_file", n.nkey_seed_file),
-        )
-        if value is not None
-    ]
-    if len(methods) > 1:
-        raise ConfigurationError(
-            f"ACLBUS_NATS__ sets {', '.join(methods)}: choose one way to authenticate"
-        )
-    context = None
-    if n.tls_ca_file or n.tls_cert_file:
-        context = ssl.create_default_context(cafile=str(n.tls_ca_file) if n.tls_ca_file else None)
-        if n.tls_cert_file:
-            context.load_cert_chain(
-                str(n.tls_cert_file), str(n.tls_key_file) if n.tls_key_file else None
-            )
+    tls = options.tls
+    context = tls.ssl_context() if tls is not None else None
+    first = tls.handshake_first if tls is not None else False
+    c = options.credentials
     try:
-        if n.user is not None:
-            password = n.password.get_secret_value() if n.password else ""
-            return NatsUserPassword(n.user, password, ssl_context=context)
-        if n.token is not None:
-            return NatsToken(n.token.get_secret_value(), ssl_context=context)
-        if n.creds_file is not None:
-            return NatsCredentials.from_file(n.creds_file, ssl_context=context)
-        if n.nkey_seed_file is not None:
-            return NatsNKey.from_file(n.nkey_seed_file, ssl_context=context)
+        if isinstance(c, UserPassword):
+            password = c.password.get_secret_value() if c.password else ""
+            return NatsUserPassword(
+                c.user, password, ssl_context=context, tls_handshake_first=first
+            )
+        if isinstance(c, Token):
+            return NatsToken(
+                c.token.get_secret_value(), ssl_context=context, tls_handshake_first=first
+            )
+        if isinstance(c, CredsFile):
+            return NatsCredentials.from_file(c.path, ssl_context=context, tls_handshake_first=first)
+        if isinstance(c, NKeySeedFile):
+            return NatsNKey.from_file(c.path, ssl_context=context, tls_handshake_first=first)
     except ImportError as exc:  # NKey and creds files need the nkeys package
-        raise ConfigurationError(f"{methods[0]} needs the nkeys package: {exc}") from None
-    return NatsSecurity(ssl_context=context) if context is not None else None
+        assert c is not None
+        raise ConfigurationError(f"{c.settings[0]} needs the nkeys package: {exc}") from None
+    if context is None and not first:
+        return None
+    return NatsSecurity(ssl_context=context, tls_handshake_first=first)
 
 
 # OpenSSL's verify codes (X509_V_ERR_*) of a server certificate no trusted CA signed.
@@ -81,7 +85,7 @@ _EXPIRED, _NOT_YET_VALID = 10, 9
 _HOST_MISMATCH = {62, 64}  # HOSTNAME_MISMATCH, IP_ADDRESS_MISMATCH
 
 
-def tls_refusal(exc: BaseException, n: NatsSettings) -> str | None:
+def tls_refusal(exc: BaseException, tls: TLSOptions | None) -> str | None:
     """What a refused TLS handshake says is wrong, in words; None for any other error.
 
     A refused certificate stays refused however often the client connects again: the caller
@@ -89,41 +93,99 @@ def tls_refusal(exc: BaseException, n: NatsSettings) -> str | None:
 
     Args:
         exc: An error of the connection, as nats-py reports it.
-        n: The connection settings.
+        tls: The connection's TLS options (None: none given; the messages then name the
+            ``aclbus-tls`` plugin's settings).
 
     Returns:
         The problem, or None when ``exc`` is not a refused certificate.
     """
+    names = tls.names if tls is not None else TLSNames()
+    cert_file = tls.cert_file if tls is not None else None
     if isinstance(exc, ssl.SSLCertVerificationError):
-        return _server_refused(exc, n)
+        return _server_refused(exc, tls, names)
     reason = exc.reason if isinstance(exc, ssl.SSLError) else None
+    if reason == "WRONG_VERSION_NUMBER" and tls is not None and tls.handshake_first:
+        # Our ClientHello was answered with something that is no TLS record: the INFO line.
+        return (
+            f"the server answered the TLS handshake in plain text ({names.handshake_first} "
+            "is on): it does not speak TLS first; give its tls {} block handshake_first: "
+            f"true, or turn {names.handshake_first} off"
+        )
     if not reason or "ALERT" not in reason:
         return None
     # The server's alert: it refused our certificate, or wanted one and got none.
-    if n.tls_cert_file is None and ("CERTIFICATE" in reason or "HANDSHAKE_FAILURE" in reason):
+    if cert_file is None and ("CERTIFICATE" in reason or "HANDSHAKE_FAILURE" in reason):
         return (
             "the server requires a client certificate (mutual TLS) and none is set: set "
-            "ACLBUS_NATS__TLS_CERT_FILE and ACLBUS_NATS__TLS_KEY_FILE"
+            f"{names.cert_file} and {names.key_file}"
         )
-    if n.tls_cert_file is not None and ("CERTIFICATE" in reason or "UNKNOWN_CA" in reason):
+    if cert_file is not None and ("CERTIFICATE" in reason or "UNKNOWN_CA" in reason):
         return (
-            "the server refused the client certificate of ACLBUS_NATS__TLS_CERT_FILE "
-            f"({reason.lower().replace('_', ' ')})"
+            f"the server refused the client certificate of {names.cert_file} ({cert_file}): "
+            f"{_alert(reason)}"
         )
     return None
 
 
-def _server_refused(exc: ssl.SSLCertVerificationError, n: NatsSettings) -> str:
+# The server's alert, as OpenSSL names it, and what it means for the client's certificate.
+_ALERTS = {
+    "TLSV1_ALERT_UNKNOWN_CA": "it is not signed by a CA the server trusts (its ca_file)",
+    "SSLV3_ALERT_CERTIFICATE_EXPIRED": "it has expired, or is not valid yet",
+    "SSLV3_ALERT_BAD_CERTIFICATE": (
+        "the server rejected it (not valid yet, expired, or not for client authentication)"
+    ),
+    "SSLV3_ALERT_CERTIFICATE_UNKNOWN": "the server rejected it",
+}
+
+
+def _alert(reason: str) -> str:
+    meaning = _ALERTS.get(reason)
+    said = reason.lower().replace("_", " ")
+    return f"{meaning} ({said})" if meaning else said
+
+
+def not_tls(where: str, tls: TLSOptions | None) -> str:
+    """The problem of a server that does not offer TLS to a client that wants it.
+
+    Args:
+        where: The server, as ``host:port``.
+        tls: The client's TLS options (None: the URL is ``tls://``).
+    """
+    names = tls.names if tls is not None else TLSNames()
+    why = (
+        f"TLS is configured ({_set_names(tls)})" if tls is not None else "the server URL is tls://"
+    )
+    return (
+        f"the server at {where} does not speak TLS (its INFO has no tls_required), and "
+        f"{why}: nothing was sent to it. Give the server a tls {{}} block, or connect "
+        f"without TLS (unset {names.ca_file} and the other TLS settings, nats:// URL)"
+    )
+
+
+def _set_names(tls: TLSOptions) -> str:
+    names = [
+        getattr(tls.names, f)
+        for f in ("ca_file", "cert_file", "key_file")
+        if getattr(tls, f) is not None
+    ]
+    if tls.handshake_first:
+        names.append(tls.names.handshake_first)
+    return ", ".join(names) or "a TLS context"
+
+
+def _server_refused(
+    exc: ssl.SSLCertVerificationError, tls: TLSOptions | None, names: TLSNames
+) -> str:
     code, said = exc.verify_code, str(exc.verify_message or exc.reason or exc)
+    ca_file = tls.ca_file if tls is not None else None
     if code in _UNTRUSTED:
-        if n.tls_ca_file is not None:
+        if ca_file is not None:
             return (
-                "the server's certificate is not signed by the CA in ACLBUS_NATS__TLS_CA_FILE "
-                f"({n.tls_ca_file})"
+                f"the server's certificate is not signed by the CA in {names.ca_file} ({ca_file})"
             )
         return (
             "the server's certificate is not signed by a CA this system trusts, and "
-            "ACLBUS_NATS__TLS_CA_FILE is not set (the server requires TLS, or the URL is "
+            f"{names.ca_file} is not set (the server requires TLS, or the URL is "
             "tls://): set it to the CA that signed the server's certificate"
         )
     if code == _EXPIRED:
@@ -145,7 +207,12 @@ def _server_refused(exc: ssl.SSLCertVerificationError, n: NatsSettings) -> str:
 _AUTHORIZATION_VIOLATION = "authorization violation"
 
 
-def auth_refusal(exc: BaseException, n: NatsSettings) -> str | None:
+def auth_refusal(
+    exc: BaseException,
+    credentials: Credentials | None,
+    servers: list[str],
+    tls: TLSOptions | None = None,
+) -> str | None:
     """What a refused authentication says is wrong, in words; None for any other error.
 
     nats-server answers a CONNECT with credentials it does not accept (or with none where it
@@ -156,7 +223,10 @@ def auth_refusal(exc: BaseException, n: NatsSettings) -> str | None:
 
     Args:
         exc: An error of the connection, as nats-py reports it.
-        n: The connection settings.
+        credentials: The connection's credentials, naming their settings.
+        servers: The server URLs (which may hold ``user:password@``).
+        tls: The connection's TLS: with a client certificate and no credentials, the server
+            that refused maps certificates to users (``verify_and_map``) and knows none for it.
 
     Returns:
         The problem, or None when ``exc`` is not a refused authentication.
@@ -166,7 +236,15 @@ def auth_refusal(exc: BaseException, n: NatsSettings) -> str | None:
     )
     if not refused:
         return None
-    return f"{_refused_credentials(n)} (the server said: Authorization Violation)"
+    problem = _refused_credentials(credentials, servers)
+    if credentials is None and tls is not None and tls.cert_file is not None:
+        problem = (
+            f"the server maps no user it knows to the client certificate of "
+            f"{tls.names.cert_file} ({tls.cert_file}) (verify_and_map: the user is the "
+            "certificate's SAN email, DNS name or subject), or it wants credentials: "
+            + problem.removeprefix("the server requires authentication and none is set: ")
+        )
+    return f"{problem} (the server said: Authorization Violation)"
 
 
 def _creds_expired_at(path: Path) -> str | None:
@@ -187,33 +265,29 @@ def _creds_expired_at(path: Path) -> str | None:
     return dt.datetime.fromtimestamp(exp, dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _refused_credentials(n: NatsSettings) -> str:
-    if n.token is not None:
-        return "the server does not accept the token of ACLBUS_NATS__TOKEN"
-    if n.nkey_seed_file is not None:
-        return (
-            "the server knows no user with the NKey of the seed in ACLBUS_NATS__NKEY_SEED_FILE "
-            f"({n.nkey_seed_file})"
+def _refused_credentials(c: Credentials | None, servers: list[str]) -> str:
+    if isinstance(c, Token):
+        return f"the server does not accept the token of {c.setting}"
+    if isinstance(c, NKeySeedFile):
+        return f"the server knows no user with the NKey of the seed in {c.setting} ({c.path})"
+    if isinstance(c, CredsFile):
+        expired = _creds_expired_at(c.path)
+        return f"the server does not accept the credentials of {c.setting} ({c.path})" + (
+            f": its user JWT expired at {expired}" if expired else ""
         )
-    if n.creds_file is not None:
-        expired = _creds_expired_at(n.creds_file)
-        return (
-            "the server does not accept the credentials of ACLBUS_NATS__CREDS_FILE "
-            f"({n.creds_file})" + (f": its user JWT expired at {expired}" if expired else "")
-        )
-    if n.user is not None:
-        if n.password is None:
+    if isinstance(c, UserPassword):
+        if c.password is None:
             return (
-                f"the server does not accept user {n.user!r} without a password "
-                "(ACLBUS_NATS__USER is set, ACLBUS_NATS__PASSWORD is not)"
+                f"the server does not accept user {c.user!r} without a password "
+                f"({c.user_setting} is set, {c.password_setting} is not)"
             )
         return (
-            f"the server does not accept user {n.user!r} with the password of ACLBUS_NATS__PASSWORD"
+            f"the server does not accept user {c.user!r} with the password of {c.password_setting}"
         )
-    if any("@" in url for url in n.servers):
+    if any("@" in url for url in servers):
         return "the server does not accept the credentials in the server URL (ACLBUS_NATS__SERVERS)"
     return (
-        "the server requires authentication and none is set: set ACLBUS_NATS__TOKEN, "
-        "ACLBUS_NATS__USER and ACLBUS_NATS__PASSWORD, ACLBUS_NATS__NKEY_SEED_FILE or "
-        "ACLBUS_NATS__CREDS_FILE"
+        "the server requires authentication and none is set: set ACLBUS_AUTH__TOKEN, "
+        "ACLBUS_AUTH__USER and ACLBUS_AUTH__PASSWORD, ACLBUS_AUTH__NKEY_SEED_FILE or "
+        "ACLBUS_AUTH__CREDS_FILE (the aclbus-auth plugin)"
     )

@@ -36,14 +36,18 @@ class NatsSettings(SectionSettings):
             ``ping_interval * (max_outstanding_pings + 1)`` (nats-py's default 120 s hides it).
         max_outstanding_pings: Unanswered pings before the connection counts as lost.
         publish_timeout: Seconds to wait for JetStream's PubAck.
-        user: User name, with ``password``.
-        password: Password (never logged).
-        token: Token authentication (never logged).
-        creds_file: A ``.creds`` file (JWT + NKey seed).
-        nkey_seed_file: An NKey seed file.
-        tls_ca_file: CA bundle that signed the server's certificate.
-        tls_cert_file: Client certificate, for mutual TLS.
-        tls_key_file: Client key, for mutual TLS.
+        user: Deprecated: ``ACLBUS_AUTH__USER`` (the aclbus-auth plugin). User name.
+        password: Deprecated: ``ACLBUS_AUTH__PASSWORD``. Password (never logged).
+        token: Deprecated: ``ACLBUS_AUTH__TOKEN``. Token authentication (never logged).
+        creds_file: Deprecated: ``ACLBUS_AUTH__CREDS_FILE``. A ``.creds`` file.
+        nkey_seed_file: Deprecated: ``ACLBUS_AUTH__NKEY_SEED_FILE``. An NKey seed file.
+        tls_ca_file: Deprecated: ``ACLBUS_TLS__CA_FILE`` (the aclbus-tls plugin). CA bundle
+            that signed the server's certificate.
+        tls_cert_file: Deprecated: ``ACLBUS_TLS__CERT_FILE``. Client certificate.
+        tls_key_file: Deprecated: ``ACLBUS_TLS__KEY_FILE``. Client key.
+
+    The deprecated fields still work (`aclbus_nats.deprecated`): a backend made with any of
+    them warns once, naming the new settings.
     """
 
     model_config = section_config("nats")

@@ -23,6 +23,7 @@ import pluggy
 
 from aclbus.backend import BackendFactory, Capabilities
 from aclbus.codec import Codec, CodecRegistry
+from aclbus.connection_options import ConnectionOptions
 from aclbus.errors import PluginError
 from aclbus.middleware import MiddlewareFactory
 from aclbus.plugin import PROJECT, spec
@@ -301,6 +302,38 @@ class PluginManager:
                 )
             out.append((impl.plugin_name, caps))
         return out
+
+    def connection_options(self, settings: Settings) -> ConnectionOptions:
+        """The plugins' TLS and credentials joined into one `ConnectionOptions`.
+
+        Raises:
+            PluginError: A plugin returned something else than `ConnectionOptions` or None, or
+                two plugins gave the same part (TLS, or credentials), naming both.
+        """
+        parts: dict[str, Any] = {}
+        sources: dict[str, str] = {}
+        for impl in self.pm.hook.aclbus_connection_options.get_hookimpls():
+            given = impl.function(settings=settings)
+            if given is None:
+                continue
+            if not isinstance(given, ConnectionOptions):
+                raise PluginError(
+                    f"plugin {impl.plugin_name!r} returned {type(given).__name__} from "
+                    "aclbus_connection_options, not a ConnectionOptions (or None)"
+                )
+            for part in ("tls", "credentials"):
+                value = getattr(given, part)
+                if value is None:
+                    continue
+                if part in sources:
+                    raise PluginError(
+                        f"plugins {sources[part]!r} and {impl.plugin_name!r} both give the "
+                        f"connection's {part}: configure one of them, or disable the other "
+                        "(ACLBUS_DISABLE_PLUGINS)"
+                    )
+                parts[part] = value
+                sources[part] = impl.plugin_name
+        return ConnectionOptions(**parts, sources=sources)
 
     def call_lifecycle(self, hook: str, **kwargs: Any) -> list[Any]:
         """Call a lifecycle hook and return its results (the bus awaits the awaitables)."""

@@ -14,6 +14,7 @@ import pluggy
 
 from aclbus.backend import BackendFactory, Capabilities
 from aclbus.codec import Codec
+from aclbus.connection_options import ConnectionOptions
 from aclbus.middleware import MiddlewareFactory
 from aclbus.plugin import PROJECT
 from aclbus.plugin.bench_columns import ColumnFactory
@@ -26,6 +27,7 @@ __all__ = [
     "aclbus_bus_provisioned",
     "aclbus_bus_started",
     "aclbus_bus_stopping",
+    "aclbus_connection_options",
     "aclbus_middlewares",
     "aclbus_register_backends",
     "aclbus_register_benchmarks",
@@ -124,6 +126,27 @@ def aclbus_required_capabilities(settings: Settings) -> Capabilities | None:
         The capabilities needed, or None for none.
 
     .. versionadded:: 0.1
+    """
+    return None
+
+
+@_spec
+def aclbus_connection_options(settings: Settings) -> ConnectionOptions | None:
+    """Contribute TLS or credentials to the backend's connection.
+
+    The results of all plugins are joined: each part (``tls``, ``credentials``) may come from
+    one plugin only; two plugins giving the same part is a `PluginError` naming both. The bus
+    hands the joined options to its backend (`Backend.configure_connection`) when it is made,
+    before it connects; a backend without a connection (memory) ignores them.
+
+    Args:
+        settings: The bus' settings (``settings.backend`` says which backend connects).
+
+    Returns:
+        The plugin's part, or None when it has nothing to add (nothing configured): an
+        installed plugin that is not configured must change nothing.
+
+    .. versionadded:: 0.2
     """
     return None
 
