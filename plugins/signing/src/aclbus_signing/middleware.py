@@ -1,0 +1,130 @@
+"""The middleware: sign on the way out (`Signing.seal`), verify on the way in (`Signing.consume`).
+
+Signing happens after the message is encoded, through the core's `aclbus.Middleware.seal`
+seam, so the signature covers the headers and body exactly as they are sent. Verifying happens
+before every other consume middleware (the plugin's hookimpl is ``tryfirst``) and the handler.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from aclbus.dlq import Reason
+from aclbus.middleware import ConsumeNext, Delivery, Middleware, Outgoing
+from aclbus_signing.canonical import KEY_HEADER, SIGNATURE_HEADER, canonical, signing_input
+from aclbus_signing.keys import PrivateKey, b64url
+from aclbus_signing.settings import SigningSettings
+from aclbus_signing.verifier import SignatureRefused, Verifier
+
+if TYPE_CHECKING:
+    from aclbus import Bus
+
+__all__ = ["Signing", "SigningStats"]
+
+log = logging.getLogger("aclbus.signing")
+
+
+@dataclass(slots=True)
+class SigningStats:
+    """What the plugin did on one bus (``aclbus_signing.stats(bus)``).
+
+    Attributes:
+        signed: Messages signed.
+        unsigned: Messages sent without a signature (no key for their sender).
+        verified: Messages whose signature verified.
+        refused: Messages dead-lettered as ``bad-signature`` (mode ``require``).
+        warned: Messages that failed a check and were handled anyway (mode ``warn``).
+    """
+
+    signed: int = 0
+    unsigned: int = 0
+    verified: int = 0
+    refused: int = 0
+    warned: int = 0
+
+
+class Signing(Middleware):
+    """Signs what a bus' agents send and verifies what they receive.
+
+    Args:
+        bus: The bus.
+        settings: The plugin's settings (mode ``warn`` or ``require``).
+        keys: The private key of each sender id that has one of its own.
+        default: The key of every other sender; None: they send unsigned.
+        verifier: The checks.
+    """
+
+    def __init__(
+        self,
+        bus: Bus,
+        settings: SigningSettings,
+        *,
+        keys: dict[str, PrivateKey],
+        default: PrivateKey | None,
+        verifier: Verifier,
+    ) -> None:
+        self.bus = bus
+        self.settings = settings
+        self.require = settings.mode == "require"
+        self.keys = keys
+        self.default = default
+        self.verifier = verifier
+        self.stats = SigningStats()
+        self._told: set[str] = set()
+
+    def seal(self, out: Outgoing, headers: dict[str, str], body: bytes) -> None:
+        """Sign the encoded message with its sender's key: add the two signature headers."""
+        sender = out.message.sender_id
+        key = self.keys.get(sender, self.default)
+        if key is None:
+            self.stats.unsigned += 1
+            if sender not in self._told:
+                self._told.add(sender)
+                log.warning("signing: no key for sender %r: its messages go unsigned", sender)
+            return
+        # A forwarded message's application headers may hold the signature it came with.
+        headers.pop(SIGNATURE_HEADER, None)
+        headers.pop(KEY_HEADER, None)
+        signature = key.sign(signing_input(canonical(headers, body)))
+        headers[KEY_HEADER] = key.key_id
+        headers[SIGNATURE_HEADER] = b64url(signature)
+        self.stats.signed += 1
+
+    async def consume(self, delivery: Delivery, call_next: ConsumeNext) -> None:
+        """Verify before anything else runs; refuse (``require``) or log (``warn``) a failure."""
+        try:
+            await self.verifier.check(
+                delivery.received,
+                delivery.message,
+                delivery.agent,
+                reaches_many=self.bus.subjects.reaches_many(delivery.subject),
+            )
+        except SignatureRefused as exc:
+            msg = delivery.message
+            if self.require:
+                self.stats.refused += 1
+                log.warning(
+                    "agent %s: refused message %s from %r: bad signature: %s",
+                    delivery.agent,
+                    msg.message_id,
+                    msg.sender_id,
+                    exc.why,
+                )
+                # No answer to a sender nobody could verify: dead letter, term, done.
+                await self.bus.give_up(
+                    delivery.received, agent=delivery.agent, reason=Reason.BAD_SIGNATURE, error=exc
+                )
+                return
+            self.stats.warned += 1
+            log.warning(
+                "agent %s: message %s from %r: bad signature (%s); handled anyway (mode warn)",
+                delivery.agent,
+                msg.message_id,
+                msg.sender_id,
+                exc.why,
+            )
+        else:
+            self.stats.verified += 1
+        await call_next(delivery)
