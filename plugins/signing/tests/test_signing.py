@@ -144,13 +144,15 @@ class SigningCases:
         return bus
 
     async def refused(self, bus: Bus, count: int = 1) -> list[Any]:
-        await eventually(
-            lambda: aclbus_signing.stats(bus).refused >= count,
-            timeout=WAIT,
-            what=f"{count} message(s) refused",
-        )
+        """Wait for ``count`` dead letters (the counter moves before the letter is stored)."""
+
+        async def stored() -> bool:
+            return len(await bus.dead_letters.list()) >= count
+
+        await eventually(stored, timeout=WAIT, what=f"{count} dead letter(s)")
         letters = await bus.dead_letters.list()
         assert len(letters) == count
+        assert aclbus_signing.stats(bus).refused == count
         return letters
 
     async def test_a_signed_message_is_verified_before_its_handler_runs(self, keys: Keys) -> None:
@@ -479,3 +481,13 @@ class TestSettings(MemoryConfig):
         account.write_bytes(nkeys.encode_seed(seed, nkeys.PREFIX_BYTE_ACCOUNT))
         with pytest.raises(InvalidKey, match="not a user's"):
             aclbus_signing.read_private_key(account)
+
+    def test_a_base64url_seed_starting_with_s_is_no_nkey(self, tmp_path: Path) -> None:
+        """One seed in 64 starts with 'S' in base64url: it is told from an NKey by its length."""
+        key = next(
+            k for k in (PrivateKey.generate() for _ in range(10_000)) if k.seed_text()[0] == "S"
+        )
+        path = tmp_path / "s.seed"
+        path.write_text(key.seed_text())
+        path.chmod(0o600)
+        assert aclbus_signing.read_private_key(path).key_id == key.key_id

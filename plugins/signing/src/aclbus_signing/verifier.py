@@ -27,6 +27,8 @@ from aclbus_signing.keys import InvalidKey, decode_key_id, public_key, verify
 from aclbus_signing.trust import KeyRing
 
 if TYPE_CHECKING:
+    from nacl.signing import VerifyKey
+
     from aclbus import ACLMessage, Received
     from aclbus.clock import Clock
 
@@ -115,6 +117,8 @@ class Verifier:
         self.max_age = max_age
         self.max_skew = max_skew
         self.seen = seen
+        # Public keys already trusted for someone, by key id: parsed once, not per message.
+        self._keys: dict[str, VerifyKey] = {}
 
     async def check(
         self, received: Received, msg: ACLMessage, agent: str, *, reaches_many: bool
@@ -162,7 +166,10 @@ class Verifier:
             form = canonical(headers, received.body)
         except CanonicalFormError as exc:
             raise SignatureRefused(str(exc), kid) from None
-        if not verify(public_key(kid), signature, signing_input(form)):
+        key = self._keys.get(kid)
+        if key is None:
+            key = self._keys[kid] = public_key(kid)
+        if not verify(key, signature, signing_input(form)):
             raise SignatureRefused(
                 f"the signature does not match the message (altered in transit, or not signed "
                 f"by {kid})",
