@@ -191,3 +191,18 @@ class TestNodeInterop(MemoryConfig):
         assert letter.reason == "bad-signature"
         assert letter.message_id == "tampered-1"
         assert "does not match" in (letter.error or "")
+
+
+def test_headers_with_no_canonical_form_are_refused() -> None:
+    from aclbus_signing import CanonicalFormError
+
+    with pytest.raises(CanonicalFormError, match="'x-a' holds a line break"):
+        canonical({"ce-id": "1", "x-a": "one\nce-source:bob"}, b"")
+    with pytest.raises(CanonicalFormError, match="'x-a' holds a line break"):
+        canonical({"x-a": "one\rtwo"}, b"")
+    with pytest.raises(CanonicalFormError, match="'ce-source' is given twice"):
+        canonical({"ce-source": "alice", "Ce-Source": "bob"}, b"")
+    # the transport's own headers, and the signature's, are not in the form
+    assert canonical({"Nats-Msg-Id": "x", "aclbus-dlq-reason": "y", "A": " b\t"}, b"") == (
+        b"a:b\n\ne3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    )
