@@ -88,12 +88,13 @@ class Middleware:
     def seal(self, out: Outgoing, headers: dict[str, str], body: bytes) -> None:
         """After encoding, just before the backend: add headers made from the encoded message.
 
-        Called for every publish and request with the envelope's headers (in lower case, then
-        the middleware ``headers`` as they were written) and the encoded body, after the publish and
-        request chains. A sealer may add or replace headers in ``headers`` (a signature over
-        the others, `aclbus_signing`); it must not change the others. The bus checks the size
-        limit afterwards, so what it adds counts. Sealers run from the innermost middleware
-        outwards: the outermost one (``tryfirst=True``) sees every other's headers.
+        Called for every publish and request, after the publish and request chains, with the
+        envelope's headers (in lower case, then the middleware ``headers`` as they were
+        written) and the encoded body. A sealer may add headers to ``headers`` (a signature
+        over the others, as ``aclbus_signing`` does); it must not change the others. The bus
+        checks the size limit afterwards, so what it adds counts. Sealers run from the
+        innermost middleware outwards: the outermost one (``tryfirst=True``) sees every
+        other's headers.
 
         Middlewares that do not override it are left out: with none, encoding costs what it
         costs without middleware. It is synchronous: a sealer does CPU work, not I/O.
