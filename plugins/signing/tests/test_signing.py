@@ -491,3 +491,18 @@ class TestSettings(MemoryConfig):
         path.write_text(key.seed_text())
         path.chmod(0o600)
         assert aclbus_signing.read_private_key(path).key_id == key.key_id
+
+    def test_the_command_line_makes_a_key_and_names_its_key_id(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        from aclbus_signing.__main__ import main
+
+        path = tmp_path / "new.seed"
+        assert main(["new-key", str(path)]) == 0
+        made = capsys.readouterr().out.strip()
+        assert path.stat().st_mode & 0o777 == 0o600
+        assert aclbus_signing.read_private_key(path).key_id == made
+        assert main(["key-id", str(path)]) == 0
+        assert capsys.readouterr().out.strip() == made
+        assert main(["new-key", str(path)]) == 1  # never overwrites a key
+        assert aclbus_signing.read_private_key(path).key_id == made
