@@ -92,3 +92,15 @@ def test_any_change_to_a_signed_body_is_refused(body_change: bytes, position: in
     changed = body[:cut] + body_change + body[cut:]
     with pytest.raises(SignatureRefused, match="does not match"):
         check(dict(headers), changed, msg)
+
+
+def test_a_good_signature_with_stray_characters_is_refused() -> None:
+    """base64url is read strictly: characters outside it are not skipped over."""
+    msg = ACLMessage(performative=Performative.INFORM, sender_id="alice", receiver_id="bob")
+    headers, body = wire.encode(msg, CODECS)
+    headers[KEY_HEADER] = ALICE.key_id
+    signature = b64url(ALICE.sign(signing_input(canonical(headers, body))))
+    for stray in (signature + "!", signature[:40] + " " + signature[40:], signature + "A"):
+        with pytest.raises(SignatureRefused, match="not 64 bytes in base64url"):
+            check({**headers, SIGNATURE_HEADER: stray}, body, msg)
+    assert check({**headers, SIGNATURE_HEADER: signature}, body, msg) == ALICE.key_id

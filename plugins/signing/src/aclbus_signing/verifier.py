@@ -92,7 +92,8 @@ class SeenIds:
 
 def _signature(text: str) -> bytes | None:
     try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        # validate: a character outside base64url is refused, not skipped
+        raw = base64.b64decode(text + "=" * (-len(text) % 4), altchars=b"-_", validate=True)
     except (binascii.Error, ValueError):
         return None
     return raw if len(raw) == 64 else None
