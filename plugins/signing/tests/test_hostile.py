@@ -104,3 +104,19 @@ def test_a_good_signature_with_stray_characters_is_refused() -> None:
         with pytest.raises(SignatureRefused, match="not 64 bytes in base64url"):
             check({**headers, SIGNATURE_HEADER: stray}, body, msg)
     assert check({**headers, SIGNATURE_HEADER: signature}, body, msg) == ALICE.key_id
+
+
+def test_the_seen_id_window() -> None:
+    seen = SeenIds(limit=2)
+    seen.add("bob", "m1", ("ACLBUS_AGENT", 7), now=0.0, until=10.0)
+    assert not seen.replayed("bob", "m1", ("ACLBUS_AGENT", 7), 1.0)  # a redelivery
+    assert seen.replayed("bob", "m1", ("ACLBUS_AGENT", 8), 1.0)  # published again
+    assert seen.replayed("bob", "m1", ("ACLBUS_BROADCAST", 7), 1.0)  # another stream
+    assert seen.replayed("bob", "m1", (None, None), 1.0)  # core NATS: any repeat
+    assert not seen.replayed("carol", "m1", ("ACLBUS_AGENT", 8), 1.0)  # per agent
+    assert not seen.replayed("bob", "m1", ("ACLBUS_AGENT", 8), 10.0)  # past its window
+    seen.add("bob", "m2", (None, None), now=1.0, until=11.0)
+    seen.add("bob", "m3", (None, None), now=2.0, until=12.0)  # over the limit: m1 goes
+    assert len(seen) == 2
+    assert not seen.replayed("bob", "m1", ("ACLBUS_AGENT", 8), 3.0)
+    assert seen.replayed("bob", "m3", (None, None), 3.0)

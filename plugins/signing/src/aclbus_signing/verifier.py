@@ -32,7 +32,10 @@ if TYPE_CHECKING:
     from aclbus import ACLMessage, Received
     from aclbus.clock import Clock
 
-__all__ = ["SeenIds", "SignatureRefused", "Verifier"]
+__all__ = ["SeenIds", "SignatureRefused", "StoredAt", "Verifier"]
+
+StoredAt = tuple[str | None, int | None]
+"""Where a delivery is stored: its stream and sequence (None, None when not stored)."""
 
 
 class SignatureRefused(ACLBusError):
@@ -60,28 +63,27 @@ class SeenIds:
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
-        self._seen: OrderedDict[tuple[str, str], tuple[float, int | None]] = OrderedDict()
+        self._seen: OrderedDict[tuple[str, str], tuple[float, StoredAt]] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._seen)
 
-    def replayed(self, agent: str, message_id: str, sequence: int | None, now: float) -> bool:
+    def replayed(self, agent: str, message_id: str, stored: StoredAt, now: float) -> bool:
         """Whether this delivery repeats one accepted before (a redelivery is no repeat).
 
-        A redelivery is the same stored message again: same stream sequence. A message
-        published again, even with the same id, is stored under a new sequence.
+        A redelivery is the same stored message again: same stream, same sequence. A message
+        published again, even with the same id, is stored under a new sequence; one that was
+        not stored (``stored[1]`` None: core NATS) is a repeat whenever its id comes again.
         """
         seen = self._seen.get((agent, message_id))
         if seen is None or seen[0] <= now:
             return False
-        return sequence is None or seen[1] != sequence
+        return stored[1] is None or seen[1] != stored
 
-    def add(
-        self, agent: str, message_id: str, sequence: int | None, now: float, until: float
-    ) -> None:
+    def add(self, agent: str, message_id: str, stored: StoredAt, now: float, until: float) -> None:
         """Remember an accepted message until ``until`` (on the clock of ``now``)."""
         key = (agent, message_id)
-        self._seen[key] = (until, sequence)
+        self._seen[key] = (until, stored)
         self._seen.move_to_end(key)
         while self._seen:  # drop what has expired at the old end, and beyond the limit
             first, (expires, _) = next(iter(self._seen.items()))
@@ -180,7 +182,8 @@ class Verifier:
             raise SignatureRefused("no ce-time: a signed message must say when it was made", kid)
         self._check_time(msg.timestamp, kid)
         now = self.clock.now()
-        if self.seen.replayed(agent, msg.message_id, received.sequence, now):
+        stored = (received.stream, received.sequence)
+        if self.seen.replayed(agent, msg.message_id, stored, now):
             raise SignatureRefused(
                 f"replay: message {msg.message_id} was accepted by {agent!r} before", kid
             )
@@ -189,9 +192,7 @@ class Verifier:
             raise SignatureRefused(
                 f"misdirected: signed for {', '.join(receivers)}, delivered to {agent!r}", kid
             )
-        self.seen.add(
-            agent, msg.message_id, received.sequence, now, now + self.max_age + self.max_skew
-        )
+        self.seen.add(agent, msg.message_id, stored, now, now + self.max_age + self.max_skew)
         return kid
 
     def _check_time(self, timestamp: datetime, kid: str) -> None:
