@@ -15,6 +15,7 @@ import re
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Any
 
 import nkeys
 import pytest
@@ -23,6 +24,7 @@ import aclbus_signing
 from aclbus import ACLMessage, Performative, wire
 from aclbus.backend import DeliveryMode
 from aclbus.testing import MemoryConfig, eventually
+from aclbus_nats.testing import NatsConfig
 from aclbus_signing import PrivateKey, canonical, signing_input
 from aclbus_signing.keys import b64url, decode_key_id, public_key, read_private_key, verify
 
@@ -121,7 +123,11 @@ def run_node(tmp_path: Path, payload: dict[str, object]) -> dict[str, object]:
     return result
 
 
-class TestNodeInterop(MemoryConfig):
+class NodeInteropCases:
+    """Node.js signs, aclbus verifies (mixed with a backend config)."""
+
+    make_bus: Any
+
     async def test_node_verifies_the_vector_and_signs_what_aclbus_accepts(
         self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     ) -> None:
@@ -191,6 +197,14 @@ class TestNodeInterop(MemoryConfig):
         assert letter.reason == "bad-signature"
         assert letter.message_id == "tampered-1"
         assert "does not match" in (letter.error or "")
+
+
+class TestNodeInteropOnMemory(MemoryConfig, NodeInteropCases):
+    """On the memory engine."""
+
+
+class TestNodeInteropOnNats(NatsConfig, NodeInteropCases):
+    """On a real nats-server: the headers Node signed, as nats-py hands them over."""
 
 
 def test_headers_with_no_canonical_form_are_refused() -> None:
