@@ -342,6 +342,35 @@ class SigningCases:
         assert stats.verified == 1
         assert stats.signed == 2  # the request, and bob's reply
 
+    async def test_a_forwarded_message_is_signed_again_by_its_forwarder(self, keys: Keys) -> None:
+        """The signature it came with is dropped: bob's forward is bob's; dave's is unsigned."""
+        bus = self.signing_bus(keys)
+        rec = Recorder(bus, "carol")
+
+        @bus.agent("bob").on()
+        async def forward(msg: ACLMessage) -> None:
+            assert SIGNATURE_HEADER in msg.headers  # kept as an application header
+            for sender in ("bob", "dave"):  # dave has no key
+                await bus.send(
+                    msg.model_copy(
+                        update={
+                            "sender_id": sender,
+                            "receiver_id": "carol",
+                            "message_id": f"fwd-{sender}",
+                        }
+                    )
+                )
+
+        async with bus:
+            await bus.send(inform())
+            (letter,) = await self.refused(bus)
+            await eventually(lambda: rec.got["carol"], timeout=WAIT, what="bob's forward")
+        (delivery,) = rec.got["carol"]
+        assert delivery.message.message_id == "fwd-bob"
+        assert {k.lower(): v for k, v in delivery.headers.items()}[KEY_HEADER] == keys.bob.key_id
+        assert letter.message_id == "fwd-dave"
+        assert "unsigned" in (letter.error or "")
+
     async def test_warn_mode_logs_a_bad_signature_and_handles_the_message(
         self, keys: Keys, caplog: pytest.LogCaptureFixture
     ) -> None:

@@ -76,6 +76,10 @@ class Signing(Middleware):
 
     def seal(self, out: Outgoing, headers: dict[str, str], body: bytes) -> None:
         """Sign the encoded message with its sender's key: add the two signature headers."""
+        # A forwarded message's application headers may hold the signature it came with: it
+        # is not this sender's, signed or not.
+        headers.pop(SIGNATURE_HEADER, None)
+        headers.pop(KEY_HEADER, None)
         sender = out.message.sender_id
         key = self.keys.get(sender, self.default)
         if key is None:
@@ -84,9 +88,6 @@ class Signing(Middleware):
                 self._told.add(sender)
                 log.warning("signing: no key for sender %r: its messages go unsigned", sender)
             return
-        # A forwarded message's application headers may hold the signature it came with.
-        headers.pop(SIGNATURE_HEADER, None)
-        headers.pop(KEY_HEADER, None)
         signature = key.sign(signing_input(canonical(headers, body)))
         headers[KEY_HEADER] = key.key_id
         headers[SIGNATURE_HEADER] = b64url(signature)
