@@ -321,6 +321,43 @@ class SigningCases:
         assert rec.ids("bob") == [first.message_id, rotated.message_id]
         assert letter.message_id == forged.message_id
 
+    async def test_a_directory_out_of_reach_defers_the_message(self, keys: Keys) -> None:
+        """Keys that cannot be read are no verdict: the message comes back, then is handled."""
+        bus = self.signing_bus(keys, keys_file=None, directory=True)
+        rec = Recorder(bus, "bob")
+        calls: list[str] = []
+
+        class Flaky:
+            def __init__(self, directory: Any) -> None:
+                self.directory = directory
+
+            async def get(self, agent_id: str) -> AgentDescription | None:
+                calls.append(agent_id)
+                if len(calls) == 1:
+                    raise ConnectionError("KV out of reach")
+                result: AgentDescription | None = await self.directory.get(agent_id)
+                return result
+
+        async with bus:
+            (signing,) = [m for m in bus.middlewares if isinstance(m, Signing)]
+            signing.verifier.ring.directory = Flaky(bus.directory)
+            await bus.directory.register(
+                with_signing_keys(AgentDescription(agent_id="alice"), keys.alice.key_id)
+            )
+            msg = inform()
+            await bus.send(msg)
+            for _ in range(100):
+                if rec.got["bob"]:
+                    break
+                await self.advance(0.1)
+                await asyncio.sleep(0.01)
+            letters = await bus.dead_letters.list()
+            stats = aclbus_signing.stats(bus)
+        assert rec.ids("bob") == [msg.message_id]
+        assert rec.got["bob"][0].attempt == 2
+        assert letters == []
+        assert (stats.deferred, stats.refused, stats.verified) == (1, 0, 1)
+
     async def test_a_signed_request_is_verified_and_answered(self, keys: Keys) -> None:
         bus = self.signing_bus(keys)
 

@@ -34,7 +34,7 @@ from aclbus_signing.keys import InvalidKey, PrivateKey, decode_key_id, read_priv
 from aclbus_signing.middleware import Signing, SigningStats
 from aclbus_signing.settings import SigningSettings
 from aclbus_signing.trust import METADATA_KEY, KeyRing, read_keys_file, with_signing_keys
-from aclbus_signing.verifier import SeenIds, SignatureRefused, Verifier
+from aclbus_signing.verifier import KeysUnavailable, SeenIds, SignatureRefused, Verifier
 
 if TYPE_CHECKING:
     from aclbus import Bus
@@ -49,6 +49,7 @@ __all__ = [
     "CanonicalFormError",
     "InvalidKey",
     "KeyRing",
+    "KeysUnavailable",
     "PrivateKey",
     "SeenIds",
     "SignatureRefused",

@@ -11,12 +11,13 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from aclbus.backend import DeliveryMode
 from aclbus.dlq import Reason
 from aclbus.middleware import ConsumeNext, Delivery, Middleware, Outgoing
 from aclbus_signing.canonical import KEY_HEADER, SIGNATURE_HEADER, canonical, signing_input
 from aclbus_signing.keys import PrivateKey, b64url
 from aclbus_signing.settings import SigningSettings
-from aclbus_signing.verifier import SignatureRefused, Verifier
+from aclbus_signing.verifier import KeysUnavailable, SignatureRefused, Verifier
 
 if TYPE_CHECKING:
     from aclbus import Bus
@@ -24,6 +25,9 @@ if TYPE_CHECKING:
 __all__ = ["Signing", "SigningStats"]
 
 log = logging.getLogger("aclbus.signing")
+
+_RETRY_KEYS_AFTER = 1.0
+"""Seconds before a message whose sender's keys could not be read is delivered again."""
 
 
 @dataclass(slots=True)
@@ -36,6 +40,8 @@ class SigningStats:
         verified: Messages whose signature verified.
         refused: Messages dead-lettered as ``bad-signature`` (mode ``require``).
         warned: Messages that failed a check and were handled anyway (mode ``warn``).
+        deferred: Persistent messages handed back because their sender's keys could not be
+            read (mode ``require``; the directory out of reach).
     """
 
     signed: int = 0
@@ -43,6 +49,7 @@ class SigningStats:
     verified: int = 0
     refused: int = 0
     warned: int = 0
+    deferred: int = 0
 
 
 class Signing(Middleware):
@@ -104,6 +111,24 @@ class Signing(Middleware):
             )
         except SignatureRefused as exc:
             msg = delivery.message
+            if (
+                self.require
+                and isinstance(exc, KeysUnavailable)
+                and delivery.received.mode is DeliveryMode.AT_LEAST_ONCE
+            ):
+                # Not a verdict on the message: try it again later (after max_deliver tries,
+                # the broker gives up on it and it is dead-lettered as max-deliver).
+                self.stats.deferred += 1
+                log.warning(
+                    "agent %s: message %s from %r not verified yet (%s); redelivered in %g s",
+                    delivery.agent,
+                    msg.message_id,
+                    msg.sender_id,
+                    exc.why,
+                    _RETRY_KEYS_AFTER,
+                )
+                await delivery.nack(delay=_RETRY_KEYS_AFTER)
+                return
             if self.require:
                 self.stats.refused += 1
                 log.warning(

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
     from aclbus import ACLMessage, Received
     from aclbus.clock import Clock
 
-__all__ = ["SeenIds", "SignatureRefused", "StoredAt", "Verifier"]
+__all__ = ["KeysUnavailable", "SeenIds", "SignatureRefused", "StoredAt", "Verifier"]
 
 StoredAt = tuple[str | None, int | None]
 """Where a delivery is stored: its stream and sequence (None, None when not stored)."""
@@ -52,6 +52,13 @@ class SignatureRefused(ACLBusError):
         super().__init__(why)
         self.why = why
         self.key_id = key_id
+
+
+class KeysUnavailable(SignatureRefused):
+    """The sender's keys could not be read (the directory is out of reach): not a verdict.
+
+    A persistent message is handed back for a later redelivery instead of dead-lettered.
+    """
 
 
 class SeenIds:
@@ -154,7 +161,7 @@ class Verifier:
         try:
             trusted = await self.ring.trusts(sender, kid)
         except Exception as exc:
-            raise SignatureRefused(
+            raise KeysUnavailable(
                 f"the keys of {sender!r} could not be read from the directory "
                 f"({type(exc).__name__})",
                 kid,
