@@ -284,3 +284,66 @@ async def test_headers_added_by_middleware_count_towards_the_size_limit() -> Non
         await bus.send(_msg(receiver_id="a", payload="x" * 100))
         with pytest.raises(MessageTooLarge):
             await bus.send(_msg(receiver_id="a", payload="x" * 500))
+
+
+async def test_a_sealer_sees_the_encoded_message_and_its_headers_are_sent() -> None:
+    """`Middleware.seal` runs after encoding: it sees the headers and body as they are sent."""
+    sealed: list[tuple[dict[str, str], bytes]] = []
+
+    class Stamp(Middleware):
+        async def publish(self, out, call_next):  # type: ignore[no-untyped-def, override]
+            out.headers["x-by-publish"] = "1"
+            return await call_next(out)
+
+    class Seal(Middleware):
+        def __init__(self, name: str) -> None:
+            self.name = name
+
+        def seal(self, out: Any, headers: dict[str, str], body: bytes) -> None:
+            sealed.append((dict(headers), body))
+            headers[f"x-seal-{self.name}"] = f"{len(headers)}:{len(body)}"
+
+    class Plugin:
+        @hookimpl
+        def aclbus_middlewares(self, settings: Settings) -> list[Any]:
+            return [lambda bus: Seal("outer"), lambda bus: Stamp(), lambda bus: Seal("inner")]
+
+    got: list[Delivery] = []
+    bus = Bus(Settings(), plugins=[Plugin()])
+
+    @bus.agent("a").on(Performative.REQUEST)
+    async def handle(msg: ACLMessage, delivery: Delivery) -> None:
+        got.append(delivery)
+
+    async with bus:
+        msg = _msg(receiver_id="a", payload={"k": "v"})
+        await bus.send(msg)
+        for _ in range(500):
+            if got:
+                break
+            await asyncio.sleep(0.01)
+    headers, body = encode(msg, bus.codecs)
+    # the inner sealer first, with the envelope and the publish middleware's header; the
+    # outer one after, seeing what the inner one added
+    assert sealed[0] == ({**headers, "x-by-publish": "1"}, body)
+    assert sealed[1][0]["x-seal-inner"] == f"{len(headers) + 1}:{len(body)}"
+    (delivery,) = got
+    assert delivery.received.body == body
+    assert delivery.headers["x-seal-inner"] == f"{len(headers) + 1}:{len(body)}"
+    assert delivery.headers["x-seal-outer"] == f"{len(headers) + 2}:{len(body)}"
+
+
+async def test_headers_added_by_a_sealer_count_towards_the_size_limit() -> None:
+    class Fat(Middleware):
+        def seal(self, out: Any, headers: dict[str, str], body: bytes) -> None:
+            headers["x-fat"] = "y" * 600
+
+    class Plugin:
+        @hookimpl
+        def aclbus_middlewares(self, settings: Settings) -> list[Any]:
+            return [lambda bus: Fat()]
+
+    async with Bus(Settings(max_message_bytes=1000), plugins=[Plugin()]) as bus:
+        await bus.send(_msg(receiver_id="a", payload="x" * 100))
+        with pytest.raises(MessageTooLarge):
+            await bus.send(_msg(receiver_id="a", payload="x" * 500))

@@ -79,6 +79,9 @@ class Reason:
     """Its payload does not validate against the model its handler declared."""
     HOP_LIMIT = "hop-limit"
     """It has passed through more agents than ``ACLBUS_MAX_HOPS`` (an agent loop)."""
+    BAD_SIGNATURE = "bad-signature"
+    """Its signature is missing, wrong or made with a key its sender does not hold, or it is
+    outside the replay windows (``aclbus-signing`` in mode ``require``: ``docs/security.md``)."""
 
 
 @dataclass(frozen=True, slots=True)

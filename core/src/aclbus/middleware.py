@@ -37,8 +37,9 @@ class Outgoing:
     """A message on its way out, before it is encoded.
 
     Middleware may replace ``message`` (messages are immutable: use ``model_copy``) or add
-    transport ``headers`` (trace context, signatures); the envelope's own headers are made
-    from ``message`` after the chain.
+    transport ``headers`` (trace context); the envelope's own headers are made from
+    ``message`` after the chain. What must be computed from the encoded message itself (a
+    signature over its headers and body) is added by `Middleware.seal` instead.
 
     Attributes:
         message: The message.
@@ -83,6 +84,23 @@ class Middleware:
     async def request(self, out: Outgoing, call_next: RequestNext) -> ACLMessage:
         """Around every request; returns the reply."""
         return await call_next(out)
+
+    def seal(self, out: Outgoing, headers: dict[str, str], body: bytes) -> None:
+        """After encoding, just before the backend: add headers made from the encoded message.
+
+        Called for every publish and request, after the publish and request chains, with the
+        envelope's headers (in lower case, then the middleware ``headers`` as they were
+        written) and the encoded body. A sealer may add headers to ``headers`` (a signature
+        over the others, as ``aclbus_signing`` does); it must not change the others. The bus
+        checks the size limit afterwards, so what it adds counts. Sealers run from the
+        innermost middleware outwards: the outermost one (``tryfirst=True``) sees every
+        other's headers.
+
+        Middlewares that do not override it are left out: with none, encoding costs what it
+        costs without middleware. It is synchronous: a sealer does CPU work, not I/O.
+
+        .. versionadded:: 0.1
+        """
 
 
 MiddlewareFactory = Callable[[Any], Middleware]

@@ -8,7 +8,7 @@ the envelope into headers and a body (`aclbus.wire.encode`) and hands them to th
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Protocol
 
 from aclbus import wire
@@ -21,7 +21,10 @@ from aclbus.settings import Settings
 from aclbus.stats import BusStats
 from aclbus.subjects import Subjects
 
-__all__ = ["PublishPipeline", "Sender"]
+__all__ = ["PublishPipeline", "Sealer", "Sender"]
+
+Sealer = Callable[[Outgoing, dict[str, str], bytes], None]
+"""A middleware's `Middleware.seal`, bound: adds headers made from the encoded message."""
 
 
 class Sender(Protocol):
@@ -70,11 +73,19 @@ class PublishPipeline:
         self.request_slots = asyncio.Semaphore(settings.max_requests_in_flight)
         self.publish: PublishNext = self._publish_terminal
         self.request: RequestNext = self._request_terminal
+        self._sealers: tuple[Sealer, ...] = ()
 
     def compose(self, middlewares: Sequence[Middleware]) -> None:
-        """Put ``middlewares`` around the terminal steps (at start; the first is outermost)."""
+        """Put ``middlewares`` around the terminal steps (at start; the first is outermost).
+
+        Their `Middleware.seal` methods, where they override it, run after encoding, the
+        innermost first.
+        """
         self.publish = compose(middlewares, "publish", self._publish_terminal)
         self.request = compose(middlewares, "request", self._request_terminal)
+        self._sealers = tuple(
+            mw.seal for mw in reversed(middlewares) if type(mw).seal is not Middleware.seal
+        )
 
     def encode(self, out: Outgoing) -> tuple[dict[str, str], bytes]:
         """The headers and body of ``out``, its middleware headers included.
@@ -88,11 +99,14 @@ class PublishPipeline:
         if content_type is None:
             sender = self.senders.get(out.message.sender_id)
             content_type = sender.content_type if sender is not None else None
-        if not out.headers:
+        if not out.headers and not self._sealers:
             return wire.encode(out.message, self.codecs, content_type=content_type, max_bytes=limit)
         # Middleware headers travel too: the receiver counts them, so the limit must as well.
         headers, body = wire.encode(out.message, self.codecs, content_type=content_type)
-        headers.update(out.headers)
+        if out.headers:
+            headers.update(out.headers)
+        for seal in self._sealers:
+            seal(out, headers, body)
         size = wire.encoded_size(headers, body)
         if size > limit:
             raise MessageTooLarge(size, limit)
