@@ -183,6 +183,8 @@ class BusCore:
         """Connect, provision the streams, build the middleware chains, start the agents."""
         if self._started:
             return
+        # A policy held by the backend itself (memory): in place before the first operation.
+        self.backend.enforce(self.plugins.connection_permissions(self.settings))
         await self.backend.connect()
         try:
             if self.backend.capabilities.persistent:
