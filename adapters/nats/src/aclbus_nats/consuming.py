@@ -84,8 +84,16 @@ class Consumers:
         return self._connection.connected
 
     async def holds(self, stream: str, subject: str) -> bool:
-        """Whether ``stream`` stores a message on ``subject`` (one request to its leader)."""
-        return await self._api.holds(stream, subject)
+        """Whether ``stream`` stores a message on ``subject`` (one request to its leader).
+
+        True also when the server forbids this connection to read ``stream``: a policy's
+        agent may not read a stream it shares with other agents (``STREAM.MSG.GET``), so its
+        lazy subscription makes its consumer at once instead.
+        """
+        try:
+            return await self._api.holds(stream, subject)
+        except PermissionDenied:
+            return True
 
     def forget(self, sub: NatsSubscription) -> None:
         """Drop ``sub``, which has unsubscribed, from the live subscriptions."""
@@ -151,6 +159,10 @@ class Consumers:
             # JetStream's deliver group is the consumer: one name for both.
             durable = spec.durable
         config = api.ConsumerConfig(
+            # With a name, nats-py makes the consumer on
+            # $JS.API.CONSUMER.CREATE.<stream>.<name>.<filter>: the server's permissions
+            # (`aclbus policy render`) can then hold a connection to its own filters.
+            name=durable,
             ack_policy=api.AckPolicy.EXPLICIT,
             ack_wait=spec.ack_wait,
             max_deliver=spec.max_deliver or -1,

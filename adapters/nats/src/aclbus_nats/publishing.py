@@ -27,12 +27,14 @@ from aclbus.errors import (
     RequestTimeout,
     StreamFull,
 )
+from aclbus.permissions import Permissions
 from aclbus.wire import encoded_size
 from aclbus_nats.connection import NatsConnection
 from aclbus_nats.permissions import Interrupted
 from aclbus_nats.streams import ProvisionedStreams
 
 if TYPE_CHECKING:
+    from nats.aio.client import Client
     from nats.aio.msg import Msg
 
 __all__ = ["JETSTREAM_MAX_HEADER_BYTES", "Publisher"]
@@ -85,6 +87,8 @@ class Publisher:
     def __init__(self, connection: NatsConnection, streams: ProvisionedStreams) -> None:
         self._connection = connection
         self._streams = streams
+        self.permissions: Permissions | None = None
+        """The policy's permissions of this connection (`NatsBackend.enforce`), or None."""
 
     async def publish(
         self,
@@ -124,6 +128,8 @@ class Publisher:
                 await nc.publish(subject, body, reply=reply or "", headers=hdrs)
             except _NOT_SENT as exc:
                 raise _not_sent(exc, "publish", subject) from None
+            if self.permissions is not None and not self.permissions.publish.permits(subject):
+                await self._confirm(nc, subject)
             return PublishAck()
         timeout = self._connection.nats_settings.publish_timeout
         deadline = time.monotonic() + timeout
@@ -169,6 +175,22 @@ class Publisher:
                 f"(code {code})"
             )
         return PublishAck(ack.get("stream"), ack.get("seq"), bool(ack.get("duplicate")))
+
+    async def _confirm(self, nc: Client, subject: str) -> None:
+        """Wait for the server's verdict on a core publish the policy's lists do not allow.
+
+        A reply under ``allow_responses`` is allowed by the server alone (it knows which
+        requests this connection received); a refused core publish is otherwise only an
+        asynchronous ``-ERR``. Two round trips (the first PONG may overtake the ``-ERR``)
+        turn a refusal into `PermissionDenied` at once. Only under a policy, and only for
+        such publishes: every other publish costs nothing more.
+        """
+
+        async def two_round_trips() -> None:
+            await nc.flush()
+            await nc.flush()
+
+        await self._connection.permissions.guard("publish", subject, two_round_trips())
 
     async def request(
         self, subject: str, headers: Mapping[str, str], body: bytes, *, timeout: float
