@@ -252,19 +252,11 @@ class MemoryBackend(Backend):
 
         See `aclbus.backends.memory.enforcement` for how each operation is checked.
         """
-        if permissions is None:
-            self._enforcer = None
-            return
-        server = self._server
-
-        def stream_of(subject: str) -> str | None:
-            stream = server.stream_for(subject)
-            return None if stream is None else stream.name
-
-        def subscribed() -> list[str]:
-            return [s.spec.subject for s in self._subscriptions.all() if hasattr(s, "spec")]
-
-        self._enforcer = Enforcer(permissions, stream_of, server.request_subject, subscribed)
+        self._enforcer = (
+            None
+            if permissions is None
+            else Enforcer(permissions, self._server, self._subscriptions)
+        )
 
     # -- the contract ----------------------------------------------------------------------
 

@@ -13,12 +13,17 @@ What differs from the server is said in docs/security.md ("Where memory and NATS
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
 
 from aclbus.backend import DeliveryMode, SubscriptionSpec
 from aclbus.errors import PermissionDenied
 from aclbus.permissions import JetStreamApi, Permissions
 from aclbus.subjects import subject_matches
+
+if TYPE_CHECKING:
+    from aclbus.backends.memory.server import MemoryServer
+    from aclbus.backends.memory.subscriptions import Subscriptions
 
 __all__ = ["DELIVER_PREFIX", "Enforcer"]
 
@@ -34,22 +39,26 @@ class Enforcer:
 
     Args:
         permissions: What the connection may do.
-        stream_of: The name of the stream that stores a subject, or None.
-        request_subject: The subject of the request waiting on a reply inbox, or None.
-        subscribed: The subjects this connection subscribes to now.
+        server: The server the connection is joined to (its streams, its waiting requests).
+        subscriptions: The connection's subscriptions.
     """
 
     def __init__(
-        self,
-        permissions: Permissions,
-        stream_of: Callable[[str], str | None],
-        request_subject: Callable[[str], str | None],
-        subscribed: Callable[[], Iterable[str]],
+        self, permissions: Permissions, server: MemoryServer, subscriptions: Subscriptions
     ) -> None:
         self.permissions = permissions
-        self._stream_of = stream_of
-        self._request_subject = request_subject
-        self._subscribed = subscribed
+        self._server = server
+        self._subscriptions = subscriptions
+
+    def _stream_of(self, subject: str) -> str | None:
+        stream = self._server.stream_for(subject)
+        return None if stream is None else stream.name
+
+    def _subscribed(self) -> Iterator[str]:
+        for sub in self._subscriptions.all():
+            spec = getattr(sub, "spec", None)  # a lazy one still waiting has its spec too
+            if isinstance(spec, SubscriptionSpec):
+                yield spec.subject
 
     def publish(self, subject: str) -> None:
         """A publish (or a request) on ``subject``; a reply is allowed as ``allow_responses``.
@@ -62,7 +71,7 @@ class Enforcer:
         if permissions.publish.permits(subject):
             return
         if permissions.responses is not None:
-            requested = self._request_subject(subject)
+            requested = self._server.request_subject(subject)
             if requested is not None and any(
                 subject_matches(s, requested) for s in self._subscribed()
             ):
