@@ -414,3 +414,42 @@ async def test_sending_as_another_agent_is_refused_before_the_wire(world: World)
         f"{PREFIX}.agent.coordinator",
     )
     assert "worker-1" in str(error)
+
+
+# -- on NATS only --------------------------------------------------------------------------
+
+
+async def test_the_server_refuses_deleting_a_stream_and_direct_gets(
+    nats_server: EmbeddedServer,
+) -> None:
+    """Deleting a stream and a direct get are JetStream API requests the `Backend` contract
+    does not make, so the memory backend has nothing to refuse: here they go straight to the
+    server, on worker-2's connection, and are refused at once."""
+    settings = _settings().model_copy(update={"backend": "nats"})
+    backend = NatsBackend(
+        settings,
+        nats=NatsSettings(
+            servers=[nats_server.url], user="worker-2", password=PASSWORDS["worker-2"]
+        ),
+    )
+    await backend.connect()
+    try:
+        connection = backend._connection
+        nc, js = connection.require()
+        stream = f"{PREFIX.upper()}_AGENT"
+        for api, call in (
+            (f"$JS.API.STREAM.DELETE.{stream}", js.delete_stream(stream)),
+            (
+                f"$JS.API.DIRECT.GET.{stream}",
+                nc.request(f"$JS.API.DIRECT.GET.{stream}", b'{"seq": 1}', timeout=TIMEOUT),
+            ),
+            (
+                f"$JS.API.DIRECT.GET.{stream}.{PREFIX}.agent.worker-1",
+                nc.request(
+                    f"$JS.API.DIRECT.GET.{stream}.{PREFIX}.agent.worker-1", b"", timeout=TIMEOUT
+                ),
+            ),
+        ):
+            await denied(connection.permissions.guard("publish", "$JS.API.>", call), "publish", api)
+    finally:
+        await backend.close()
