@@ -10,6 +10,8 @@ the server's error text, so subjects are compared without regard to case.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -132,25 +134,26 @@ def _plugin(policy_file: Path, user: str) -> PolicyPlugin:
     return PolicyPlugin(AuthSettings(user=user, policy_file=policy_file))
 
 
-@pytest_asyncio.fixture(params=["memory", "nats"])
-async def world(request: pytest.FixtureRequest, policy_file: Path) -> AsyncIterator[World]:
+@contextlib.asynccontextmanager
+async def started_world(policy_file: Path, nats: EmbeddedServer | None) -> AsyncIterator[World]:
+    """Every user's bus started (the admin's first), worker-1 in its group and on its topic."""
     settings = _settings()
     make: Callable[[str], Backend]
-    if request.param == "memory":
+    if nats is None:
         server = MemoryServer()
 
         def make(user: str) -> Backend:
             return MemoryBackend(server=server)
 
     else:
-        nats: EmbeddedServer = request.getfixturevalue("nats_server")
+        url = nats.url
         settings = settings.model_copy(update={"backend": "nats"})
 
         def make(user: str) -> Backend:
             return NatsBackend(
                 settings,
                 nats=NatsSettings(
-                    servers=[nats.url],
+                    servers=[url],
                     user=user,
                     password=PASSWORDS[user],
                     publish_timeout=TIMEOUT,
@@ -180,6 +183,13 @@ async def world(request: pytest.FixtureRequest, policy_file: Path) -> AsyncItera
             await bus.stop()
 
 
+@pytest_asyncio.fixture(params=["memory", "nats"])
+async def world(request: pytest.FixtureRequest, policy_file: Path) -> AsyncIterator[World]:
+    nats = request.getfixturevalue("nats_server") if request.param == "nats" else None
+    async with started_world(policy_file, nats) as running:
+        yield running
+
+
 def _agent_of(world: World, bus: Bus, agent_id: str) -> None:
     agent = bus.agent(agent_id)
     seen: Collector[ACLMessage] = Collector()
@@ -188,6 +198,10 @@ def _agent_of(world: World, bus: Bus, agent_id: str) -> None:
     @agent.on("inform")
     async def inform(msg: ACLMessage) -> None:
         seen.add(msg)
+
+    @agent.on("propose")
+    async def refuse(msg: ACLMessage) -> None:
+        raise RuntimeError("this handler fails: the message goes to the DLQ")
 
     @agent.on("request")
     async def answer(msg: ACLMessage, delivery: Delivery) -> ACLMessage:
@@ -257,6 +271,17 @@ async def test_request_a_granted_service_and_the_reply_comes_back(world: World) 
 
 async def test_the_auditor_reads_the_dlq(world: World) -> None:
     assert isinstance(await world.buses["auditor"].dead_letters.list(), list)
+
+
+async def test_a_failed_message_is_dead_lettered_and_the_auditor_reads_it(world: World) -> None:
+    msg = ACLMessage(performative="propose", sender_id="coordinator", receiver_id="worker-1")
+    await world.buses["coordinator"].send(msg)
+    for _ in range(500):  # bounded: 5 s at most
+        letters = await world.buses["auditor"].dead_letters.list(origin="worker-1", limit=1000)
+        if any(letter.message_id == msg.message_id for letter in letters):
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("the auditor never saw the dead letter")
 
 
 async def test_dynamic_subscribe_and_unsubscribe_within_the_grant(world: World) -> None:
@@ -453,3 +478,23 @@ async def test_the_server_refuses_deleting_a_stream_and_direct_gets(
             await denied(connection.permissions.guard("publish", "$JS.API.>", call), "publish", api)
     finally:
         await backend.close()
+
+
+async def test_buses_under_the_policy_ask_nothing_the_server_refuses(
+    nats_server: EmbeddedServer, policy_file: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The rendered permissions are what the buses need: starting every agent, joining,
+    subscribing, sending, requesting and reading the DLQ make no request the server refuses."""
+    caplog.set_level(logging.WARNING, logger="aclbus.nats")
+    async with started_world(policy_file, nats_server) as world:
+        await world.buses["coordinator"].send(inform("coordinator", "worker-1"))
+        await world.buses["coordinator"].multicast("workers", inform("coordinator"))
+        await world.buses["coordinator"].publish(inform("coordinator"), topic="jobs.x")
+        await world.buses["coordinator"].request(
+            ACLMessage(performative="request", sender_id="coordinator", receiver_id="worker-1")
+        )
+        await world.buses["auditor"].dead_letters.list()
+        await world.buses["worker-1"].agent("worker-1").leave("workers")
+        await world.buses["worker-1"].agent("worker-1").join("workers")
+    violations = [r.getMessage() for r in caplog.records if "violation" in r.getMessage()]
+    assert violations == []

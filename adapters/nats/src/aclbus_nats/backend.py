@@ -227,7 +227,7 @@ class NatsBackend(Backend):
         waits for the server's verdict, so that a refused one fails at once with
         `PermissionDenied` instead of vanishing (`Publisher.publish`).
         """
-        self._publisher.permissions = permissions
+        self._connection.policy = permissions
 
     async def publish(
         self,

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 from faststream.nats import NatsBroker
 
 from aclbus.errors import AuthenticationError, BackendClosed, ConfigurationError, TLSError
+from aclbus.permissions import Permissions
 from aclbus.settings import Settings
 from aclbus_nats.headers import install as install_header_codec
 from aclbus_nats.inbox import REPLY_WINDOW, ReplyInbox
@@ -89,6 +90,9 @@ class NatsConnection:
         """The embedded server, when the backend runs one."""
         self.permissions = PermissionWatch()
         """The server's permission violations, matched to the calls waiting for them."""
+        self.policy: Permissions | None = None
+        """What a policy lets this connection do (`NatsBackend.enforce`): the server enforces
+        it; the backend reads it only to ask the server less, or to wait for its verdict."""
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._inbox: ReplyInbox | None = None

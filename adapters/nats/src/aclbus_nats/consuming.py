@@ -90,6 +90,11 @@ class Consumers:
         agent may not read a stream it shares with other agents (``STREAM.MSG.GET``), so its
         lazy subscription makes its consumer at once instead.
         """
+        policy = self._connection.policy
+        if policy is not None and not policy.publish.permits(
+            f"{api.DEFAULT_PREFIX}.STREAM.MSG.GET.{stream}"
+        ):
+            return True  # not even asked: the server would refuse, and log it
         try:
             return await self._api.holds(stream, subject)
         except PermissionDenied:

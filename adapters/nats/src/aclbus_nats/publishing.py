@@ -27,7 +27,6 @@ from aclbus.errors import (
     RequestTimeout,
     StreamFull,
 )
-from aclbus.permissions import Permissions
 from aclbus.wire import encoded_size
 from aclbus_nats.connection import NatsConnection
 from aclbus_nats.permissions import Interrupted
@@ -87,8 +86,6 @@ class Publisher:
     def __init__(self, connection: NatsConnection, streams: ProvisionedStreams) -> None:
         self._connection = connection
         self._streams = streams
-        self.permissions: Permissions | None = None
-        """The policy's permissions of this connection (`NatsBackend.enforce`), or None."""
 
     async def publish(
         self,
@@ -128,7 +125,8 @@ class Publisher:
                 await nc.publish(subject, body, reply=reply or "", headers=hdrs)
             except _NOT_SENT as exc:
                 raise _not_sent(exc, "publish", subject) from None
-            if self.permissions is not None and not self.permissions.publish.permits(subject):
+            policy = self._connection.policy
+            if policy is not None and not policy.publish.permits(subject):
                 await self._confirm(nc, subject)
             return PublishAck()
         timeout = self._connection.nats_settings.publish_timeout
