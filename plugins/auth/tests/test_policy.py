@@ -363,3 +363,21 @@ async def test_the_memory_backend_holds_the_bus_to_its_users_permissions(tmp_pat
                 ACLMessage(performative="inform", sender_id="crawler", receiver_id="auditor")
             )
         assert str(caught.value) == "permission denied: publish on 'acme.agent.auditor'"
+
+
+def test_the_example_of_the_security_guide_loads_and_renders_valid_config(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    guide = (Path(__file__).parents[3] / "docs" / "security.md").read_text()
+    section = guide[guide.index("## The policy") :]
+    start = section.index("```toml\n") + len("```toml\n")
+    example = section[start : section.index("\n```", start)]
+    policy = parse_policy(tomllib.loads(example), "docs/security.md")
+    (tmp_path / "authorization.conf").write_text(render_nats_conf(policy))
+    server = tmp_path / "server.conf"
+    server.write_text('port: -1\ninclude "authorization.conf"\n')
+    for name, user in policy.users.items():
+        if user.password is not None:
+            monkeypatch.setenv(user.password.removeprefix("$"), f"pw-{name}")
+    verdict = check_config(server)
+    assert verdict.valid, verdict.message
