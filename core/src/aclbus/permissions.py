@@ -27,6 +27,8 @@ from aclbus.subjects import covers, subject_matches
 
 __all__ = ["JetStreamApi", "Permissions", "ResponsePermission", "SubjectRules"]
 
+_VERDICTS_CAP = 10_000
+
 
 @dataclass(frozen=True, slots=True)
 class SubjectRules:
@@ -39,12 +41,24 @@ class SubjectRules:
 
     allow: tuple[str, ...] = ()
     deny: tuple[str, ...] = ()
+    # Matching a subject against every pattern costs tens of µs with a rendered policy's
+    # lists; publishes repeat their subjects, so the verdicts are remembered.
+    _verdicts: dict[str, bool] = field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
 
     def permits(self, subject: str) -> bool:
         """Whether a literal subject (a publish) is allowed."""
-        if any(subject_matches(p, subject) for p in self.deny):
-            return False
-        return not self.allow or any(subject_matches(p, subject) for p in self.allow)
+        verdicts = self._verdicts
+        verdict = verdicts.get(subject)
+        if verdict is None:
+            verdict = not any(subject_matches(p, subject) for p in self.deny) and (
+                not self.allow or any(subject_matches(p, subject) for p in self.allow)
+            )
+            if len(verdicts) >= _VERDICTS_CAP:
+                verdicts.clear()  # start again: the subjects in use come back
+            verdicts[subject] = verdict
+        return verdict
 
     def permits_filter(self, pattern: str) -> bool:
         """Whether a subscription to ``pattern`` (wildcards allowed) is allowed."""

@@ -44,6 +44,8 @@ MIN_TTL_SERVER = (2, 11)
 
 NOT_CONNECTED = "the NATS backend is not connected"
 """The `BackendClosed` message of a call made before `NatsConnection.connect`."""
+_REQUESTS_KEPT = 4096
+"""Reply subjects of requests received a connection under a policy remembers at most."""
 
 
 def announced_version(nc: Client) -> tuple[int, int, int]:
@@ -93,6 +95,7 @@ class NatsConnection:
         self.policy: Permissions | None = None
         """What a policy lets this connection do (`NatsBackend.enforce`): the server enforces
         it; the backend reads it only to ask the server less, or to wait for its verdict."""
+        self._requests: dict[str, None] = {}  # reply subjects of requests received (a policy's)
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._inbox: ReplyInbox | None = None
@@ -167,6 +170,26 @@ class NatsConnection:
     def max_payload(self) -> int | None:
         """The server's ``max_payload`` while connected."""
         return self._nc.max_payload if self._nc is not None else None
+
+    def note_request(self, reply: str) -> None:
+        """Remember that a request with reply subject ``reply`` reached this connection.
+
+        Only under a policy (nothing is kept otherwise): its reply is one the server allows
+        (``allow_responses``), so `answering` spares it the wait for the server's verdict.
+        """
+        if self.policy is None:
+            return
+        requests = self._requests
+        if len(requests) >= _REQUESTS_KEPT:
+            del requests[next(iter(requests))]  # the oldest: its reply then waits for the verdict
+        requests[reply] = None
+
+    def answering(self, subject: str) -> bool:
+        """Whether ``subject`` is the reply subject of a request received (forgotten now)."""
+        if subject not in self._requests:
+            return False
+        del self._requests[subject]
+        return True
 
     def require(self) -> tuple[Client, JetStreamContext]:
         """The client and its JetStream context.

@@ -100,6 +100,10 @@ class Consumers:
         except PermissionDenied:
             return True
 
+    def note_request(self, reply: str) -> None:
+        """A request with reply subject ``reply`` reached this connection (for its policy)."""
+        self._connection.note_request(reply)
+
     def forget(self, sub: NatsSubscription) -> None:
         """Drop ``sub``, which has unsubscribed, from the live subscriptions."""
         self._subscriptions.discard(sub)

@@ -126,7 +126,11 @@ class Publisher:
             except _NOT_SENT as exc:
                 raise _not_sent(exc, "publish", subject) from None
             policy = self._connection.policy
-            if policy is not None and not policy.publish.permits(subject):
+            if (
+                policy is not None
+                and not policy.publish.permits(subject)
+                and not self._connection.answering(subject)
+            ):
                 await self._confirm(nc, subject)
             return PublishAck()
         timeout = self._connection.nats_settings.publish_timeout
@@ -177,11 +181,11 @@ class Publisher:
     async def _confirm(self, nc: Client, subject: str) -> None:
         """Wait for the server's verdict on a core publish the policy's lists do not allow.
 
-        A reply under ``allow_responses`` is allowed by the server alone (it knows which
-        requests this connection received); a refused core publish is otherwise only an
-        asynchronous ``-ERR``. Two round trips (the first PONG may overtake the ``-ERR``)
-        turn a refusal into `PermissionDenied` at once. Only under a policy, and only for
-        such publishes: every other publish costs nothing more.
+        A refused core publish is otherwise only an asynchronous ``-ERR``. Two round trips
+        (the first PONG may overtake the ``-ERR``) turn a refusal into `PermissionDenied` at
+        once. Only under a policy, and only for such publishes that are not the first reply to
+        a request this connection received (`NatsConnection.answering`: the server allows it
+        by ``allow_responses``): every other publish costs nothing more.
         """
 
         async def two_round_trips() -> None:
