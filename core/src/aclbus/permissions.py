@@ -25,7 +25,21 @@ from dataclasses import dataclass, field
 from aclbus.errors import PermissionDenied
 from aclbus.subjects import covers, subject_matches
 
-__all__ = ["JetStreamApi", "Permissions", "ResponsePermission", "SubjectRules"]
+__all__ = [
+    "ANNOUNCEMENTS",
+    "DELIVER_PREFIX",
+    "JetStreamApi",
+    "Permissions",
+    "ResponsePermission",
+    "SubjectRules",
+]
+
+DELIVER_PREFIX = "_INBOX.aclbus"
+"""Where a shared consumer delivers on NATS: ``_INBOX.aclbus.<stream>.<consumer>`` (under
+``_INBOX.`` like nats-py's own inboxes), a subscription of its own beside its creation."""
+ANNOUNCEMENTS = "_aclbus.stored"
+"""Where a stream announces (headers only) the messages it stores for lazy subscriptions: a
+message stored on ``S`` is announced on ``_aclbus.stored.S``."""
 
 _VERDICTS_CAP = 10_000
 
@@ -160,6 +174,11 @@ class JetStreamApi:
     def kv_key(self, bucket: str, key: str) -> str:
         """Where a KV put of ``key`` is published: ``$KV.<bucket>.<key>``."""
         return f"$KV.{bucket}.{key}"
+
+    @staticmethod
+    def deliver_subject(stream: str, consumer: str) -> str:
+        """Where a shared consumer delivers: ``_INBOX.aclbus.<stream>.<consumer>``."""
+        return f"{DELIVER_PREFIX}.{stream}.{consumer}"
 
     @staticmethod
     def ack(stream: str, consumer: str) -> str:

@@ -19,6 +19,7 @@ from nats.js import api
 
 from aclbus.backend import DeliveryHandler, DeliveryMode, SubscriptionSpec
 from aclbus.errors import ConfigurationError, ConsumerLimitReached, NoStream, PermissionDenied
+from aclbus.permissions import DELIVER_PREFIX
 from aclbus_nats.announcements import announcement_subject
 from aclbus_nats.connection import NatsConnection
 from aclbus_nats.stream_api import StreamApi
@@ -33,9 +34,6 @@ __all__ = ["DELIVER_PREFIX", "Consumers"]
 
 log = logging.getLogger("aclbus.nats")
 
-DELIVER_PREFIX = "_INBOX.aclbus"
-"""Deliver subjects of the shared durable consumers the backend makes:
-``_INBOX.aclbus.<stream>.<consumer>`` (under ``_INBOX.`` like nats-py's own)."""
 _JS_MAX_CONSUMERS = 10026  # JSMaximumConsumersLimitErr: the stream's or the account's limit
 
 

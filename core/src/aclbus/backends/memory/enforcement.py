@@ -5,8 +5,8 @@ A `MemoryBackend` joined to a shared `MemoryServer` is one connection with one i
 the operation and subject, what nats-server would refuse that connection: each operation is
 checked on the subject it has on NATS — a publish on its subject, a consumer on
 ``$JS.API.CONSUMER.CREATE.<stream>.<consumer>.<filter>`` and its deliver subject, a stored
-read on ``$JS.API.STREAM.MSG.GET.<stream>``, a KV bucket on its ``KV_<bucket>`` stream's API
-and ``$KV.<bucket>.>``.
+read on ``$JS.API.STREAM.MSG.GET.<stream>``, a KV bucket (when opened) on
+``$JS.API.STREAM.INFO.KV_<bucket>``.
 
 What differs from the server is said in docs/security.md ("Where memory and NATS differ").
 """
@@ -25,11 +25,7 @@ if TYPE_CHECKING:
     from aclbus.backends.memory.server import MemoryServer
     from aclbus.backends.memory.subscriptions import Subscriptions
 
-__all__ = ["DELIVER_PREFIX", "Enforcer"]
-
-DELIVER_PREFIX = "_INBOX.aclbus"
-"""Where a shared consumer delivers on NATS (``_INBOX.aclbus.<stream>.<consumer>``): the
-subscription a consumer needs beside its creation."""
+__all__ = ["Enforcer"]
 
 _API = JetStreamApi()
 
@@ -97,7 +93,7 @@ class Enforcer:
                 permissions.check_api(f"{_API.prefix}.CONSUMER.CREATE.{stream}")
                 return
             permissions.check_api(_API.consumer_create(stream, consumer, spec.subject))
-            permissions.check_subscribe(f"{DELIVER_PREFIX}.{stream}.{consumer}")
+            permissions.check_subscribe(_API.deliver_subject(stream, consumer))
         except PermissionDenied:
             raise PermissionDenied("subscribe", spec.subject) from None
 

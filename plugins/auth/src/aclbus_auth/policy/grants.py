@@ -13,16 +13,18 @@ granted, and an open ``_INBOX.>`` (replies go through ``allow_responses``).
 
 from __future__ import annotations
 
-from aclbus.permissions import JetStreamApi, Permissions, ResponsePermission, SubjectRules
+from aclbus.permissions import (
+    ANNOUNCEMENTS,
+    JetStreamApi,
+    Permissions,
+    ResponsePermission,
+    SubjectRules,
+)
 from aclbus.subjects import Subjects, TrafficClass
 from aclbus_auth.policy.model import AgentGrants, DlqAccess, Policy
 
-__all__ = ["ADVISORIES", "ANNOUNCEMENTS", "DELIVER_PREFIX", "SHARED_BUCKETS", "permissions_for"]
+__all__ = ["ADVISORIES", "SHARED_BUCKETS", "permissions_for"]
 
-DELIVER_PREFIX = "_INBOX.aclbus"
-"""Where a shared consumer delivers on NATS: ``_INBOX.aclbus.<stream>.<consumer>``."""
-ANNOUNCEMENTS = "_aclbus.stored"
-"""Where a stream announces what it stores for lazy subscriptions (priority lanes)."""
 ADVISORIES = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.>"
 """The advisories every bus listens to, to dead-letter exhausted messages."""
 SHARED_BUCKETS = ("groups", "directory", "presence")
@@ -119,7 +121,7 @@ def _consumer(pub: _Rules, sub: _Rules, stream: str, consumer: str, filter_subje
         _API.consumer("DELETE", stream, consumer),
         _API.ack(stream, consumer),
     )
-    sub.add(f"{DELIVER_PREFIX}.{stream}.{consumer}")
+    sub.add(_API.deliver_subject(stream, consumer))
 
 
 def _inbox(subjects: Subjects, pub: _Rules, sub: _Rules, agent: str) -> None:
