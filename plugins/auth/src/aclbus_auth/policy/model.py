@@ -152,7 +152,8 @@ class AgentGrants(BaseModel):
             patterns (a consumer's name is a digest of its pattern).
         broadcast: Whether it may broadcast (every agent receives broadcasts).
         request: Agents (services) whose request subject it may call; ``*``: any.
-        consume: Other agents whose inbox it may consume, as an instance of them would.
+        consume: Other agents whose inbox it may consume, through their own inbox and lane
+            consumers (not acting as them: that is a user's ``agents``).
         dlq: ``none``, ``read`` or ``manage`` the dead-letter queue.
         shared_maps: Names of the shared maps (`Bus.shared_map`) it uses.
     """
