@@ -293,6 +293,13 @@ async def test_dynamic_subscribe_and_unsubscribe_within_the_grant(world: World) 
     await received(world, "worker-1", msg)
 
 
+async def test_only_the_admins_bus_dead_letters_from_advisories(world: World) -> None:
+    """The advisory path reads any agent's message by sequence: an admin's work."""
+    assert world.buses["admin"]._advisories is not None
+    for user in USERS[1:]:
+        assert world.buses[user]._advisories is None, user
+
+
 # -- denied --------------------------------------------------------------------------------
 
 

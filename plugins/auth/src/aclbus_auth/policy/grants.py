@@ -8,7 +8,9 @@ dead letters, the bus' buckets, and what its grants add. The server is given the
 What an agent's user is never allowed: deleting, changing or purging the bus' streams (an
 admin's work), reading the shared traffic streams by sequence (``STREAM.MSG.GET`` or
 ``DIRECT.GET`` would read other agents' messages), consumers it did not make on filters not
-granted, and an open ``_INBOX.>`` (replies go through ``allow_responses``).
+granted, an open ``_INBOX.>`` (replies go through ``allow_responses``), and the
+``MAX_DELIVERIES`` advisories (dead-lettering from them reads other agents' messages: a bus of
+an admin does it; an agent's bus does not listen).
 """
 
 from __future__ import annotations
@@ -23,10 +25,8 @@ from aclbus.permissions import (
 from aclbus.subjects import Subjects, TrafficClass
 from aclbus_auth.policy.model import AgentGrants, DlqAccess, Policy
 
-__all__ = ["ADVISORIES", "SHARED_BUCKETS", "permissions_for"]
+__all__ = ["SHARED_BUCKETS", "permissions_for"]
 
-ADVISORIES = "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.>"
-"""The advisories every bus listens to, to dead-letter exhausted messages."""
 SHARED_BUCKETS = ("groups", "directory", "presence")
 """The KV buckets every bus may use: group membership, the directory and presence."""
 
@@ -91,7 +91,7 @@ def _common(subjects: Subjects, pub: _Rules, sub: _Rules) -> None:
         _bucket(pub, subjects.bucket(name))
     # nats-py's own inboxes (PubAcks, replies, KV watches): two or three tokens, never
     # the shared consumers' deliver subjects under DELIVER_PREFIX (four).
-    sub.add("_INBOX.*", "_INBOX.*.*", ADVISORIES)
+    sub.add("_INBOX.*", "_INBOX.*.*")
 
 
 def _bucket(pub: _Rules, bucket: str) -> None:
