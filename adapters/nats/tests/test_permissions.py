@@ -283,7 +283,7 @@ async def test_wrong_credentials_fail_at_connect_without_showing_the_secret(
         assert WRONG not in str(error)
         assert WRONG not in repr(error)
         assert PASSWORD not in str(error)
-    assert WRONG not in repr(plugin.settings)  # the settings show ``SecretStr('**********')``
+    assert WRONG not in repr(plugin.auth_settings())
 
 
 def test_password_from_the_environment_is_never_shown(monkeypatch: pytest.MonkeyPatch) -> None:

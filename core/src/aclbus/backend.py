@@ -33,6 +33,7 @@ from aclbus.clock import Clock, SystemClock
 from aclbus.connection_options import ConnectionOptions
 from aclbus.errors import ConfigurationError
 from aclbus.kv import KeyValue, KVConflict, KVEntry, check_revision
+from aclbus.permissions import Permissions
 from aclbus.received import Received
 from aclbus.received import Settlement as Settlement  # (the type of `Received.settled`)
 from aclbus.specs import (
@@ -237,6 +238,20 @@ class Backend(ABC):
         new messages instead of those sent while it was away.
         """
         raise NotImplementedError(f"backend {self.name!r} has no durable consumers")
+
+    def enforce(self, permissions: Permissions | None) -> None:
+        """Hold this connection to ``permissions`` (a policy's, for the bus' principal).
+
+        The bus calls it before `connect` with what the plugins' `aclbus_connection_permissions`
+        returned. A backend whose server enforces the permissions itself (nats-server, given
+        the same policy rendered by ``aclbus policy render``) keeps this default, which does
+        nothing; one without such a server (the memory engine) refuses what the server would
+        refuse, at once, with `PermissionDenied` naming the operation and subject.
+
+        Args:
+            permissions: What the connection may do; None: no restriction.
+        """
+        return  # the server enforces them
 
     def make_app(self, bus: Any) -> Any:
         """A FastStream application that runs ``bus`` (see `Bus.app`).

@@ -186,6 +186,9 @@ class BusCore:
         """Connect, provision the streams, build the middleware chains, start the agents."""
         if self._started:
             return
+        # A policy held by the backend itself (memory): in place before the first operation.
+        permissions = self.plugins.connection_permissions(self.settings)
+        self.backend.enforce(permissions)
         await self.backend.connect()
         try:
             if self.backend.capabilities.persistent:
@@ -198,7 +201,17 @@ class BusCore:
             self.consume_pipeline.compose(self.middlewares)
             await self._lifecycle("aclbus_bus_provisioned")
             self._started = True
-            if self.backend.capabilities.persistent and self.backend.capabilities.max_deliver:
+            if permissions is not None and not permissions.subscribe.permits_filter(
+                MAX_DELIVERIES_ADVISORIES
+            ):
+                # An agent's user may not read others' messages, which the advisory path
+                # does: a bus whose user may (an admin's) dead-letters exhausted messages.
+                log.info(
+                    "user %r may not hear MAX_DELIVERIES advisories: a bus whose user may "
+                    "(an admin's) dead-letters exhausted messages",
+                    permissions.principal,
+                )
+            elif self.backend.capabilities.persistent and self.backend.capabilities.max_deliver:
                 self._advisories = await self.backend.subscribe(
                     SubscriptionSpec(
                         subject=MAX_DELIVERIES_ADVISORIES,

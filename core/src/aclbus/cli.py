@@ -8,7 +8,7 @@ import json
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import click
 from rich.console import Console
@@ -16,14 +16,64 @@ from rich.table import Table
 
 from aclbus.bus import Bus
 from aclbus.errors import ACLBusError
+from aclbus.redaction import redact
 from aclbus.settings import Settings, user_data_dir
 
-__all__ = ["main"]
+__all__ = ["PluginCommands", "main"]
 
 T = TypeVar("T")
 
 
-@click.group()
+class PluginCommands(click.Group):
+    """The core's commands, and those the plugins register (`aclbus_register_commands`).
+
+    The plugins are loaded only when a command is not the core's, or when every command is
+    listed (``aclbus --help``), so the core's commands start as fast as without plugins. A
+    plugin that fails to load costs its commands only: a warning on stderr says why, and
+    ``--help`` and the core's commands keep working.
+    """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._from_plugins: dict[str, click.Command] | None = None
+
+    def plugin_commands(self) -> dict[str, click.Command]:
+        """The plugins' commands by name (loaded at the first call)."""
+        if self._from_plugins is not None:
+            return self._from_plugins
+        self._from_plugins = {}
+        try:
+            from aclbus.plugin.manager import PluginManager
+
+            registered = PluginManager(Settings()).commands()
+        except Exception as exc:  # a broken plugin must not take the CLI down with it
+            click.echo(
+                f"warning: plugin commands are unavailable ({type(exc).__name__}: "
+                f"{redact(str(exc))}); the core's commands work",
+                err=True,
+            )
+            return self._from_plugins
+        for command in registered:
+            if command.name is None or command.name in self.commands:
+                click.echo(
+                    f"warning: a plugin's command {command.name!r} is left out: the core has "
+                    "a command of that name",
+                    err=True,
+                )
+                continue
+            self._from_plugins[command.name] = command
+        return self._from_plugins
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """The core's commands and the plugins', sorted."""
+        return sorted({*super().list_commands(ctx), *self.plugin_commands()})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        """A core command without loading the plugins; else a plugin's."""
+        return super().get_command(ctx, cmd_name) or self.plugin_commands().get(cmd_name)
+
+
+@click.group(cls=PluginCommands)
 @click.version_option(package_name="aclbus")
 def main() -> None:
     """aclbus: Agent Communication Language messaging for distributed AI agents."""

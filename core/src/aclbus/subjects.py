@@ -13,6 +13,7 @@ token and ``>`` (last) for one or more; a publish subject has no wildcard.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from enum import StrEnum
@@ -320,3 +321,12 @@ class Subjects:
     def durable(self, kind: str, *names: str) -> str:
         """A durable consumer name: ``{prefix}-{kind}-{name}-…`` (no dots, as JetStream needs)."""
         return "-".join((self.prefix, kind, *(validate_id(n, "consumer name") for n in names)))
+
+    def topic_durable(self, agent: str, pattern: str) -> str:
+        """The consumer name of an agent's subscription to a topic pattern (a digest of it).
+
+        ``{prefix}-topic-{agent}-{digest}``: the first 16 hex digits of the SHA-256 of the
+        pattern, so that a name is short and the same for every instance of the agent.
+        """
+        digest = hashlib.sha256(pattern.encode()).hexdigest()[:16]
+        return self.durable("topic", agent, digest)

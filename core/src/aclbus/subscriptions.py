@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import replace
 
 from aclbus.backend import DeliveryMode, SubscriptionSpec
@@ -104,9 +103,8 @@ def group_spec(
 
 
 def topic_durable(subjects: Subjects, agent_id: str, pattern: str) -> str:
-    """The consumer name of an agent's subscription to a topic pattern (a digest of it)."""
-    digest = hashlib.sha256(pattern.encode()).hexdigest()[:16]
-    return subjects.durable("topic", agent_id, digest)
+    """An agent's consumer name for a topic pattern (`Subjects.topic_durable`)."""
+    return subjects.topic_durable(agent_id, pattern)
 
 
 def topic_spec(

@@ -9,12 +9,9 @@ from __future__ import annotations
 
 from nats.js import api
 
-__all__ = ["ANNOUNCEMENTS", "announcement_subject", "republish"]
+from aclbus.permissions import ANNOUNCEMENTS
 
-ANNOUNCEMENTS = "_aclbus.stored"
-"""Where a stream announces what it stores under its `StreamSpec.announce` pattern (headers
-only, by JetStream's RePublish): a message stored on ``S`` is announced on
-``_aclbus.stored.S``. A lazy subscription listens there until its consumer is made."""
+__all__ = ["ANNOUNCEMENTS", "announcement_subject", "republish"]
 
 
 def announcement_subject(subject: str) -> str:

@@ -35,6 +35,7 @@ from aclbus.backend import (
     SubscriptionSpec,
 )
 from aclbus.errors import ACLBusError
+from aclbus.permissions import Permissions
 from aclbus.settings import Settings
 from aclbus.specs import DeliveryMode
 from aclbus_nats.connection import NatsConnection
@@ -238,6 +239,15 @@ class NatsBackend(Backend):
         return await self._provisioner.delete_consumer(stream, consumer)
 
     # -- publishing --------------------------------------------------------------------------
+
+    def enforce(self, permissions: Permissions | None) -> None:
+        """Note the policy's ``permissions``: the server enforces them, not this backend.
+
+        A core publish they do not allow (a reply under ``allow_responses``, or a refusal)
+        waits for the server's verdict, so that a refused one fails at once with
+        `PermissionDenied` instead of vanishing (`Publisher.publish`).
+        """
+        self._connection.policy = permissions
 
     async def publish(
         self,

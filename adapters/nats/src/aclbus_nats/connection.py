@@ -18,6 +18,7 @@ from faststream.nats import NatsBroker
 
 from aclbus.connection_options import ConnectionOptions
 from aclbus.errors import AuthenticationError, BackendClosed, ConfigurationError, TLSError
+from aclbus.permissions import Permissions
 from aclbus.settings import Settings
 from aclbus_nats.deprecated import join, legacy_options
 from aclbus_nats.headers import install as install_header_codec
@@ -75,6 +76,8 @@ MIN_TTL_SERVER = (2, 11)
 
 NOT_CONNECTED = "the NATS backend is not connected"
 """The `BackendClosed` message of a call made before `NatsConnection.connect`."""
+_REQUESTS_KEPT = 4096
+"""Reply subjects of requests received a connection under a policy remembers at most."""
 
 
 def announced_version(nc: Client) -> tuple[int, int, int]:
@@ -125,6 +128,10 @@ class NatsConnection:
         """The embedded server, when the backend runs one."""
         self.permissions = PermissionWatch()
         """The server's permission violations, matched to the calls waiting for them."""
+        self.policy: Permissions | None = None
+        """What a policy lets this connection do (`NatsBackend.enforce`): the server enforces
+        it; the backend reads it only to ask the server less, or to wait for its verdict."""
+        self._requests: dict[str, None] = {}  # reply subjects of requests received (a policy's)
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._inbox: ReplyInbox | None = None
@@ -233,6 +240,26 @@ class NatsConnection:
     def max_payload(self) -> int | None:
         """The server's ``max_payload`` while connected."""
         return self._nc.max_payload if self._nc is not None else None
+
+    def note_request(self, reply: str) -> None:
+        """Remember that a request with reply subject ``reply`` reached this connection.
+
+        Only under a policy (nothing is kept otherwise): its reply is one the server allows
+        (``allow_responses``), so `answering` spares it the wait for the server's verdict.
+        """
+        if self.policy is None:
+            return
+        requests = self._requests
+        if len(requests) >= _REQUESTS_KEPT:
+            del requests[next(iter(requests))]  # the oldest: its reply then waits for the verdict
+        requests[reply] = None
+
+    def answering(self, subject: str) -> bool:
+        """Whether ``subject`` is the reply subject of a request received (forgotten now)."""
+        if subject not in self._requests:
+            return False
+        del self._requests[subject]
+        return True
 
     def require(self) -> tuple[Client, JetStreamContext]:
         """The client and its JetStream context.

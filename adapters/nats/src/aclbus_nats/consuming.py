@@ -19,6 +19,7 @@ from nats.js import api
 
 from aclbus.backend import DeliveryHandler, DeliveryMode, SubscriptionSpec
 from aclbus.errors import ConfigurationError, ConsumerLimitReached, NoStream, PermissionDenied
+from aclbus.permissions import DELIVER_PREFIX
 from aclbus_nats.announcements import announcement_subject
 from aclbus_nats.connection import NatsConnection
 from aclbus_nats.stream_api import StreamApi
@@ -33,9 +34,6 @@ __all__ = ["DELIVER_PREFIX", "Consumers"]
 
 log = logging.getLogger("aclbus.nats")
 
-DELIVER_PREFIX = "_INBOX.aclbus"
-"""Deliver subjects of the shared durable consumers the backend makes:
-``_INBOX.aclbus.<stream>.<consumer>`` (under ``_INBOX.`` like nats-py's own)."""
 _JS_MAX_CONSUMERS = 10026  # JSMaximumConsumersLimitErr: the stream's or the account's limit
 
 
@@ -84,8 +82,25 @@ class Consumers:
         return self._connection.connected
 
     async def holds(self, stream: str, subject: str) -> bool:
-        """Whether ``stream`` stores a message on ``subject`` (one request to its leader)."""
-        return await self._api.holds(stream, subject)
+        """Whether ``stream`` stores a message on ``subject`` (one request to its leader).
+
+        True also when the server forbids this connection to read ``stream``: a policy's
+        agent may not read a stream it shares with other agents (``STREAM.MSG.GET``), so its
+        lazy subscription makes its consumer at once instead.
+        """
+        policy = self._connection.policy
+        if policy is not None and not policy.publish.permits(
+            f"{api.DEFAULT_PREFIX}.STREAM.MSG.GET.{stream}"
+        ):
+            return True  # not even asked: the server would refuse, and log it
+        try:
+            return await self._api.holds(stream, subject)
+        except PermissionDenied:
+            return True
+
+    def note_request(self, reply: str) -> None:
+        """A request with reply subject ``reply`` reached this connection (for its policy)."""
+        self._connection.note_request(reply)
 
     def forget(self, sub: NatsSubscription) -> None:
         """Drop ``sub``, which has unsubscribed, from the live subscriptions."""
@@ -151,6 +166,10 @@ class Consumers:
             # JetStream's deliver group is the consumer: one name for both.
             durable = spec.durable
         config = api.ConsumerConfig(
+            # With a name, nats-py makes the consumer on
+            # $JS.API.CONSUMER.CREATE.<stream>.<name>.<filter>: the server's permissions
+            # (`aclbus policy render`) can then hold a connection to its own filters.
+            name=durable,
             ack_policy=api.AckPolicy.EXPLICIT,
             ack_wait=spec.ack_wait,
             max_deliver=spec.max_deliver or -1,

@@ -33,6 +33,7 @@ from aclbus_nats.permissions import Interrupted
 from aclbus_nats.streams import ProvisionedStreams
 
 if TYPE_CHECKING:
+    from nats.aio.client import Client
     from nats.aio.msg import Msg
 
 __all__ = ["JETSTREAM_MAX_HEADER_BYTES", "Publisher"]
@@ -124,6 +125,13 @@ class Publisher:
                 await nc.publish(subject, body, reply=reply or "", headers=hdrs)
             except _NOT_SENT as exc:
                 raise _not_sent(exc, "publish", subject) from None
+            policy = self._connection.policy
+            if (
+                policy is not None
+                and not policy.publish.permits(subject)
+                and not self._connection.answering(subject)
+            ):
+                await self._confirm(nc, subject)
             return PublishAck()
         timeout = self._connection.nats_settings.publish_timeout
         deadline = time.monotonic() + timeout
@@ -169,6 +177,22 @@ class Publisher:
                 f"(code {code})"
             )
         return PublishAck(ack.get("stream"), ack.get("seq"), bool(ack.get("duplicate")))
+
+    async def _confirm(self, nc: Client, subject: str) -> None:
+        """Wait for the server's verdict on a core publish the policy's lists do not allow.
+
+        A refused core publish is otherwise only an asynchronous ``-ERR``. Two round trips
+        (the first PONG may overtake the ``-ERR``) turn a refusal into `PermissionDenied` at
+        once. Only under a policy, and only for such publishes that are not the first reply to
+        a request this connection received (`NatsConnection.answering`: the server allows it
+        by ``allow_responses``): every other publish costs nothing more.
+        """
+
+        async def two_round_trips() -> None:
+            await nc.flush()
+            await nc.flush()
+
+        await self._connection.permissions.guard("publish", subject, two_round_trips())
 
     async def request(
         self, subject: str, headers: Mapping[str, str], body: bytes, *, timeout: float

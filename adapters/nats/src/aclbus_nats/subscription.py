@@ -59,6 +59,10 @@ class SubscriptionHost(Protocol):
         """The client's JetStream context while connected, else None."""
         ...
 
+    def note_request(self, reply: str) -> None:
+        """A request with reply subject ``reply`` reached this connection."""
+        ...
+
     @property
     def connected(self) -> bool:
         """True while connected to a server."""
@@ -235,6 +239,8 @@ class NatsSubscription(Subscription):
         elif headers.__class__ is NatsHeaders and headers.status is not None:
             _drop_status_frame(msg.subject, headers.status)
             return
+        if msg.reply:
+            self._host.note_request(msg.reply)
         await self._dispatch(CoreReceived(msg.subject, headers, msg.data, msg.reply or None))
 
     async def on_js_message(self, msg: Msg) -> None:

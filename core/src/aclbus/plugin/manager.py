@@ -26,6 +26,7 @@ from aclbus.codec import Codec, CodecRegistry
 from aclbus.connection_options import ConnectionOptions
 from aclbus.errors import PluginError
 from aclbus.middleware import MiddlewareFactory
+from aclbus.permissions import Permissions
 from aclbus.plugin import PROJECT, spec
 from aclbus.plugin.bench_columns import ColumnFactory
 from aclbus.settings import Settings
@@ -334,6 +335,57 @@ class PluginManager:
                 parts[part] = value
                 sources[part] = impl.plugin_name
         return ConnectionOptions(**parts, sources=sources)
+
+    def commands(self) -> list[Any]:
+        """The ``click`` commands the plugins register (`aclbus_register_commands`).
+
+        Raises:
+            PluginError: Two plugins register one name, or a plugin registers what is not a
+                command.
+        """
+        found: dict[str, tuple[str, Any]] = {}
+
+        def collect(owner: str) -> Callable[[Any], None]:
+            def register(command: Any) -> None:
+                name = getattr(command, "name", None)
+                if not isinstance(name, str) or not name or not callable(command):
+                    raise PluginError(
+                        f"plugin {owner!r} registered {command!r}, which is not a click command"
+                    )
+                if name in found and found[name][1] is not command:
+                    raise PluginError(
+                        f"command {name!r} is registered by both {found[name][0]!r} and {owner!r}"
+                    )
+                found[name] = (owner, command)
+
+            return register
+
+        self._call_each("aclbus_register_commands", collect)
+        return [command for _, command in found.values()]
+
+    def connection_permissions(self, settings: Settings) -> Permissions | None:
+        """What the plugins say the bus' connection may do (`aclbus_connection_permissions`).
+
+        Raises:
+            PluginError: A plugin returned something else than `Permissions`, or two did.
+        """
+        chosen: tuple[str, Permissions] | None = None
+        for impl in self.pm.hook.aclbus_connection_permissions.get_hookimpls():
+            result = impl.function(settings=settings)
+            if result is None:
+                continue
+            if not isinstance(result, Permissions):
+                raise PluginError(
+                    f"plugin {impl.plugin_name!r} returned {result!r} from "
+                    "aclbus_connection_permissions, not a Permissions"
+                )
+            if chosen is not None:
+                raise PluginError(
+                    f"plugins {chosen[0]!r} and {impl.plugin_name!r} both restrict the "
+                    "connection (aclbus_connection_permissions): disable one of them"
+                )
+            chosen = (impl.plugin_name, result)
+        return None if chosen is None else chosen[1]
 
     def call_lifecycle(self, hook: str, **kwargs: Any) -> list[Any]:
         """Call a lifecycle hook and return its results (the bus awaits the awaitables)."""

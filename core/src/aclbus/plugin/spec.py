@@ -16,6 +16,7 @@ from aclbus.backend import BackendFactory, Capabilities
 from aclbus.codec import Codec
 from aclbus.connection_options import ConnectionOptions
 from aclbus.middleware import MiddlewareFactory
+from aclbus.permissions import Permissions
 from aclbus.plugin import PROJECT
 from aclbus.plugin.bench_columns import ColumnFactory
 from aclbus.settings import Settings
@@ -24,14 +25,17 @@ __all__ = [
     "BackendRegister",
     "BenchmarkRegister",
     "CodecRegister",
+    "CommandRegister",
     "aclbus_bus_provisioned",
     "aclbus_bus_started",
     "aclbus_bus_stopping",
     "aclbus_connection_options",
+    "aclbus_connection_permissions",
     "aclbus_middlewares",
     "aclbus_register_backends",
     "aclbus_register_benchmarks",
     "aclbus_register_codecs",
+    "aclbus_register_commands",
     "aclbus_required_capabilities",
 ]
 
@@ -53,6 +57,9 @@ BenchmarkRegister = Callable[[str, "ColumnFactory"], None]
 
 CodecRegister = Callable[["Codec"], None]
 """``register(codec)``: offer a body codec for its ``content_type``."""
+
+CommandRegister = Callable[[Any], None]
+"""``register(command)``: add a ``click.Command`` (or ``click.Group``) to the ``aclbus`` CLI."""
 
 
 @_spec
@@ -188,5 +195,43 @@ def aclbus_bus_stopping(bus: Bus) -> Awaitable[None] | None:
         bus: The bus; an implementation may return an awaitable, which the bus awaits.
 
     .. versionadded:: 0.1
+    """
+    return None
+
+
+@_spec
+def aclbus_register_commands(register: CommandRegister) -> None:
+    """Register commands of the ``aclbus`` command line.
+
+    The CLI asks for them only when it needs them: to run a command that is not one of its
+    own, or to list every command (``aclbus --help``). A plugin that fails to load, or to
+    register, leaves its commands out with a warning on stderr; ``aclbus --help`` and the
+    core's commands keep working.
+
+    Args:
+        register: Call ``register(command)`` with a ``click.Command`` or ``click.Group``; its
+            ``name`` is the command's (``aclbus policy ...``). A name the core or another
+            plugin already uses is an error naming both.
+
+    .. versionadded:: 0.2
+    """
+
+
+@_spec
+def aclbus_connection_permissions(settings: Settings) -> Permissions | None:
+    """Return what the bus' connection may do, for a backend that enforces it itself.
+
+    The bus hands the result to `Backend.enforce` before connecting. The memory backend then
+    refuses what nats-server would refuse the same principal, so that permission logic is
+    testable without a server; the NATS backend ignores it (the server enforces the policy
+    rendered for it). At most one plugin may return permissions.
+
+    Args:
+        settings: The bus' settings (the principal and its policy, for the auth plugin).
+
+    Returns:
+        The connection's permissions, or None to leave it unrestricted.
+
+    .. versionadded:: 0.2
     """
     return None

@@ -5,7 +5,11 @@ of ``aclbus.toml``, `AuthSettings`) and gives the bus' backend its credentials t
 ``aclbus_connection_options`` hook: a user and password, a token, an NKey seed file or a
 ``.creds`` file (one of them; two are a `ConfigurationError`). With nothing set it gives
 nothing. Secrets are never logged nor shown in a repr; a seed or creds file that others may
-read gets a warning.
+read gets a warning. With ``ACLBUS_AUTH__POLICY_FILE`` (and ``ACLBUS_AUTH__USER``, the policy's
+user the bus connects as) it also holds the bus to that user's permissions: the bus sends only
+as the user's agents (`aclbus_auth.policy.SenderCheck`), and a backend that enforces
+permissions itself (memory) refuses what nats-server would refuse. ``aclbus policy render``
+turns the policy into nats-server's configuration (`aclbus_auth.policy`).
 
 Example:
     ```sh
@@ -14,14 +18,15 @@ Example:
     ```
 
     In code, load `AuthPlugin` instead of the entry point:
-    ``Bus(settings, plugins=[AuthPlugin(AuthSettings(token=...))], entry_points=False)``.
+    ``Bus(settings, plugins=[AuthPlugin(AuthSettings(token=...))], entry_points=False)``;
+    ``AuthPlugin(AuthSettings(user=..., password=..., policy_file=...))`` gives one bus both
+    its credentials and its policy.
 
 The guide (server configs, what each refusal says) is ``docs/security.md``.
 """
 
 from __future__ import annotations
 
-from aclbus import ConnectionOptions, Settings, hookimpl
 from aclbus_auth.credentials import connection_options
 from aclbus_auth.jwt import (
     JWTError,
@@ -38,6 +43,8 @@ from aclbus_auth.jwt import (
     verify_jwt,
     write_creds,
 )
+from aclbus_auth.plugin import AuthPlugin
+from aclbus_auth.policy import PolicyPlugin
 from aclbus_auth.settings import AuthSettings
 
 __all__ = [
@@ -47,10 +54,14 @@ __all__ = [
     "KeyKind",
     "NKey",
     "Permission",
+    "PolicyPlugin",
     "ResponsePermission",
     "UserPermissions",
     "account_jwt",
     "aclbus_connection_options",
+    "aclbus_connection_permissions",
+    "aclbus_middlewares",
+    "aclbus_register_commands",
     "connection_options",
     "creds_text",
     "operator_jwt",
@@ -60,28 +71,9 @@ __all__ = [
     "write_creds",
 ]
 
-
-@hookimpl
-def aclbus_connection_options(settings: Settings) -> ConnectionOptions | None:
-    """The credentials of ``ACLBUS_AUTH__*`` and ``[auth]``; None when none are set."""
-    return connection_options(AuthSettings())
-
-
-class AuthPlugin:
-    """The plugin with its settings given in code rather than read from the environment.
-
-    Load it instead of the entry point (``Bus(..., plugins=[AuthPlugin(...)])`` with
-    ``entry_points=False`` or ``ACLBUS_DISABLE_PLUGINS=auth``), not beside it: two plugins
-    giving credentials is a `PluginError`.
-
-    Args:
-        settings: The auth settings; None reads them as the entry point does.
-    """
-
-    def __init__(self, settings: AuthSettings | None = None) -> None:
-        self.settings = settings if settings is not None else AuthSettings()
-
-    @hookimpl
-    def aclbus_connection_options(self, settings: Settings) -> ConnectionOptions | None:
-        """The credentials of this plugin's settings."""
-        return connection_options(self.settings)
+# The entry point's hooks: an AuthPlugin that reads ACLBUS_AUTH__* each time a bus asks.
+_default = AuthPlugin()
+aclbus_connection_options = _default.aclbus_connection_options
+aclbus_connection_permissions = _default.aclbus_connection_permissions
+aclbus_middlewares = _default.aclbus_middlewares
+aclbus_register_commands = _default.aclbus_register_commands

@@ -25,8 +25,10 @@ class AuthSettings(SectionSettings):
         token: Token authentication (never logged).
         nkey_seed_file: An NKey user seed file (``SU...``).
         creds_file: A ``.creds`` file: a user JWT and its NKey seed (operator mode).
-        policy_file: A policy (TOML) that the memory backend enforces, and that
-            ``aclbus policy render`` turns into the server's permissions.
+        policy_file: A policy (TOML, docs/security.md "The policy"), which ``aclbus policy
+            render`` turns into the server's permissions. Set on a bus with ``user`` (the
+            policy's user it is), the bus sends only as that user's agents, on every backend,
+            and the memory backend refuses what the server would refuse that user.
     """
 
     model_config = section_config("auth")

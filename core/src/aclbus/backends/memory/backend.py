@@ -25,6 +25,7 @@ from aclbus.backend import (
 )
 from aclbus.backends.memory.clock import Clock
 from aclbus.backends.memory.consumer import ConsumerInfo
+from aclbus.backends.memory.enforcement import Enforcer
 from aclbus.backends.memory.faults import FaultInjector, Faults
 from aclbus.backends.memory.kv import KVWatch, MemoryKeyValue
 from aclbus.backends.memory.request_reply import Requests
@@ -34,6 +35,7 @@ from aclbus.backends.memory.stream import StreamInfo
 from aclbus.backends.memory.subscription_spec import check_subscription_spec
 from aclbus.backends.memory.subscriptions import Subscriptions
 from aclbus.errors import BackendClosed, ConfigurationError, HeadersTooLarge, MessageTooLarge
+from aclbus.permissions import Permissions
 from aclbus.subjects import check_subject
 from aclbus.wire import encoded_size
 
@@ -135,6 +137,7 @@ class MemoryBackend(Backend):
         self._requests = Requests(self._server)
         self._stored = StoredMessages(self._server)
         self._watches: weakref.WeakSet[KVWatch] = weakref.WeakSet()
+        self._enforcer: Enforcer | None = None
 
     def sibling(self) -> MemoryBackend:
         """A new backend joined to this one's `server`, as a second connection would be."""
@@ -244,6 +247,17 @@ class MemoryBackend(Backend):
                 else "the memory backend is not connected: await backend.connect() first"
             )
 
+    def enforce(self, permissions: Permissions | None) -> None:
+        """Refuse from now on what ``permissions`` forbid, as nats-server would (None: nothing).
+
+        See `aclbus.backends.memory.enforcement` for how each operation is checked.
+        """
+        self._enforcer = (
+            None
+            if permissions is None
+            else Enforcer(permissions, self._server, self._subscriptions)
+        )
+
     # -- the contract ----------------------------------------------------------------------
 
     async def provision(self, spec: StreamSpec | KVSpec) -> None:
@@ -255,6 +269,10 @@ class MemoryBackend(Backend):
             BackendClosed: Not connected.
         """
         self._check()
+        if self._enforcer is not None:
+            self._enforcer.provision(
+                spec.name if isinstance(spec, StreamSpec) else f"KV_{spec.bucket}"
+            )
         self._server.provision(spec)
 
     def _checked(self, subject: str, headers: Mapping[str, str], body: bytes) -> tuple[bytes, int]:
@@ -301,6 +319,8 @@ class MemoryBackend(Backend):
         if self._state != "open":
             self._check()
         body, size = self._checked(subject, headers, body)
+        if self._enforcer is not None:
+            self._enforcer.publish(subject)
         if mode is _ALO and size - len(body) > MAX_STORED_HEADER_BYTES:
             raise HeadersTooLarge(size - len(body), MAX_STORED_HEADER_BYTES, subject)
         return self._server.publish(
@@ -328,6 +348,8 @@ class MemoryBackend(Backend):
         """
         self._check()
         check_subscription_spec(spec)
+        if self._enforcer is not None:
+            self._enforcer.subscribe(spec)
         return self._subscriptions.start(spec, handler)
 
     async def request(
@@ -345,6 +367,8 @@ class MemoryBackend(Backend):
         body, _ = self._checked(subject, headers, body)
         if not timeout > 0:
             raise ConfigurationError(f"request timeout must be > 0 seconds, got {timeout!r}")
+        if self._enforcer is not None:
+            self._enforcer.publish(subject)
         return await self._requests.send(subject, headers, body, timeout=timeout)
 
     async def kv(self, bucket: str) -> KeyValue:
@@ -355,6 +379,8 @@ class MemoryBackend(Backend):
             BackendClosed: Not connected.
         """
         self._check()
+        if self._enforcer is not None:
+            self._enforcer.kv(bucket)
         return MemoryKeyValue(
             self._server.bucket(bucket),
             check=self._check,
@@ -370,6 +396,8 @@ class MemoryBackend(Backend):
             BackendClosed: Not connected.
         """
         self._check()
+        if self._enforcer is not None:
+            self._enforcer.stream("INFO", stream)
         owner = self._server.stream(stream)
         return StreamUsage(owner.name, len(owner.consumers), owner.spec.max_consumers)
 
@@ -408,6 +436,8 @@ class MemoryBackend(Backend):
             BackendClosed: Not connected.
         """
         self._check()
+        if self._enforcer is not None:
+            self._enforcer.stream("MSG.GET", stream)
         return self._stored.read(stream, subject, start, limit)
 
     async def get_message(self, stream: str, sequence: int) -> StoredMessage | None:
@@ -418,6 +448,8 @@ class MemoryBackend(Backend):
             BackendClosed: Not connected.
         """
         self._check()
+        if self._enforcer is not None:
+            self._enforcer.stream("MSG.GET", stream)
         return self._stored.get(stream, sequence)
 
     async def delete_message(self, stream: str, sequence: int) -> bool:
@@ -431,6 +463,8 @@ class MemoryBackend(Backend):
             BackendClosed: Not connected.
         """
         self._check()
+        if self._enforcer is not None:
+            self._enforcer.stream("MSG.DELETE", stream)
         return self._stored.delete(stream, sequence)
 
     async def purge_stream(self, stream: str, *, subject: str | None = None) -> int:
@@ -447,6 +481,8 @@ class MemoryBackend(Backend):
             BackendClosed: Not connected.
         """
         self._check()
+        if self._enforcer is not None:
+            self._enforcer.stream("PURGE", stream)
         return self._stored.purge(stream, subject)
 
     async def delete_consumer(self, stream: str, consumer: str) -> bool:
@@ -457,6 +493,8 @@ class MemoryBackend(Backend):
             BackendClosed: Not connected.
         """
         self._check()
+        if self._enforcer is not None:
+            self._enforcer.consumer("DELETE", stream, consumer)
         found = self._server.stream(stream).consumers.get(consumer)
         if found is None:
             return False

@@ -47,7 +47,7 @@ class Requests:
             if not waiter.done():
                 waiter.set_exception(RequestTimeout(subject, timeout))
 
-        server.expect_reply(inbox, waiter)
+        server.expect_reply(inbox, waiter, subject)
         self._waiting.add(waiter)
         timer = server.clock.call_later(timeout, expire)
         try:

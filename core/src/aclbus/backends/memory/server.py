@@ -78,6 +78,7 @@ class MemoryServer:
         self._stream_of: dict[str, Stream[Consumer] | None] = {}
         self._buckets: dict[str, Bucket] = {}
         self._replies: dict[str, asyncio.Future[Reply]] = {}
+        self._requested: dict[str, str] = {}  # reply inbox -> the request's subject
         self._inbox_prefix = f"_INBOX.{uuid.uuid4().hex[:22]}."
         self._inbox_ids = itertools.count(1)
         self._ephemeral_ids = itertools.count(1)
@@ -253,13 +254,26 @@ class MemoryServer:
         """A fresh reply subject: ``_INBOX.<id>.<n>``."""
         return f"{self._inbox_prefix}{next(self._inbox_ids)}"
 
-    def expect_reply(self, inbox: str, waiter: asyncio.Future[Reply]) -> None:
-        """Resolve ``waiter`` with the first message published to ``inbox``."""
+    def expect_reply(self, inbox: str, waiter: asyncio.Future[Reply], subject: str = "") -> None:
+        """Resolve ``waiter`` with the first message published to ``inbox``.
+
+        Args:
+            inbox: The reply subject.
+            waiter: What the reply resolves.
+            subject: The request's subject: who may answer under a policy's
+                ``allow_responses`` (`request_subject`).
+        """
         self._replies[inbox] = waiter
+        self._requested[inbox] = subject
+
+    def request_subject(self, inbox: str) -> str | None:
+        """The subject of the request still waiting for its reply on ``inbox``, or None."""
+        return self._requested.get(inbox)
 
     def forget_reply(self, inbox: str) -> None:
         """Stop waiting for a reply on ``inbox``."""
         self._replies.pop(inbox, None)
+        self._requested.pop(inbox, None)
 
     def advise(self, subject: str, make_body: Callable[[], bytes]) -> None:
         """Publish an advisory ``at_most_once`` if anyone listens (its body is made only then)."""
