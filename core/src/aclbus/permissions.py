@@ -104,12 +104,18 @@ class Permissions:
         subscribe: The subscribe rules.
         responses: Replies allowed to requests received, beside ``publish``; None: only
             what ``publish`` allows.
+        inbox_prefix: The prefix under which the connection makes its own reply inboxes
+            (nats-py's ``inbox_prefix``, for PubAcks, request replies, KV watches), and the
+            only inboxes ``subscribe`` allows it; None: the client's default (``_INBOX``).
+            A prefix per user keeps one user from subscribing to another's inboxes and
+            reading its replies.
     """
 
     principal: str
     publish: SubjectRules = field(default_factory=SubjectRules)
     subscribe: SubjectRules = field(default_factory=SubjectRules)
     responses: ResponsePermission | None = None
+    inbox_prefix: str | None = None
 
     def check_publish(self, subject: str) -> None:
         """Raise `PermissionDenied` unless publishing to ``subject`` is allowed."""

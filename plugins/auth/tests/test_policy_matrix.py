@@ -435,6 +435,26 @@ async def test_a_reply_sent_to_someone_elses_reply_subject(world: World) -> None
     )
 
 
+async def test_subscribing_to_another_users_reply_inboxes(world: World) -> None:
+    """worker-2 listens on the inboxes where coordinator's replies arrive: refused.
+
+    On NATS each user's connection makes its inboxes under ``_INBOX_<user>`` (the policy's
+    `Permissions.inbox_prefix`), the only inboxes it may subscribe to; an open ``_INBOX.*.*``
+    would let any agent that learned an inbox id (by answering a request) read another
+    connection's replies and JetStream answers.
+    """
+    request = ACLMessage(performative="request", sender_id="coordinator", receiver_id="worker-1")
+    reply = await world.buses["coordinator"].request(request)
+    assert reply.sender_id == "worker-1"
+    [reply_subject] = (await world.replied_on.wait_for(1))[-1:]
+    if world.backend("coordinator").name == "nats":
+        assert reply_subject.startswith("_INBOX_coordinator.")
+    inbox = reply_subject.rsplit(".", 1)[0] + ".*"
+    for pattern in (inbox, "_INBOX.>", "_INBOX_coordinator.>"):
+        spec = SubscriptionSpec(subject=pattern, mode=DeliveryMode.AT_MOST_ONCE)
+        await denied(world.backend("worker-2").subscribe(spec, Deliveries()), "subscribe", pattern)
+
+
 async def test_sending_as_another_agent_is_refused_before_the_wire(world: World) -> None:
     """The sender check: worker-2's bus may send only as worker-2, even where it may send."""
     error = await denied(
@@ -449,7 +469,7 @@ async def test_sending_as_another_agent_is_refused_before_the_wire(world: World)
 
 
 async def test_the_server_refuses_deleting_a_stream_and_direct_gets(
-    nats_server: EmbeddedServer,
+    nats_server: EmbeddedServer, policy_file: Path
 ) -> None:
     """Deleting a stream and a direct get are JetStream API requests the `Backend` contract
     does not make, so the memory backend has nothing to refuse: here they go straight to the
@@ -457,10 +477,13 @@ async def test_the_server_refuses_deleting_a_stream_and_direct_gets(
     settings = _settings().model_copy(update={"backend": "nats"})
     backend = NatsBackend(
         settings,
-        nats=NatsSettings(
-            servers=[nats_server.url], user="worker-2", password=PASSWORDS["worker-2"]
-        ),
+        nats=NatsSettings(servers=[nats_server.url]),
     )
+    plugin = _plugin(policy_file, "worker-2")
+    options = plugin.aclbus_connection_options(settings)
+    assert options is not None
+    backend.configure_connection(options)
+    backend.enforce(plugin.aclbus_connection_permissions(settings))  # its inbox prefix
     await backend.connect()
     try:
         connection = backend._connection

@@ -21,7 +21,8 @@ from aclbus.backends.memory import MemoryBackend, MemoryServer
 from aclbus.bus import Bus
 from aclbus.settings import Settings, StreamLimits
 from aclbus.testing.collector import Deliveries
-from aclbus_auth.policy import PolicyPlugin, load_policy, render_nats_conf
+from aclbus_auth import AuthPlugin
+from aclbus_auth.policy import load_policy, render_nats_conf
 from aclbus_auth.settings import AuthSettings
 from aclbus_nats.backend import NatsBackend
 from aclbus_nats.server import EmbeddedServer
@@ -89,9 +90,11 @@ def make_bus(request: pytest.FixtureRequest, policy_file: Path) -> Callable[[str
             backend = MemoryBackend(server=memory)
         else:
             server: EmbeddedServer = request.getfixturevalue("server")
-            nats = NatsSettings(servers=[server.url], user=user, password=PASSWORDS[user])
+            nats = NatsSettings(servers=[server.url])
             backend = NatsBackend(settings.model_copy(update={"backend": "nats"}), nats=nats)
-        plugin = PolicyPlugin(AuthSettings(user=user, policy_file=policy_file))
+        plugin = AuthPlugin(
+            AuthSettings(user=user, password=PASSWORDS[user], policy_file=policy_file)
+        )
         return Bus(settings, backend=backend, plugins=[plugin], entry_points=False)
 
     return make

@@ -128,9 +128,7 @@ class NatsConnection:
         """The embedded server, when the backend runs one."""
         self.permissions = PermissionWatch()
         """The server's permission violations, matched to the calls waiting for them."""
-        self.policy: Permissions | None = None
-        """What a policy lets this connection do (`NatsBackend.enforce`): the server enforces
-        it; the backend reads it only to ask the server less, or to wait for its verdict."""
+        self._policy: Permissions | None = None
         self._requests: dict[str, None] = {}  # reply subjects of requests received (a policy's)
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
@@ -172,6 +170,26 @@ class NatsConnection:
         self._broker = None  # made again, with these options, when it is next needed
 
     @property
+    def policy(self) -> Permissions | None:
+        """What a policy lets this connection do (`NatsBackend.enforce`).
+
+        The server enforces it; the backend reads it to ask the server less, to wait for its
+        verdict, and for the prefix of its reply inboxes.
+        """
+        return self._policy
+
+    @policy.setter
+    def policy(self, permissions: Permissions | None) -> None:
+        if self._nc is not None:
+            raise ConfigurationError(
+                "the NATS backend is connected: its policy is set before connect"
+            )
+        before = self._policy.inbox_prefix if self._policy is not None else None
+        self._policy = permissions
+        if (permissions.inbox_prefix if permissions is not None else None) != before:
+            self._broker = None  # made again, with this inbox prefix, when next needed
+
+    @property
     def broker(self) -> NatsBroker:
         """FastStream's broker: it makes, reconnects and drains the nats-py client."""
         if self._broker is None:
@@ -207,6 +225,9 @@ class NatsConnection:
         }
         if self._security is not None:
             options["security"] = self._security
+        if self._policy is not None and self._policy.inbox_prefix is not None:
+            # The only inboxes the policy lets this user subscribe to (aclbus_auth.policy).
+            options["inbox_prefix"] = self._policy.inbox_prefix
         return options
 
     # -- what the connection reports ---------------------------------------------------------

@@ -67,6 +67,8 @@ def permissions_for(policy: Policy, user: str) -> Permissions:
     subjects = Subjects(policy.prefix)
     pub, sub = _Rules(), _Rules()
     _common(subjects, pub, sub)
+    inbox_prefix = reply_inbox_prefix(user)
+    sub.add(f"{inbox_prefix}.>")
     for agent in principal.agents:
         _agent(subjects, agent, policy.agents[agent], pub, sub)
     _refusals(subjects, pub)
@@ -76,7 +78,19 @@ def permissions_for(policy: Policy, user: str) -> Permissions:
         publish=pub.rules(),
         subscribe=sub.rules(),
         responses=ResponsePermission(max=responses.max, expires=responses.seconds),
+        inbox_prefix=inbox_prefix,
     )
+
+
+def reply_inbox_prefix(user: str) -> str:
+    """Where ``user``'s connections make their reply inboxes: ``_INBOX_<user>``.
+
+    One prefix per user, and subscribe permissions for it alone: another user's bus cannot
+    subscribe to these inboxes and read the replies and JetStream answers sent to them. A
+    client of another language connecting as this user sets the same prefix (nats.go's
+    ``CustomInboxPrefix``, nats.js's ``inboxPrefix``).
+    """
+    return f"_INBOX_{user}"
 
 
 def _common(subjects: Subjects, pub: _Rules, sub: _Rules) -> None:
@@ -89,9 +103,6 @@ def _common(subjects: Subjects, pub: _Rules, sub: _Rules) -> None:
         pub.add(_API.stream("CREATE", stream), _API.stream("INFO", stream))
     for name in SHARED_BUCKETS:
         _bucket(pub, subjects.bucket(name))
-    # nats-py's own inboxes (PubAcks, replies, KV watches): two or three tokens, never
-    # the shared consumers' deliver subjects under DELIVER_PREFIX (four).
-    sub.add("_INBOX.*", "_INBOX.*.*")
 
 
 def _bucket(pub: _Rules, bucket: str) -> None:
