@@ -44,12 +44,22 @@ def credentials(settings: AuthSettings) -> Credentials | None:
             or creds file that does not exist or cannot be read.
     """
     ways = [name for name in _WAYS if getattr(settings, name) is not None]
+    if (
+        "user" in ways
+        and settings.password is None
+        and settings.policy_file is not None
+        and len(ways) == 2
+        and ("nkey_seed_file" in ways or "creds_file" in ways)
+    ):
+        # A policy's user who logs in with an NKey or a creds file: the user names who the
+        # bus is in the policy, the file is how it authenticates.
+        ways.remove("user")
     if len(ways) > 1:
         raise ConfigurationError(
             f"{', '.join(_WAYS[w] for w in ways)} are all set: choose one way to authenticate"
         )
-    if settings.user is not None:
-        return UserPassword(settings.user, settings.password)
+    if "user" in ways:
+        return UserPassword(settings.user or "", settings.password)
     if settings.password is not None:
         raise ConfigurationError(
             "ACLBUS_AUTH__PASSWORD is set without ACLBUS_AUTH__USER: a password needs its user"

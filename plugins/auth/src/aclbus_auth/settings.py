@@ -19,8 +19,9 @@ class AuthSettings(SectionSettings):
     connection.
 
     Attributes:
-        user: User name, with ``password``; on the memory backend, the identity the policy
-            is checked against.
+        user: User name, with ``password``; with a ``policy_file``, the policy's user this
+            bus is (for the sender check, its reply inboxes and, on memory, the permissions),
+            and then it may stand beside ``nkey_seed_file`` or ``creds_file``, which log in.
         password: Password (never logged, never shown in a repr).
         token: Token authentication (never logged).
         nkey_seed_file: An NKey user seed file (``SU...``).
