@@ -35,6 +35,8 @@ __all__ = ["DELIVER_PREFIX", "Consumers"]
 log = logging.getLogger("aclbus.nats")
 
 _JS_MAX_CONSUMERS = 10026  # JSMaximumConsumersLimitErr: the stream's or the account's limit
+_ALREADY_BOUND = "consumer is already bound to a subscription"  # nats-py's words
+_BOUND_RETRIES, _BOUND_PAUSE = 10, 0.1  # about a second for the server to see an UNSUB
 
 
 class Consumers:
@@ -188,22 +190,34 @@ class Consumers:
             # first bound to nothing. One subject per consumer makes both creations equal.
             config.deliver_subject = f"{DELIVER_PREFIX}.{known.name}.{durable}"
         try:
-            # Making the consumer is a request on the JetStream API, which the server's
-            # permissions may forbid: fail at once rather than after the API timeout.
-            return await self._connection.permissions.guard(
-                "publish",
-                "$JS.API.>",
-                js.subscribe(
-                    spec.subject,
-                    queue=durable if spec.queue else None,
-                    durable=durable,
-                    stream=known.name if known is not None else None,
-                    cb=sub.on_js_message,
-                    manual_ack=True,
-                    config=config,
-                    pending_msgs_limit=max(spec.max_ack_pending * 2, 1024),
-                ),
-            )
+            for attempt in range(_BOUND_RETRIES + 1):
+                try:
+                    # Making the consumer is a request on the JetStream API, which the
+                    # server's permissions may forbid: fail at once rather than after the API
+                    # timeout.
+                    return await self._connection.permissions.guard(
+                        "publish",
+                        "$JS.API.>",
+                        js.subscribe(
+                            spec.subject,
+                            queue=durable if spec.queue else None,
+                            durable=durable,
+                            stream=known.name if known is not None else None,
+                            cb=sub.on_js_message,
+                            manual_ack=True,
+                            config=config,
+                            pending_msgs_limit=max(spec.max_ack_pending * 2, 1024),
+                        ),
+                    )
+                except js_errors.Error as exc:
+                    # The server notes a push consumer's lost interest a little after the
+                    # UNSUB (a subscription that just left, an instance that restarts):
+                    # until then it reports the consumer bound. A consumer another live
+                    # subscription holds stays bound, and fails below after the retries.
+                    if _ALREADY_BOUND not in str(exc) or attempt == _BOUND_RETRIES:
+                        raise
+                await asyncio.sleep(_BOUND_PAUSE)
+            raise AssertionError("unreachable: the last attempt returns or raises")
         except PermissionDenied as exc:
             raise PermissionDenied("subscribe", spec.subject) from exc
         except js_errors.NotFoundError:
