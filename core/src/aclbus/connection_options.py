@@ -77,6 +77,17 @@ class TLSOptions:
                 "needs its certificate"
             )
 
+    def settings_used(self) -> str:
+        """The settings that set this TLS (``ACLBUS_TLS__CA_FILE, ...``), for messages."""
+        names = [
+            getattr(self.names, f)
+            for f in ("ca_file", "cert_file", "key_file")
+            if getattr(self, f) is not None
+        ]
+        if self.handshake_first:
+            names.append(self.names.handshake_first)
+        return ", ".join(names) or "a TLS context"
+
     def ssl_context(self) -> ssl.SSLContext:
         """The context to connect with: `context`, or one made from the files.
 

@@ -105,7 +105,7 @@ def join(plugins: ConnectionOptions, legacy: ConnectionOptions) -> ConnectionOpt
         old = [_old(f) for f in _TLS if _set(legacy.tls, f)]
         raise ConfigurationError(
             f"TLS is set twice: by {', '.join(old)} (deprecated) and by the "
-            f"{plugins.sources.get('tls', 'tls')!r} plugin ({_names(plugins.tls)}); "
+            f"{plugins.sources.get('tls', 'tls')!r} plugin ({plugins.tls.settings_used()}); "
             "remove the ACLBUS_NATS__TLS_* settings"
         )
     if plugins.credentials is not None and legacy.credentials is not None:
@@ -128,17 +128,6 @@ def join(plugins: ConnectionOptions, legacy: ConnectionOptions) -> ConnectionOpt
 
 def _set(tls: TLSOptions, field: str) -> bool:
     return getattr(tls, field.removeprefix("tls_")) is not None
-
-
-def _names(tls: TLSOptions) -> str:
-    names = [
-        getattr(tls.names, f)
-        for f in ("ca_file", "cert_file", "key_file")
-        if getattr(tls, f) is not None
-    ]
-    if tls.handshake_first:
-        names.append(tls.names.handshake_first)
-    return ", ".join(names) or "a TLS context"
 
 
 def _deprecated(fields: list[str]) -> None:

@@ -153,24 +153,15 @@ def not_tls(where: str, tls: TLSOptions | None) -> str:
     """
     names = tls.names if tls is not None else TLSNames()
     why = (
-        f"TLS is configured ({_set_names(tls)})" if tls is not None else "the server URL is tls://"
+        f"TLS is configured ({tls.settings_used()})"
+        if tls is not None
+        else "the server URL is tls://"
     )
     return (
         f"the server at {where} does not speak TLS (its INFO has no tls_required), and "
         f"{why}: nothing was sent to it. Give the server a tls {{}} block, or connect "
         f"without TLS (unset {names.ca_file} and the other TLS settings, nats:// URL)"
     )
-
-
-def _set_names(tls: TLSOptions) -> str:
-    names = [
-        getattr(tls.names, f)
-        for f in ("ca_file", "cert_file", "key_file")
-        if getattr(tls, f) is not None
-    ]
-    if tls.handshake_first:
-        names.append(tls.names.handshake_first)
-    return ", ".join(names) or "a TLS context"
 
 
 def _server_refused(
