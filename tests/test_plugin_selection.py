@@ -53,5 +53,5 @@ def test_a_misspelled_allow_list_entry_lists_the_installed_plugins(
         Bus()
     text = str(err.value)
     assert "'dedupe', which is not installed" in text
-    installed = "auth, dedup, json, memory, nats, ordering, retry, signing, tls"
+    installed = "auth, dedup, json, memory, metrics, nats, ordering, retry, signing, tls, tracing"
     assert f"Installed plugins: {installed}" in text

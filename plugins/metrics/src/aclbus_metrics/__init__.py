@@ -1,0 +1,8 @@
+"""aclbus-metrics.
+
+Prometheus metrics of a bus (SPEC R15, R11).
+"""
+
+from __future__ import annotations
+
+__all__: list[str] = []
