@@ -10,6 +10,7 @@ User and password are tested in test_permissions.py.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import time
@@ -157,6 +158,33 @@ async def test_the_known_nkey_connects_and_carries_a_message(
     assert authorized == {users["alice"].public_key}
     shown = f"{auth!r} {backend!r} {caplog.text}"
     assert not [s for s in secrets(users) if s in shown]
+
+
+async def test_doctor_shows_the_login_by_its_setting_and_never_its_secret(
+    servers: dict[str, EmbeddedServer], users: dict[str, NKeyUser], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``aclbus doctor`` (`Bus.describe`) says how the bus logged in: the kind, the setting and
+    the file; a token or seed is never in it."""
+    seed_file = str(users["alice"].seed_file)
+    cases = [
+        ("token", {"token": TOKEN}, {"mode": "token", "settings": ["ACLBUS_AUTH__TOKEN"]}),
+        (
+            "nkey",
+            {"nkey_seed_file": seed_file},
+            {"mode": "nkey", "settings": ["ACLBUS_AUTH__NKEY_SEED_FILE"], "file": seed_file},
+        ),
+    ]
+    for server, auth, login in cases:
+        use(monkeypatch, servers[server], **auth)
+        bus, _, _ = make_bus()
+        async with bus:
+            facts = await bus.describe()
+        security = facts["server"]["security"]
+        assert security["authentication"] == login
+        assert security["tls"] is None
+        assert security["policy_user"] is None
+        text = json.dumps(facts, default=str)
+        assert not [s for s in secrets(users) if s in text]
 
 
 # -- refused credentials -------------------------------------------------------------------------

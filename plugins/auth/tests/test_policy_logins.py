@@ -112,6 +112,8 @@ async def _alice_sends_to_bob_but_not_to_carol(server: EmbeddedServer, login: Lo
         alice = _bus(server, login("alice"))
         await alice.start()
         buses.append(alice)
+        security = (await alice.describe())["server"]["security"]  # what aclbus doctor shows
+        assert (security["policy_user"], security["inbox_prefix"]) == ("alice", "_INBOX_alice")
         sent = ACLMessage(performative="inform", sender_id="alice", receiver_id="bob")
         await alice.send(sent)
         [handled] = await got.wait_for(1)

@@ -42,6 +42,7 @@ from aclbus_nats.connection import NatsConnection
 from aclbus_nats.consuming import Consumers
 from aclbus_nats.provisioning import Provisioner
 from aclbus_nats.publishing import Publisher
+from aclbus_nats.security import described
 from aclbus_nats.settings import NatsSettings
 from aclbus_nats.stored import StoredMessages
 from aclbus_nats.stream_api import StreamApi
@@ -191,6 +192,7 @@ class NatsBackend(Backend):
                 usage = await self.stream_usage(name)
                 streams[name] = {"consumers": usage.consumers, "max_consumers": usage.max_consumers}
         server = self._connection.server
+        policy = self._connection.policy
         return {
             "backend": self.name,
             "servers": self.nats_settings.masked_servers() or [server.url if server else "?"],
@@ -206,6 +208,10 @@ class NatsBackend(Backend):
             },
             "streams": streams,
             "embedded": server is not None,
+            "security": {
+                **described(self._connection.options, policy.principal if policy else None),
+                "inbox_prefix": policy.inbox_prefix if policy else None,
+            },
         }
 
     # -- provisioning ------------------------------------------------------------------------

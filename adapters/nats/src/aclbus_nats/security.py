@@ -37,7 +37,35 @@ from aclbus.connection_options import (
 )
 from aclbus.errors import ConfigurationError
 
-__all__ = ["auth_refusal", "not_tls", "security", "tls_refusal"]
+__all__ = ["auth_refusal", "described", "not_tls", "security", "tls_refusal"]
+
+
+def described(options: ConnectionOptions, policy_user: str | None) -> dict[str, object]:
+    """How the connection authenticates and what TLS it uses, by setting: never a secret.
+
+    What ``aclbus doctor`` shows under ``server.security``: the kind of login, the setting
+    (and file path) it came from, the TLS settings in use, and the policy's user if any.
+    """
+    c = options.credentials
+    login: dict[str, object]
+    if isinstance(c, UserPassword):
+        login = {"mode": "user and password", "user": c.user, "settings": [c.user_setting]}
+        if c.password is not None:
+            login["settings"] = [c.user_setting, c.password_setting]
+    elif isinstance(c, Token):
+        login = {"mode": "token", "settings": [c.setting]}
+    elif isinstance(c, NKeySeedFile):
+        login = {"mode": "nkey", "settings": [c.setting], "file": str(c.path)}
+    elif isinstance(c, CredsFile):
+        login = {"mode": "creds (user JWT)", "settings": [c.setting], "file": str(c.path)}
+    else:
+        login = {"mode": "none"}
+    tls = options.tls
+    return {
+        "authentication": login,
+        "tls": None if tls is None else tls.settings_used(),
+        "policy_user": policy_user,
+    }
 
 
 def security(options: ConnectionOptions) -> NatsSecurity | None:
