@@ -1,0 +1,150 @@
+"""`MetricsMiddleware`: counts and times what goes out, comes in and is asked, per bus."""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from aclbus.acl import ACLMessage
+from aclbus.errors import NoResponders, RequestTimeout
+from aclbus.middleware import (
+    ConsumeNext,
+    Delivery,
+    Middleware,
+    Outgoing,
+    PublishNext,
+    RequestNext,
+)
+from aclbus.specs import PublishAck
+from aclbus_metrics.instruments import Instruments
+
+if TYPE_CHECKING:
+    from prometheus_client import CollectorRegistry
+    from prometheus_client.registry import Collector
+
+    from aclbus_metrics.server import MetricsServer
+
+__all__ = ["MetricsMiddleware"]
+
+_now = time.time
+_clock = time.perf_counter
+
+
+class MetricsMiddleware(Middleware):
+    """The metrics plugin's middleware on one bus: it holds the bus' registry.
+
+    Made outermost (the hook is ``tryfirst``), so that it sees every delivery as the other
+    plugins leave it: a retry plugin's nack is counted as ``nacked``, an exception that the
+    bus will dead-letter as ``failed``.
+
+    Args:
+        registry: The bus' registry (its own, or the global one by setting).
+        instruments: The counters and histograms, registered in ``registry``.
+        shared: ``registry`` is the process' global one: `release` unregisters from it.
+        collector: The bus' `BusCollector` in ``registry``, unregistered with the rest.
+
+    Attributes:
+        registry: The registry to expose (`aclbus_metrics.exposition`).
+        instruments: What this middleware feeds.
+        server: The HTTP server serving ``registry``, once the bus has started one.
+    """
+
+    def __init__(
+        self,
+        registry: CollectorRegistry,
+        instruments: Instruments,
+        *,
+        shared: bool = False,
+        collector: Collector | None = None,
+    ) -> None:
+        self.registry = registry
+        self.instruments = instruments
+        self.server: MetricsServer | None = None
+        self._shared = shared
+        self._collector = collector
+
+    def release(self) -> None:
+        """Take this bus' metrics out of a shared (global) registry, when the bus stops.
+
+        A registry of the bus' own is left as it is: it goes with the bus, and a last scrape
+        after the stop still sees the final counts.
+        """
+        if not self._shared:
+            return
+        self._shared = False
+        for collector in (*self.instruments.collectors, self._collector):
+            if collector is not None:
+                self.registry.unregister(collector)
+
+    async def publish(self, out: Outgoing, call_next: PublishNext) -> PublishAck:
+        """Count a publish once it is through; count its error class if it raised."""
+        msg = out.message
+        try:
+            ack = await call_next(out)
+        except Exception as exc:
+            self.instruments.publish_errors.labels(
+                msg.performative.value,
+                msg.message_type or "",
+                self.instruments.backend,
+                type(exc).__name__,
+            ).inc()
+            raise
+        self.instruments.sent_for(msg.performative.value, msg.message_type).inc()
+        return ack
+
+    async def consume(self, delivery: Delivery, call_next: ConsumeNext) -> None:
+        """Count a delivery, its latency from the envelope's timestamp, its handling and end."""
+        msg = delivery.message
+        children = self.instruments.consume_for(
+            msg.performative.value, msg.message_type, delivery.agent
+        )
+        children.received.inc()
+        if delivery.received.attempt > 1:
+            children.retried.inc()
+        children.latency.observe(max(0.0, _now() - msg.timestamp.timestamp()))
+        start = _clock()
+        try:
+            await call_next(delivery)
+        except BaseException:
+            children.duration.observe(_clock() - start)
+            # The bus gives up what is left unsettled (dead letter, then term); a retry
+            # plugin inside this middleware has nacked it already.
+            settled = delivery.received.settled
+            if settled == "nack":
+                children.nacked.inc()
+            elif settled == "term":
+                children.terminated.inc()
+            else:
+                children.failed.inc()
+            raise
+        children.duration.observe(_clock() - start)
+        settled = delivery.received.settled
+        if settled == "ack":
+            children.acked.inc()
+        elif settled == "nack":
+            children.nacked.inc()
+        elif settled == "term":
+            children.terminated.inc()
+        else:
+            children.unsettled.inc()
+
+    async def request(self, out: Outgoing, call_next: RequestNext) -> ACLMessage:
+        """Count a request by outcome and time it to its reply."""
+        msg = out.message
+        children = self.instruments.request_for(msg.performative.value, msg.message_type)
+        start = _clock()
+        try:
+            reply = await call_next(out)
+        except RequestTimeout:
+            children.timeout.inc()
+            raise
+        except NoResponders:
+            children.no_responders.inc()
+            raise
+        except Exception:
+            children.error.inc()
+            raise
+        finally:
+            children.duration.observe(_clock() - start)
+        children.replied.inc()
+        return reply
