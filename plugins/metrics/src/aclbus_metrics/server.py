@@ -10,13 +10,14 @@ from __future__ import annotations
 import threading
 from wsgiref.simple_server import WSGIServer
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from prometheus_client.exposition import start_http_server
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4, start_http_server
 
 __all__ = ["CONTENT_TYPE", "MetricsServer", "exposition"]
 
-CONTENT_TYPE = CONTENT_TYPE_LATEST
-"""The ``Content-Type`` of `exposition`'s text (Prometheus text format 0.0.4)."""
+CONTENT_TYPE = CONTENT_TYPE_PLAIN_0_0_4
+"""The ``Content-Type`` of `exposition`'s text: Prometheus text format 0.0.4, which is what
+`generate_latest` writes (``CONTENT_TYPE_LATEST`` names 1.0.0 in this client)."""
 
 
 def exposition(registry: CollectorRegistry) -> bytes:
