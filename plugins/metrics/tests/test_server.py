@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 import pytest
 from prometheus_client import REGISTRY
@@ -108,3 +110,19 @@ class TestServer(MemoryConfig):
         assert sent(aclbus_metrics.exposition(REGISTRY).decode()) == 0
         async with bus.sibling():
             pass
+
+
+def documented(path: Path) -> set[str]:
+    """The metric names in the first column of the metrics table of ``path``."""
+    return set(re.findall(r"^\| `(aclbus_[a-z_]+)` \|", path.read_text(), re.MULTILINE))
+
+
+class TestDocs(MemoryConfig):
+    async def test_the_tables_name_every_exported_metric(self) -> None:
+        bus = self.make_bus(plugins=[aclbus_metrics])
+        async with bus:
+            families = list(aclbus_metrics.registry(bus).collect())
+        exported = {f.name + ("_total" if f.type == "counter" else "") for f in families}
+        root = Path(__file__).parents[3]
+        assert documented(root / "docs" / "operations.md") == exported
+        assert documented(root / "plugins" / "metrics" / "README.md") == exported
