@@ -197,6 +197,46 @@ class MetricsCases:
         assert value(samples, "aclbus_messages_received_total", agent="worker") == 1
         assert value(samples, "aclbus_messages_sent_total", agent="worker") == 0  # sends: none
 
+    async def test_the_backlog_is_polled_from_the_consumers(self) -> None:
+        bus = self.make_bus(plugins=[aclbus_metrics])
+        release = asyncio.Event()
+        done: list[str] = []
+
+        @bus.agent("worker").on(Performative.INFORM)
+        async def hold(msg: ACLMessage) -> None:
+            await release.wait()
+            done.append(msg.message_id)
+
+        def backlog(samples: Samples) -> float:
+            return value(samples, "aclbus_consumer_pending") + value(
+                samples, "aclbus_consumer_ack_pending"
+            )
+
+        async with bus:
+            reg = aclbus_metrics.registry(bus)
+            for _ in range(3):
+                await bus.send(inform("ok"))
+            await aclbus_metrics.poll(bus)
+            held = parse(aclbus_metrics.exposition(reg))
+            release.set()
+            await eventually(lambda: len(done) == 3, what="the messages handled")
+
+            async def drained() -> bool:
+                await aclbus_metrics.poll(bus)
+                return backlog(parse(aclbus_metrics.exposition(reg))) == 0
+
+            await eventually(drained, timeout=10.0, what="the backlog polled as empty")
+        assert backlog(held) == 3
+        streams = {
+            v for (n, ls) in held if n == "aclbus_consumer_pending" for k, v in ls if k == "stream"
+        }
+        assert len(streams) >= 1  # a series per stream, not per agent
+        assert {k for (n, ls) in held if n.startswith("aclbus_consumer_") for k, _ in ls} == {
+            "backend",
+            "stream",
+        }
+        assert value(held, "aclbus_reconnects_total", backend=self.backend_name) == 0
+
     async def test_disabled_it_adds_no_middleware(self, monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv("ACLBUS_METRICS__ENABLED")
         bus = self.make_bus(plugins=[aclbus_metrics])

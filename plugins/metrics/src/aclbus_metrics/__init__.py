@@ -28,7 +28,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 
 from aclbus.errors import ConfigurationError
 from aclbus.plugin import hookimpl
-from aclbus_metrics.bus_collector import STATS_METRICS, BusCollector
+from aclbus_metrics.bus_collector import CONSUMER_METRICS, STATS_METRICS, BusCollector
 from aclbus_metrics.instruments import Instruments
 from aclbus_metrics.middleware import MetricsMiddleware
 from aclbus_metrics.server import CONTENT_TYPE, MetricsServer, exposition
@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from aclbus.settings import Settings
 
 __all__ = [
+    "CONSUMER_METRICS",
     "CONTENT_TYPE",
     "DEFAULT_BUCKETS",
     "STATS_METRICS",
@@ -53,6 +54,7 @@ __all__ = [
     "aclbus_middlewares",
     "exposition",
     "middleware_for",
+    "poll",
     "registry",
     "server_address",
 ]
@@ -73,7 +75,7 @@ def middleware_for(bus: Bus, settings: MetricsSettings) -> MetricsMiddleware:
             buckets=settings.buckets,
             agent_label=settings.agent_label,
         )
-        collector = BusCollector(bus)
+        collector = BusCollector(bus, by_consumer=settings.agent_label)
         registry.register(collector)
     except ValueError as exc:  # prometheus_client: "Duplicated timeseries in CollectorRegistry"
         raise ConfigurationError(
@@ -118,10 +120,23 @@ def aclbus_bus_stopping(bus: Bus) -> None:
     middleware = _middleware(bus)
     if middleware is None:
         return
+    middleware.stop_polling()
     if middleware.server is not None:
         middleware.server.close()
         middleware.server = None
     middleware.release()
+
+
+async def poll(bus: Bus) -> None:
+    """Read ``bus``' consumer states from the backend now, rather than at the next interval.
+
+    Raises:
+        ConfigurationError: The plugin is not active on ``bus``.
+    """
+    registry(bus)  # the error for a bus without the plugin
+    middleware = _middleware(bus)
+    if middleware is not None:
+        await middleware.poll()
 
 
 def registry(bus: Bus) -> CollectorRegistry:

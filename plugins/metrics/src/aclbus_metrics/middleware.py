@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import time
 from typing import TYPE_CHECKING
 
@@ -15,16 +17,19 @@ from aclbus.middleware import (
     PublishNext,
     RequestNext,
 )
+from aclbus.redaction import redact
 from aclbus.specs import PublishAck
+from aclbus_metrics.bus_collector import BusCollector
 from aclbus_metrics.instruments import Instruments
 
 if TYPE_CHECKING:
     from prometheus_client import CollectorRegistry
-    from prometheus_client.registry import Collector
 
     from aclbus_metrics.server import MetricsServer
 
 __all__ = ["MetricsMiddleware"]
+
+log = logging.getLogger("aclbus.metrics")
 
 _now = time.time
 _clock = time.perf_counter
@@ -55,13 +60,42 @@ class MetricsMiddleware(Middleware):
         instruments: Instruments,
         *,
         shared: bool = False,
-        collector: Collector | None = None,
+        collector: BusCollector | None = None,
     ) -> None:
         self.registry = registry
         self.instruments = instruments
         self.server: MetricsServer | None = None
         self._shared = shared
         self._collector = collector
+        self._poller: asyncio.Task[None] | None = None
+
+    async def poll(self) -> None:
+        """Read the backend's consumer states now (see `BusCollector.poll`)."""
+        if self._collector is not None:
+            await self._collector.poll()
+
+    def start_polling(self, interval: float) -> None:
+        """Poll the consumer states every ``interval`` seconds until `stop_polling`."""
+        if self._poller is None and self._collector is not None:
+            self._poller = asyncio.get_running_loop().create_task(self._polling(interval))
+
+    def stop_polling(self) -> None:
+        """Stop the polling task (the bus stops). Idempotent."""
+        if self._poller is not None:
+            self._poller.cancel()
+            self._poller = None
+
+    async def _polling(self, interval: float) -> None:
+        while True:
+            try:
+                await self.poll()
+            except Exception as exc:  # the broker out of reach: the gauges keep the last poll
+                log.warning(
+                    "metrics: could not read the consumer states: %s: %s",
+                    type(exc).__name__,
+                    redact(str(exc)),
+                )
+            await asyncio.sleep(interval)
 
     def release(self) -> None:
         """Take this bus' metrics out of a shared (global) registry, when the bus stops.

@@ -43,6 +43,9 @@ class MetricsSettings(SectionSettings):
         agent_label: Add an ``agent`` label (the receiving agent's id) to the delivery
             metrics. Off by default: with per-agent inboxes it grows with the agents.
         buckets: The histograms' bucket bounds in seconds.
+        poll_interval: Seconds between two polls of the backend's consumer states (backlog,
+            unacked deliveries, redeliveries: one CONSUMER.INFO per consumer on NATS). A
+            scrape reads the last poll, so it never waits for the broker.
     """
 
     model_config = section_config("metrics")
@@ -53,3 +56,4 @@ class MetricsSettings(SectionSettings):
     global_registry: bool = False
     agent_label: bool = False
     buckets: tuple[float, ...] = Field(default=DEFAULT_BUCKETS, min_length=1)
+    poll_interval: float = Field(default=15.0, gt=0)
