@@ -165,6 +165,13 @@ class MetricsCases:
         latency = "aclbus_message_latency_seconds_count"
         assert value(samples, latency, message_type="ok", performative="inform") == 5
         assert value(samples, "aclbus_handler_duration_seconds_count", message_type="ok") == 5
+        buckets = sorted(
+            (float(dict(ls)["le"]), v)
+            for (n, ls), v in samples.items()
+            if n == "aclbus_message_latency_seconds_bucket" and ("message_type", "ok") in ls
+        )
+        assert [v for _, v in buckets] == sorted(v for _, v in buckets)  # cumulative
+        assert buckets[-1] == (float("inf"), 5)
         assert value(samples, "aclbus_connected", backend=b) == 1  # read while it runs
         label_names = {name for _, labels in samples for name, _ in labels}
         assert label_names <= ALLOWED_LABELS

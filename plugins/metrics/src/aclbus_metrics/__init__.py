@@ -70,11 +70,9 @@ def middleware_for(bus: Bus, settings: MetricsSettings) -> MetricsMiddleware:
     registry = REGISTRY if settings.global_registry else CollectorRegistry(auto_describe=True)
     try:
         instruments = Instruments(
-            registry,
-            backend=bus.backend.name,
-            buckets=settings.buckets,
-            agent_label=settings.agent_label,
+            backend=bus.backend.name, buckets=settings.buckets, agent_label=settings.agent_label
         )
+        registry.register(instruments)
         collector = BusCollector(bus, by_consumer=settings.agent_label)
         registry.register(collector)
     except ValueError as exc:  # prometheus_client: "Duplicated timeseries in CollectorRegistry"

@@ -106,9 +106,9 @@ class MetricsMiddleware(Middleware):
         if not self._shared:
             return
         self._shared = False
-        for collector in (*self.instruments.collectors, self._collector):
-            if collector is not None:
-                self.registry.unregister(collector)
+        self.registry.unregister(self.instruments)
+        if self._collector is not None:
+            self.registry.unregister(self._collector)
 
     async def publish(self, out: Outgoing, call_next: PublishNext) -> PublishAck:
         """Count a publish once it is through; count its error class if it raised."""
@@ -116,69 +116,66 @@ class MetricsMiddleware(Middleware):
         try:
             ack = await call_next(out)
         except Exception as exc:
-            self.instruments.publish_errors.labels(
-                msg.performative.value,
-                msg.message_type or "",
-                self.instruments.backend,
-                type(exc).__name__,
-            ).inc()
+            errors = self.instruments.publish_errors
+            key = (msg.performative.value, msg.message_type, type(exc).__name__)
+            errors[key] = errors.get(key, 0) + 1
             raise
-        self.instruments.sent_for(msg.performative.value, msg.message_type).inc()
+        self.instruments.sent_for(msg.performative.value, msg.message_type).sent += 1
         return ack
 
     async def consume(self, delivery: Delivery, call_next: ConsumeNext) -> None:
         """Count a delivery, its latency from the envelope's timestamp, its handling and end."""
         msg = delivery.message
-        children = self.instruments.consume_for(
+        cells = self.instruments.consume_for(
             msg.performative.value, msg.message_type, delivery.agent
         )
-        children.received.inc()
+        cells.received += 1
         if delivery.received.attempt > 1:
-            children.retried.inc()
-        children.latency.observe(max(0.0, _now() - msg.timestamp.timestamp()))
+            cells.retried += 1
+        cells.latency.observe(max(0.0, _now() - msg.timestamp.timestamp()))
         start = _clock()
         try:
             await call_next(delivery)
         except BaseException:
-            children.duration.observe(_clock() - start)
+            cells.duration.observe(_clock() - start)
             # The bus gives up what is left unsettled (dead letter, then term); a retry
             # plugin inside this middleware has nacked it already.
             settled = delivery.received.settled
             if settled == "nack":
-                children.nacked.inc()
+                cells.nacked += 1
             elif settled == "term":
-                children.terminated.inc()
+                cells.terminated += 1
             else:
-                children.failed.inc()
+                cells.failed += 1
             raise
-        children.duration.observe(_clock() - start)
+        cells.duration.observe(_clock() - start)
         settled = delivery.received.settled
         if settled == "ack":
-            children.acked.inc()
+            cells.acked += 1
         elif settled == "nack":
-            children.nacked.inc()
+            cells.nacked += 1
         elif settled == "term":
-            children.terminated.inc()
+            cells.terminated += 1
         else:
-            children.unsettled.inc()
+            cells.unsettled += 1
 
     async def request(self, out: Outgoing, call_next: RequestNext) -> ACLMessage:
         """Count a request by outcome and time it to its reply."""
         msg = out.message
-        children = self.instruments.request_for(msg.performative.value, msg.message_type)
+        cells = self.instruments.request_for(msg.performative.value, msg.message_type)
         start = _clock()
         try:
             reply = await call_next(out)
         except RequestTimeout:
-            children.timeout.inc()
+            cells.timeout += 1
             raise
         except NoResponders:
-            children.no_responders.inc()
+            cells.no_responders += 1
             raise
         except Exception:
-            children.error.inc()
+            cells.error += 1
             raise
         finally:
-            children.duration.observe(_clock() - start)
-        children.replied.inc()
+            cells.duration.observe(_clock() - start)
+        cells.replied += 1
         return reply
