@@ -200,8 +200,12 @@ class MetricsCases:
         async with bus:
             await bus.send(inform("ok"))
             await eventually(lambda: len(got) == 1, what="the message handled")
+            await aclbus_metrics.poll(bus)
             samples = parse(aclbus_metrics.exposition(aclbus_metrics.registry(bus)))
         assert value(samples, "aclbus_messages_received_total", agent="worker") == 1
+        pending = [ls for (n, ls) in samples if n == "aclbus_consumer_pending"]
+        consumers = {v for ls in pending for k, v in ls if k == "consumer"}
+        assert f"{bus.settings.subject_prefix}-agent-worker" in consumers  # its inbox consumer
         assert value(samples, "aclbus_messages_sent_total", agent="worker") == 0  # sends: none
 
     async def test_the_backlog_is_polled_from_the_consumers(self) -> None:
