@@ -37,6 +37,7 @@ from aclbus.permissions import Permissions
 from aclbus.received import Received
 from aclbus.received import Settlement as Settlement  # (the type of `Received.settled`)
 from aclbus.specs import (
+    ConsumerState,
     DeliveryMode,
     KVSpec,
     PublishAck,
@@ -53,6 +54,7 @@ __all__ = [
     "Capabilities",
     "Clock",
     "ConnectionOptions",
+    "ConsumerState",
     "DeliveryHandler",
     "DeliveryMode",
     "KVConflict",
@@ -199,6 +201,25 @@ class Backend(ABC):
             NotImplementedError: The backend stores nothing (no ``persistent`` capability).
         """
         raise NotImplementedError(f"backend {self.name!r} has no streams")
+
+    async def consumer_states(self) -> list[ConsumerState]:
+        """The state of each consumer this backend's live subscriptions consume from.
+
+        Backlog (``pending``), unacked deliveries and redeliveries, one entry per consumer
+        (subscriptions sharing a durable consumer report it once). Metrics poll it
+        (``aclbus-metrics``). A backend that keeps no consumers reports none.
+
+        .. versionadded:: 0.2
+        """
+        return []
+
+    @property
+    def reconnects(self) -> int:
+        """Times the connection to the broker came back after it was lost (0 without one).
+
+        .. versionadded:: 0.2
+        """
+        return 0
 
     # -- stored messages (persistent backends; the dead-letter queue is built on these) ------
 

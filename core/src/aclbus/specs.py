@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Literal
 
 __all__ = [
+    "ConsumerState",
     "DeliveryMode",
     "KVSpec",
     "PublishAck",
@@ -65,6 +66,25 @@ class StreamSpec:
     discard: Literal["old", "new"] = "new"
     max_consumers: int | None = None
     announce: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ConsumerState:
+    """Where a consumer of this connection's subscriptions stands (`Backend.consumer_states`).
+
+    Attributes:
+        stream: Its stream.
+        consumer: Its name (a durable name, usually an agent's id).
+        pending: Matching messages stored and not delivered yet: the backlog.
+        ack_pending: Deliveries sent and not acked or terminated yet.
+        redelivered: Of those, the ones delivered more than once.
+    """
+
+    stream: str
+    consumer: str
+    pending: int
+    ack_pending: int
+    redelivered: int
 
 
 @dataclass(frozen=True, slots=True)

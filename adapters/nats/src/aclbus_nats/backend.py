@@ -23,6 +23,7 @@ from aclbus.backend import (
     Backend,
     Capabilities,
     ConnectionOptions,
+    ConsumerState,
     DeliveryHandler,
     KeyValue,
     KVSpec,
@@ -233,6 +234,15 @@ class NatsBackend(Backend):
             BackendClosed: Not connected.
         """
         return await self._provisioner.stream_usage(stream)
+
+    async def consumer_states(self) -> list[ConsumerState]:
+        """The JetStream consumer info of this connection's consumers, once each."""
+        return await self._consumers.states()
+
+    @property
+    def reconnects(self) -> int:
+        """Times the connection came back after it was lost, since it was made."""
+        return self._connection.reconnects
 
     async def delete_consumer(self, stream: str, consumer: str) -> bool:
         """Delete consumer ``consumer`` of ``stream``; False if there was none.

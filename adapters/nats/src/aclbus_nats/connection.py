@@ -141,6 +141,8 @@ class NatsConnection:
         self._refused: asyncio.Event | None = None
         self._refusal: tuple[type[TLSError | AuthenticationError], str] | None = None
         self._reconnected: list[Callable[[], None]] = []
+        self.reconnects = 0
+        """Times the connection came back after it was lost (metrics read it)."""
         self.permissions.listen(self._on_violation)
         self._legacy = legacy_options(nats)
         self.plugin_options = ConnectionOptions()
@@ -343,6 +345,7 @@ class NatsConnection:
     async def _on_reconnected(self) -> None:
         url = self._nc.connected_url.netloc if self._nc and self._nc.connected_url else "?"
         log.warning("nats: reconnected to %s", url)
+        self.reconnects += 1
         if self._inbox is not None:
             # A server that went away never sends the PubAck of what it got just before:
             # publishes with a Nats-Msg-Id are sent again (and stored once).

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import nats.js.errors as js_errors
 from nats.js import api
 
-from aclbus.backend import DeliveryHandler, DeliveryMode, SubscriptionSpec
+from aclbus.backend import ConsumerState, DeliveryHandler, DeliveryMode, SubscriptionSpec
 from aclbus.errors import ConfigurationError, ConsumerLimitReached, NoStream, PermissionDenied
 from aclbus.permissions import DELIVER_PREFIX
 from aclbus_nats.announcements import announcement_subject
@@ -233,6 +233,35 @@ class Consumers:
             raise ConfigurationError(
                 f"cannot consume {spec.subject!r} as {durable!r}: {exc}"
             ) from exc
+
+    async def states(self) -> list[ConsumerState]:
+        """The consumer info of each JetStream consumer of the live subscriptions, once each.
+
+        One CONSUMER.INFO request per consumer; a consumer that cannot be read now (deleted,
+        the connection down) is left out rather than failing the whole poll.
+        """
+        states: dict[tuple[str, str], ConsumerState] = {}
+        for sub in list(self.live):
+            # A JetStream push subscription (a lazy one still waiting has none yet).
+            read: Any = getattr(sub.nats_sub, "consumer_info", None)
+            if sub.spec.mode is not DeliveryMode.AT_LEAST_ONCE or read is None:
+                continue
+            try:
+                info = await read()
+            except Exception as exc:  # a poll that cannot read it now tries again next time
+                log.debug("nats: no consumer info for %s: %s", sub.spec.subject, exc)
+                continue
+            key = (info.stream_name, info.name)
+            if key in states:
+                continue
+            states[key] = ConsumerState(
+                stream=info.stream_name,
+                consumer=info.name,
+                pending=info.num_pending or 0,
+                ack_pending=info.num_ack_pending or 0,
+                redelivered=info.num_redelivered or 0,
+            )
+        return list(states.values())
 
     async def _consumer_limit(self, subject: str) -> ConsumerLimitReached:
         """The error for a consumer refused with "maximum consumers limit reached".

@@ -11,6 +11,7 @@ from typing import Any, ClassVar, Literal, Self
 from aclbus.backend import (
     Backend,
     Capabilities,
+    ConsumerState,
     DeliveryHandler,
     DeliveryMode,
     KeyValue,
@@ -190,6 +191,26 @@ class MemoryBackend(Backend):
             ConfigurationError: No such stream or consumer.
         """
         return self._server.consumer_info(stream, consumer)
+
+    async def consumer_states(self) -> list[ConsumerState]:
+        """The state of the consumers of this backend's live subscriptions, each once."""
+        states: dict[tuple[str, str], ConsumerState] = {}
+        for sub in self._subscriptions.all():
+            stream, consumer = getattr(sub, "stream", None), getattr(sub, "consumer", None)
+            if stream is None or consumer is None or (stream, consumer) in states:
+                continue
+            try:
+                info = self._server.consumer_info(stream, consumer)
+            except ConfigurationError:  # deleted under a subscription that is going away
+                continue
+            states[stream, consumer] = ConsumerState(
+                stream=stream,
+                consumer=consumer,
+                pending=info.num_pending,
+                ack_pending=info.num_ack_pending,
+                redelivered=info.num_redelivered,
+            )
+        return list(states.values())
 
     # -- life ------------------------------------------------------------------------------
 
