@@ -1,0 +1,140 @@
+"""`Tracing`: a span around every send, handle and request, with the trace context on the wire.
+
+Spans follow the OpenTelemetry messaging semantic conventions:
+
+- a **send** (a publish: send, broadcast, a reply to a waiting requester) is a ``PRODUCER``
+  span, a child of whatever span is current where the agent sends (the handling span, when a
+  handler sends on), and its context goes out in the ``traceparent`` header;
+- a **handle** is a ``CONSUMER`` span, a child of the span the ``traceparent`` of the message
+  names, current while the handler runs, so what the handler sends continues the trace; an
+  exception from the handler is recorded on it (status ``ERROR``, an ``exception`` event); a
+  redelivery (a retry) is another handling span under the same sender's span, with its
+  ``aclbus.delivery.attempt``;
+- a **request** is a ``CLIENT`` span; the responder's handling span is its child, and the reply
+  (sent from inside that handling span) is linked back to it when it arrives.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry.trace import SpanKind, Tracer, TracerProvider, get_tracer
+
+from aclbus.acl import ACLMessage
+from aclbus.middleware import (
+    ConsumeNext,
+    Delivery,
+    Middleware,
+    Outgoing,
+    PublishNext,
+    RequestNext,
+)
+from aclbus.specs import PublishAck
+from aclbus_tracing.propagation import extract, inject, span_context_of
+from aclbus_tracing.settings import TracingSettings
+
+if TYPE_CHECKING:
+    from aclbus import Bus
+
+__all__ = ["ATTRIBUTES", "Tracing"]
+
+ATTRIBUTES = (
+    "messaging.system",
+    "messaging.destination.name",
+    "messaging.operation.type",
+    "messaging.operation.name",
+    "messaging.message.id",
+    "messaging.message.conversation_id",
+    "aclbus.performative",
+    "aclbus.sender_id",
+    "aclbus.agent",
+    "aclbus.delivery.attempt",
+    "aclbus.settlement",
+)
+"""Every attribute the spans may carry (those of the semantic conventions first)."""
+
+
+class Tracing(Middleware):
+    """The tracing middleware of one bus.
+
+    Args:
+        bus: The bus it runs on (its backend's name is ``messaging.system``).
+        settings: The plugin's settings.
+        tracer_provider: Where the spans go; None: the globally configured provider
+            (``opentelemetry.trace.set_tracer_provider``), looked up when a span starts, so a
+            provider set after the bus starts is used too.
+    """
+
+    def __init__(
+        self,
+        bus: Bus,
+        settings: TracingSettings,
+        tracer_provider: TracerProvider | None = None,
+    ) -> None:
+        from aclbus_tracing import __version__  # the package imports this module
+
+        self.system = bus.backend.name
+        self.propagate = settings.propagate
+        self.tracer: Tracer = get_tracer(
+            settings.tracer_name, __version__, tracer_provider=tracer_provider
+        )
+
+    def _attributes(self, msg: ACLMessage, subject: str, operation: str) -> dict[str, Any]:
+        attributes: dict[str, Any] = {
+            "messaging.system": self.system,
+            "messaging.destination.name": subject,
+            "messaging.operation.type": "process" if operation == "process" else "send",
+            "messaging.operation.name": operation,
+            "messaging.message.id": msg.message_id,
+            "aclbus.performative": msg.performative.value,
+            "aclbus.sender_id": msg.sender_id,
+        }
+        if msg.correlation_id is not None:
+            attributes["messaging.message.conversation_id"] = msg.correlation_id
+        return attributes
+
+    async def publish(self, out: Outgoing, call_next: PublishNext) -> PublishAck:
+        """A ``PRODUCER`` span around the publish; its context goes out in the headers."""
+        msg = out.message
+        with self.tracer.start_as_current_span(
+            f"send {msg.performative.value}",
+            kind=SpanKind.PRODUCER,
+            attributes=self._attributes(msg, out.subject, "send"),
+        ):
+            if self.propagate:
+                inject(out.headers)
+            return await call_next(out)
+
+    async def request(self, out: Outgoing, call_next: RequestNext) -> ACLMessage:
+        """A ``CLIENT`` span around the request; the reply's sending span is linked to it."""
+        msg = out.message
+        with self.tracer.start_as_current_span(
+            f"request {msg.performative.value}",
+            kind=SpanKind.CLIENT,
+            attributes=self._attributes(msg, out.subject, "request"),
+        ) as span:
+            if self.propagate:
+                inject(out.headers)
+            reply = await call_next(out)
+            replied_from = span_context_of(reply.headers) if self.propagate else None
+            if replied_from is not None:
+                span.add_link(replied_from, {"aclbus.link": "reply"})
+            return reply
+
+    async def consume(self, delivery: Delivery, call_next: ConsumeNext) -> None:
+        """A ``CONSUMER`` span, the sender's child, current while the handler runs."""
+        msg = delivery.message
+        received = delivery.received
+        attributes = self._attributes(msg, received.subject, "process")
+        attributes["aclbus.agent"] = delivery.agent
+        attributes["aclbus.delivery.attempt"] = received.attempt
+        parent = extract(msg.headers) if self.propagate else None
+        with self.tracer.start_as_current_span(
+            f"process {msg.performative.value}",
+            context=parent,
+            kind=SpanKind.CONSUMER,
+            attributes=attributes,
+        ) as span:
+            await call_next(delivery)
+            if received.settled is not None:
+                span.set_attribute("aclbus.settlement", received.settled)
