@@ -12,6 +12,7 @@ import itertools
 from collections.abc import Iterator
 from typing import Any
 
+import nats
 import pytest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -19,7 +20,8 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 import aclbus_tracing
-from aclbus import ACLMessage, Bus, Delivery, Performative
+from aclbus import ACLMessage, Bus, Delivery, Performative, wire
+from aclbus.errors import RequestTimeout
 from aclbus.testing import Collector, MemoryConfig, eventually
 from aclbus_nats.testing import NatsConfig
 from aclbus_retry import RetryPlugin, RetrySettings
@@ -198,7 +200,7 @@ class TracingCases:
             @bob.on(Performative.INFORM)
             async def broken(msg: ACLMessage, delivery: Delivery) -> None:
                 tried.add(delivery.attempt)
-                raise Broken("the ledger is closed")
+                raise Broken("the ledger is closed, password=hunter2")
 
             await bob.start()
             await alice_bus.send(inform("alice", "bob"))
@@ -208,8 +210,40 @@ class TracingCases:
         assert handle.status.status_code is StatusCode.ERROR
         [event] = [e for e in handle.events if e.name == "exception"]
         attributes = dict(event.attributes or {})
-        assert attributes["exception.type"].endswith("Broken")
-        assert attributes["exception.message"] == "the ledger is closed"
+        assert str(attributes["exception.type"]).endswith("Broken")
+        assert attributes["exception.message"] == "the ledger is closed, password=***"
+        assert "test_tracing.py" in str(attributes["exception.stacktrace"])
+        assert "hunter2" not in str(attributes["exception.stacktrace"])
+        assert "hunter2" not in str(handle.status.description)
+
+    async def test_a_request_nobody_answers_is_an_error_span(
+        self, exporter: InMemorySpanExporter
+    ) -> None:
+        """A request that times out: its CLIENT span has status ERROR and the exception."""
+        release = asyncio.Event()
+        async with self.traced_bus() as client_bus, self.traced_bus() as server_bus:
+            server = server_bus.agent("server")
+
+            @server.on(Performative.QUERY_REF)
+            async def silent(msg: ACLMessage, delivery: Delivery) -> None:
+                await release.wait()  # until the request has given up
+
+            await server.start()
+            question = ACLMessage(
+                performative=Performative.QUERY_REF, sender_id="client", receiver_id="server"
+            )
+            request = asyncio.ensure_future(client_bus.request(question, timeout=0.3))
+            for _ in range(20):  # at most 2 s of the backend's time
+                if request.done():
+                    break
+                await self.advance(0.1)
+            with pytest.raises(RequestTimeout):
+                await request
+            release.set()
+            spans = [s for s in exporter.get_finished_spans() if s.kind is SpanKind.CLIENT]
+        [span] = spans
+        assert span.status.status_code is StatusCode.ERROR
+        assert [e.name for e in span.events] == ["exception"]
 
     async def test_retries_are_new_spans_in_the_same_trace(
         self, exporter: InMemorySpanExporter
@@ -293,6 +327,35 @@ class TestMemory(MemoryConfig, TracingCases):
 
 
 class TestNats(NatsConfig, TracingCases):
+    async def test_a_go_style_capitalised_traceparent_joins_the_trace(
+        self, exporter: InMemorySpanExporter
+    ) -> None:
+        """Published with plain nats-py as nats.go writes names (``Traceparent``, ``Ce-Id``)."""
+        got: Collector[ACLMessage] = Collector()
+        parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+        async with self.traced_bus() as bob_bus:
+            bob = bob_bus.agent("bob")
+            collect(bob, got)
+            await bob.start()
+            headers, body = wire.encode(inform("alice", "bob"), bob_bus.codecs)
+            headers["traceparent"] = parent
+            capitalised = {
+                "-".join(p.capitalize() for p in name.split("-")): value
+                for name, value in headers.items()
+            }
+            assert "Traceparent" in capitalised
+            nc = await nats.connect(self._url)
+            try:
+                await nc.publish(bob_bus.subjects.inbox("bob"), body, headers=capitalised)
+                await nc.flush()
+            finally:
+                await nc.close()
+            await got.wait_for(1)
+            [handle] = await self.spans(exporter, 1)
+        assert f"{handle.context.trace_id:032x}" == "0af7651916cd43dd8448eb211c80319c"
+        assert handle.parent is not None
+        assert f"{handle.parent.span_id:016x}" == "b7ad6b7169203331"
+
     async def test_faststream_telemetry_adds_no_spans(self, exporter: InMemorySpanExporter) -> None:
         """FastStream's own telemetry middleware on the broker: aclbus' spans only, no twins.
 

@@ -7,7 +7,8 @@ Spans follow the OpenTelemetry messaging semantic conventions:
   handler sends on), and its context goes out in the ``traceparent`` header;
 - a **handle** is a ``CONSUMER`` span, a child of the span the ``traceparent`` of the message
   names, current while the handler runs, so what the handler sends continues the trace; an
-  exception from the handler is recorded on it (status ``ERROR``, an ``exception`` event); a
+  exception from the handler is recorded on it (status ``ERROR``, an ``exception`` event, its
+  text redacted as in the log); a
   redelivery (a retry) is another handling span under the same sender's span, with its
   ``aclbus.delivery.attempt``;
 - a **request** is a ``CLIENT`` span; the responder's handling span is its child, and the reply
@@ -16,9 +17,18 @@ Spans follow the OpenTelemetry messaging semantic conventions:
 
 from __future__ import annotations
 
+import traceback
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry.trace import SpanKind, Tracer, TracerProvider, get_tracer
+from opentelemetry.trace import (
+    Span,
+    SpanKind,
+    Status,
+    StatusCode,
+    Tracer,
+    TracerProvider,
+    get_tracer,
+)
 
 from aclbus.acl import ACLMessage
 from aclbus.middleware import (
@@ -29,6 +39,7 @@ from aclbus.middleware import (
     PublishNext,
     RequestNext,
 )
+from aclbus.redaction import redact
 from aclbus.specs import PublishAck
 from aclbus_tracing.propagation import extract, inject, span_context_of
 from aclbus_tracing.settings import TracingSettings
@@ -36,7 +47,10 @@ from aclbus_tracing.settings import TracingSettings
 if TYPE_CHECKING:
     from aclbus import Bus
 
-__all__ = ["ATTRIBUTES", "Tracing"]
+__all__ = ["ATTRIBUTES", "Tracing", "record_error"]
+
+_MAX_STACK = 8_000
+"""The longest stack trace an exception event keeps (characters)."""
 
 ATTRIBUTES = (
     "messaging.system",
@@ -52,6 +66,31 @@ ATTRIBUTES = (
     "aclbus.settlement",
 )
 """Every attribute the spans may carry (those of the semantic conventions first)."""
+
+
+def record_error(span: Span, exc: BaseException) -> None:
+    """Mark ``span`` failed by ``exc``: status ERROR and an ``exception`` event, redacted.
+
+    The event has the semantic conventions' ``exception.type``, ``exception.message`` and
+    ``exception.stacktrace`` (its last 8,000 characters); the message and each line of the
+    stack trace (whose last line repeats the message) pass through `aclbus.redaction.redact`,
+    so a password in an error's text is masked in the trace as it is in the log.
+    """
+    kind = type(exc)
+    message = redact(str(exc))
+    # redact() makes one line of its text: the stack trace is redacted line by line.
+    lines = "".join(traceback.format_exception(exc)).splitlines()
+    stack = "\n".join(redact(line) for line in lines if line.strip())[-_MAX_STACK:]
+    span.add_event(
+        "exception",
+        {
+            "exception.type": f"{kind.__module__}.{kind.__qualname__}",
+            "exception.message": message,
+            "exception.stacktrace": stack,
+            "exception.escaped": True,
+        },
+    )
+    span.set_status(Status(StatusCode.ERROR, f"{kind.__name__}: {message}"))
 
 
 class Tracing(Middleware):
@@ -100,10 +139,16 @@ class Tracing(Middleware):
             f"send {msg.performative.value}",
             kind=SpanKind.PRODUCER,
             attributes=self._attributes(msg, out.subject, "send"),
-        ):
+            record_exception=False,
+            set_status_on_exception=False,
+        ) as span:
             if self.propagate:
                 inject(out.headers)
-            return await call_next(out)
+            try:
+                return await call_next(out)
+            except Exception as exc:
+                record_error(span, exc)
+                raise
 
     async def request(self, out: Outgoing, call_next: RequestNext) -> ACLMessage:
         """A ``CLIENT`` span around the request; the reply's sending span is linked to it."""
@@ -112,10 +157,16 @@ class Tracing(Middleware):
             f"request {msg.performative.value}",
             kind=SpanKind.CLIENT,
             attributes=self._attributes(msg, out.subject, "request"),
+            record_exception=False,
+            set_status_on_exception=False,
         ) as span:
             if self.propagate:
                 inject(out.headers)
-            reply = await call_next(out)
+            try:
+                reply = await call_next(out)
+            except Exception as exc:  # a timeout, no responder, a refusal
+                record_error(span, exc)
+                raise
             replied_from = span_context_of(reply.headers) if self.propagate else None
             if replied_from is not None:
                 span.add_link(replied_from, {"aclbus.link": "reply"})
@@ -129,12 +180,21 @@ class Tracing(Middleware):
         attributes["aclbus.agent"] = delivery.agent
         attributes["aclbus.delivery.attempt"] = received.attempt
         parent = extract(msg.headers) if self.propagate else None
+        # The exception is recorded here rather than by the SDK: its text goes through
+        # `redact` first, as in the bus' log, since an error message may hold a credential.
         with self.tracer.start_as_current_span(
             f"process {msg.performative.value}",
             context=parent,
             kind=SpanKind.CONSUMER,
             attributes=attributes,
+            record_exception=False,
+            set_status_on_exception=False,
         ) as span:
-            await call_next(delivery)
-            if received.settled is not None:
-                span.set_attribute("aclbus.settlement", received.settled)
+            try:
+                await call_next(delivery)
+            except Exception as exc:
+                record_error(span, exc)
+                raise
+            finally:
+                if received.settled is not None:
+                    span.set_attribute("aclbus.settlement", received.settled)
