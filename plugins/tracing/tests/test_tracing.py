@@ -321,6 +321,28 @@ class TracingCases:
         assert handle.parent.is_remote
         assert f"{handle.parent.span_id:016x}" == "00f067aa0ba902b7"
 
+    async def test_not_propagating_every_handle_is_a_root(
+        self, exporter: InMemorySpanExporter
+    ) -> None:
+        """``propagate=false``: spans, but no traceparent, and the handling span has no parent."""
+        got: Collector[ACLMessage] = Collector()
+        quiet = TracingSettings(enabled=True, propagate=False)
+        async with (
+            self.traced_bus(settings=quiet) as alice_bus,
+            self.traced_bus(settings=quiet) as bob_bus,
+        ):
+            bob = bob_bus.agent("bob")
+            collect(bob, got)
+            await bob.start()
+            await alice_bus.send(inform("alice", "bob"))
+            [received] = await got.wait_for(1)
+            spans = await self.spans(exporter, 2)
+        assert "traceparent" not in received.headers
+        send = one(spans, SpanKind.PRODUCER)
+        handle = one(spans, SpanKind.CONSUMER)
+        assert handle.parent is None
+        assert handle.context.trace_id != send.context.trace_id
+
 
 class TestMemory(MemoryConfig, TracingCases):
     pass

@@ -20,6 +20,7 @@ from __future__ import annotations
 import traceback
 from typing import TYPE_CHECKING, Any
 
+from opentelemetry.context import Context
 from opentelemetry.trace import (
     Span,
     SpanKind,
@@ -168,7 +169,9 @@ class Tracing(Middleware):
                 record_error(span, exc)
                 raise
             replied_from = span_context_of(reply.headers) if self.propagate else None
-            if replied_from is not None:
+            # A reply that kept the request's own traceparent (a responder that does not
+            # trace, forwarding headers) names this very span: no link to itself.
+            if replied_from is not None and replied_from != span.get_span_context():
                 span.add_link(replied_from, {"aclbus.link": "reply"})
             return reply
 
@@ -179,7 +182,9 @@ class Tracing(Middleware):
         attributes = self._attributes(msg, received.subject, "process")
         attributes["aclbus.agent"] = delivery.agent
         attributes["aclbus.delivery.attempt"] = received.attempt
-        parent = extract(msg.headers) if self.propagate else None
+        # Not propagating, a handled message is the root of a trace of its own, whatever
+        # span the backend's task happens to have current.
+        parent = extract(msg.headers) if self.propagate else Context()
         # The exception is recorded here rather than by the SDK: its text goes through
         # `redact` first, as in the bus' log, since an error message may hold a credential.
         with self.tracer.start_as_current_span(
