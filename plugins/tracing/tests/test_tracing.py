@@ -10,21 +10,25 @@ from __future__ import annotations
 import asyncio
 import itertools
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import nats
 import pytest
+import tomli_w
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
+import aclbus_signing
 import aclbus_tracing
 from aclbus import ACLMessage, Bus, Delivery, Performative, wire
 from aclbus.errors import RequestTimeout
 from aclbus.testing import Collector, MemoryConfig, eventually
 from aclbus_nats.testing import NatsConfig
 from aclbus_retry import RetryPlugin, RetrySettings
+from aclbus_signing import PrivateKey
 from aclbus_tracing import TracingPlugin, TracingSettings
 
 pytestmark = pytest.mark.asyncio
@@ -57,6 +61,18 @@ def collect(agent: Any, got: Collector[ACLMessage]) -> None:
     @agent.on(Performative.INFORM)
     async def keep(msg: ACLMessage) -> None:
         got.add(msg)
+
+
+def sign_as_alice(folder: Path) -> None:
+    """Write ./aclbus.toml: signing required, alice signs with a new key pinned for her."""
+    key = PrivateKey.generate()
+    seed = folder / "alice.seed"
+    seed.write_text(key.seed_text() + "\n")
+    seed.chmod(0o600)
+    pinned = folder / "keys.toml"
+    pinned.write_text(tomli_w.dumps({"alice": [key.key_id]}))
+    signing = {"mode": "require", "keys_file": str(pinned), "agent_key_files": {"alice": str(seed)}}
+    Path("aclbus.toml").write_text(tomli_w.dumps({"signing": signing}))
 
 
 def names(spans: list[ReadableSpan]) -> list[str]:
@@ -342,6 +358,30 @@ class TracingCases:
         handle = one(spans, SpanKind.CONSUMER)
         assert handle.parent is None
         assert handle.context.trace_id != send.context.trace_id
+
+    async def test_the_signature_covers_the_traceparent(
+        self, exporter: InMemorySpanExporter, tmp_path: Path
+    ) -> None:
+        """With aclbus-signing in mode require: traced messages verify and are handled."""
+        sign_as_alice(tmp_path)
+        got: Collector[ACLMessage] = Collector()
+        async with (
+            self.traced_bus(aclbus_signing) as alice_bus,
+            self.traced_bus(aclbus_signing) as bob_bus,
+        ):
+            bob = bob_bus.agent("bob")
+            collect(bob, got)
+            await bob.start()
+            await alice_bus.send(inform("alice", "bob"))
+            [received] = await got.wait_for(1)
+            spans = await self.spans(exporter, 2)
+            assert aclbus_signing.stats(bob_bus).refused == 0
+        assert "aclbus-signature" in received.headers  # it was signed, and verified
+        send = one(spans, SpanKind.PRODUCER)
+        handle = one(spans, SpanKind.CONSUMER)
+        assert received.headers["traceparent"].split("-")[2] == f"{send.context.span_id:016x}"
+        assert handle.parent is not None
+        assert handle.parent.span_id == send.context.span_id
 
 
 class TestMemory(MemoryConfig, TracingCases):
