@@ -20,7 +20,7 @@ from __future__ import annotations
 import traceback
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry.context import Context
+from opentelemetry.context import Context, attach, detach
 from opentelemetry.trace import (
     Span,
     SpanKind,
@@ -29,6 +29,7 @@ from opentelemetry.trace import (
     Tracer,
     TracerProvider,
     get_tracer,
+    set_span_in_context,
 )
 
 from aclbus.acl import ACLMessage
@@ -77,6 +78,8 @@ def record_error(span: Span, exc: BaseException) -> None:
     stack trace (whose last line repeats the message) pass through `aclbus.redaction.redact`,
     so a password in an error's text is masked in the trace as it is in the log.
     """
+    if not span.is_recording():
+        return  # nobody will see it: no stack trace to format
     kind = type(exc)
     message = redact(str(exc))
     # redact() makes one line of its text: the stack trace is redacted line by line.
@@ -119,7 +122,9 @@ class Tracing(Middleware):
             settings.tracer_name, __version__, tracer_provider=tracer_provider
         )
 
-    def _attributes(self, msg: ACLMessage, subject: str, operation: str) -> dict[str, Any]:
+    def _describe(self, span: Span, msg: ACLMessage, subject: str, operation: str) -> None:
+        # Set after the span starts, and only on one that records: a span of a trace that is
+        # not sampled (or of the API's no-op tracer) costs no attribute work at all.
         attributes: dict[str, Any] = {
             "messaging.system": self.system,
             "messaging.destination.name": subject,
@@ -131,75 +136,81 @@ class Tracing(Middleware):
         }
         if msg.correlation_id is not None:
             attributes["messaging.message.conversation_id"] = msg.correlation_id
-        return attributes
+        span.set_attributes(attributes)
 
     async def publish(self, out: Outgoing, call_next: PublishNext) -> PublishAck:
         """A ``PRODUCER`` span around the publish; its context goes out in the headers."""
         msg = out.message
-        with self.tracer.start_as_current_span(
-            f"send {msg.performative.value}",
-            kind=SpanKind.PRODUCER,
-            attributes=self._attributes(msg, out.subject, "send"),
-            record_exception=False,
-            set_status_on_exception=False,
-        ) as span:
+        # Not made current: the innermost middleware calls only the backend, which starts no
+        # span of its own, so the span is only injected (attaching a context costs more).
+        span = self.tracer.start_span(
+            f"send {msg.performative.value}", kind=SpanKind.PRODUCER, record_exception=False
+        )
+        try:
+            if span.is_recording():
+                self._describe(span, msg, out.subject, "send")
             if self.propagate:
-                inject(out.headers)
-            try:
-                return await call_next(out)
-            except Exception as exc:
-                record_error(span, exc)
-                raise
+                inject(out.headers, set_span_in_context(span))
+            return await call_next(out)
+        except Exception as exc:
+            record_error(span, exc)
+            raise
+        finally:
+            span.end()
 
     async def request(self, out: Outgoing, call_next: RequestNext) -> ACLMessage:
         """A ``CLIENT`` span around the request; the reply's sending span is linked to it."""
         msg = out.message
-        with self.tracer.start_as_current_span(
-            f"request {msg.performative.value}",
-            kind=SpanKind.CLIENT,
-            attributes=self._attributes(msg, out.subject, "request"),
-            record_exception=False,
-            set_status_on_exception=False,
-        ) as span:
+        span = self.tracer.start_span(
+            f"request {msg.performative.value}", kind=SpanKind.CLIENT, record_exception=False
+        )
+        try:
+            if span.is_recording():
+                self._describe(span, msg, out.subject, "request")
             if self.propagate:
-                inject(out.headers)
-            try:
-                reply = await call_next(out)
-            except Exception as exc:  # a timeout, no responder, a refusal
-                record_error(span, exc)
-                raise
-            replied_from = span_context_of(reply.headers) if self.propagate else None
-            # A reply that kept the request's own traceparent (a responder that does not
-            # trace, forwarding headers) names this very span: no link to itself.
-            if replied_from is not None and replied_from != span.get_span_context():
-                span.add_link(replied_from, {"aclbus.link": "reply"})
-            return reply
+                inject(out.headers, set_span_in_context(span))
+            reply = await call_next(out)
+        except Exception as exc:  # a timeout, no responder, a refusal
+            record_error(span, exc)
+            span.end()
+            raise
+        replied_from = span_context_of(reply.headers) if self.propagate else None
+        # A reply that kept the request's own traceparent (a responder that does not trace,
+        # forwarding headers) names this very span: no link to itself.
+        if replied_from is not None and replied_from != span.get_span_context():
+            span.add_link(replied_from, {"aclbus.link": "reply"})
+        span.end()
+        return reply
 
     async def consume(self, delivery: Delivery, call_next: ConsumeNext) -> None:
         """A ``CONSUMER`` span, the sender's child, current while the handler runs."""
         msg = delivery.message
         received = delivery.received
-        attributes = self._attributes(msg, received.subject, "process")
-        attributes["aclbus.agent"] = delivery.agent
-        attributes["aclbus.delivery.attempt"] = received.attempt
         # Not propagating, a handled message is the root of a trace of its own, whatever
         # span the backend's task happens to have current.
         parent = extract(msg.headers) if self.propagate else Context()
-        # The exception is recorded here rather than by the SDK: its text goes through
-        # `redact` first, as in the bus' log, since an error message may hold a credential.
-        with self.tracer.start_as_current_span(
+        span = self.tracer.start_span(
             f"process {msg.performative.value}",
             context=parent,
             kind=SpanKind.CONSUMER,
-            attributes=attributes,
             record_exception=False,
-            set_status_on_exception=False,
-        ) as span:
-            try:
-                await call_next(delivery)
-            except Exception as exc:
-                record_error(span, exc)
-                raise
-            finally:
-                if received.settled is not None:
-                    span.set_attribute("aclbus.settlement", received.settled)
+        )
+        recording = span.is_recording()
+        if recording:
+            self._describe(span, msg, received.subject, "process")
+            span.set_attribute("aclbus.agent", delivery.agent)
+            span.set_attribute("aclbus.delivery.attempt", received.attempt)
+        # Current while the handler runs, so that what it sends is a child of this span. The
+        # exception is recorded here rather than by the SDK: its text goes through `redact`
+        # first, as in the bus' log, since an error message may hold a credential.
+        token = attach(set_span_in_context(span, parent))
+        try:
+            await call_next(delivery)
+        except Exception as exc:
+            record_error(span, exc)
+            raise
+        finally:
+            detach(token)
+            if recording and received.settled is not None:
+                span.set_attribute("aclbus.settlement", received.settled)
+            span.end()
