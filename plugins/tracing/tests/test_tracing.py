@@ -445,3 +445,16 @@ class TestNats(NatsConfig, TracingCases):
         assert {s.instrumentation_scope.name for s in spans if s.instrumentation_scope} == {
             "aclbus_tracing"
         }
+
+        # The middleware is live: FastStream's own publish through the same broker is traced.
+        exporter.clear()
+        async with self.traced_bus() as bus:
+            broker = bus.backend.broker
+            broker.add_middleware(telemetry)
+            await broker.publish(b"x", self.core_subject("faststream"))
+            await eventually(lambda: len(exporter.get_finished_spans()) >= 1, what="a span")
+        own = exporter.get_finished_spans()
+        assert SpanKind.PRODUCER in {s.kind for s in own}, names(list(own))
+        scopes = {s.instrumentation_scope.name for s in own if s.instrumentation_scope}
+        assert scopes, names(list(own))
+        assert "aclbus_tracing" not in scopes
