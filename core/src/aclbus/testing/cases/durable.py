@@ -6,7 +6,7 @@ from typing import ClassVar
 
 from aclbus.backend import Backend, Capabilities, SubscriptionSpec
 from aclbus.testing.cases.base import BackendTestcase, publish_numbered
-from aclbus.testing.collector import Deliveries
+from aclbus.testing.collector import Deliveries, eventually
 
 __all__ = ["DurableTestcase"]
 
@@ -75,3 +75,37 @@ class DurableTestcase(BackendTestcase):
         await backend.subscribe(SubscriptionSpec(subject), second)
         await second.wait_for(2)
         assert sorted(second.bodies) == [b"0", b"1"]
+
+    async def test_consumer_states_report_what_is_unacked_and_then_none(
+        self, backend: Backend
+    ) -> None:
+        """`Backend.consumer_states` reports unsettled deliveries, and none once acked.
+
+        Deliveries held unsettled are ``ack_pending``; once acked, nothing is pending or
+        unacked; the consumer is reported once.
+        """
+        subject = self.subject("states")
+        held = Deliveries(settle=None)
+        spec = SubscriptionSpec(subject, durable="meter")
+        await backend.subscribe(spec, held)
+        await publish_numbered(backend, subject, 3)
+        deliveries = await held.wait_for(3)
+
+        async def meter() -> list[tuple[int, int]]:
+            return [
+                (state.pending, state.ack_pending)
+                for state in await backend.consumer_states()
+                if state.consumer == "meter"
+            ]
+
+        async def unacked() -> bool:
+            return await meter() == [(0, 3)]
+
+        await eventually(unacked, what="three deliveries reported unacked")
+        for received in deliveries:
+            await received.ack()
+
+        async def settled() -> bool:
+            return await meter() == [(0, 0)]
+
+        await eventually(settled, what="nothing pending once acked")
