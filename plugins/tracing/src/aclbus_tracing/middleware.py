@@ -138,19 +138,26 @@ class Tracing(Middleware):
             attributes["messaging.message.conversation_id"] = msg.correlation_id
         span.set_attributes(attributes)
 
+    def _outgoing(self, out: Outgoing, operation: str, kind: SpanKind) -> Span:
+        """The started span of a send or request, described and injected into its headers.
+
+        Not made current: the innermost middleware calls only the backend, which starts no
+        span of its own, so the span is only injected (attaching a context costs more).
+        """
+        msg = out.message
+        span = self.tracer.start_span(
+            f"{operation} {msg.performative.value}", kind=kind, record_exception=False
+        )
+        if span.is_recording():
+            self._describe(span, msg, out.subject, operation)
+        if self.propagate:
+            inject(out.headers, set_span_in_context(span))
+        return span
+
     async def publish(self, out: Outgoing, call_next: PublishNext) -> PublishAck:
         """A ``PRODUCER`` span around the publish; its context goes out in the headers."""
-        msg = out.message
-        # Not made current: the innermost middleware calls only the backend, which starts no
-        # span of its own, so the span is only injected (attaching a context costs more).
-        span = self.tracer.start_span(
-            f"send {msg.performative.value}", kind=SpanKind.PRODUCER, record_exception=False
-        )
+        span = self._outgoing(out, "send", SpanKind.PRODUCER)
         try:
-            if span.is_recording():
-                self._describe(span, msg, out.subject, "send")
-            if self.propagate:
-                inject(out.headers, set_span_in_context(span))
             return await call_next(out)
         except Exception as exc:
             record_error(span, exc)
@@ -160,15 +167,8 @@ class Tracing(Middleware):
 
     async def request(self, out: Outgoing, call_next: RequestNext) -> ACLMessage:
         """A ``CLIENT`` span around the request; the reply's sending span is linked to it."""
-        msg = out.message
-        span = self.tracer.start_span(
-            f"request {msg.performative.value}", kind=SpanKind.CLIENT, record_exception=False
-        )
+        span = self._outgoing(out, "request", SpanKind.CLIENT)
         try:
-            if span.is_recording():
-                self._describe(span, msg, out.subject, "request")
-            if self.propagate:
-                inject(out.headers, set_span_in_context(span))
             reply = await call_next(out)
         except Exception as exc:  # a timeout, no responder, a refusal
             record_error(span, exc)
