@@ -53,5 +53,7 @@ def test_a_misspelled_allow_list_entry_lists_the_installed_plugins(
         Bus()
     text = str(err.value)
     assert "'dedupe', which is not installed" in text
-    installed = "auth, dedup, json, memory, metrics, nats, ordering, retry, signing, tls, tracing"
+    installed = (
+        "auth, dedup, gateway, json, memory, metrics, nats, ordering, retry, signing, tls, tracing"
+    )
     assert f"Installed plugins: {installed}" in text
