@@ -8,7 +8,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON ?= python3
 
-.PHONY: demo bench test lint type docs pytest sync clean
+.PHONY: demo bench test lint type docs pytest sync tools clean
 
 demo: sync
 	$(UV) run --no-sync aclbus demo
@@ -35,7 +35,8 @@ docs: sync
 	NO_MKDOCS_2_WARNING=1 $(UV) run --no-sync mkdocs build --strict
 
 # pytest exits 5 when it collected nothing; make treats any non-zero exit as a failure.
-pytest: sync
+# The alert-rule tests (tests/deploy) run Debian's promtool and Prometheus server.
+pytest: sync tools
 	$(UV) run --no-sync pytest
 
 sync: $(UV)
@@ -44,6 +45,26 @@ sync: $(UV)
 .tools/bin/uv:
 	python3 -m venv .tools
 	.tools/bin/python -m pip install --quiet --disable-pip-version-check "uv==$(UV_VERSION)"
+
+# promtool and prometheus (deploy/prometheus's tests) from Debian's `prometheus` package,
+# unpacked into .tools/prometheus/ without installing it (no root needed). apt's own lists
+# first; where they lack the package (a fresh machine, stale lists), apt reads fresh lists
+# into a private state folder and downloads from there.
+PROMETHEUS_TOOLS := .tools/prometheus
+APT_PRIVATE = -o Dir::State::Lists=$(abspath $(PROMETHEUS_TOOLS))/apt/lists \
+	-o Dir::Cache=$(abspath $(PROMETHEUS_TOOLS))/apt/cache -o Debug::NoLocking=1
+
+tools: $(PROMETHEUS_TOOLS)/usr/bin/promtool
+
+$(PROMETHEUS_TOOLS)/usr/bin/promtool:
+	rm -rf $(PROMETHEUS_TOOLS)
+	mkdir -p $(PROMETHEUS_TOOLS)/apt/lists/partial $(PROMETHEUS_TOOLS)/apt/cache/archives/partial
+	cd $(PROMETHEUS_TOOLS) && { apt-get -q download prometheus || \
+		{ apt-get -q $(APT_PRIVATE) update && apt-get -q $(APT_PRIVATE) download prometheus; }; }
+	dpkg -x $(PROMETHEUS_TOOLS)/prometheus_*.deb $(PROMETHEUS_TOOLS)
+	rm -rf $(PROMETHEUS_TOOLS)/prometheus_*.deb $(PROMETHEUS_TOOLS)/apt
+	$@ --version
+	touch $@
 
 clean:
 	rm -rf .venv .tools .tox .pytest_cache .mypy_cache .ruff_cache .hypothesis site
