@@ -23,6 +23,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
@@ -37,11 +38,19 @@ from aclbus_nats.testing import delete_streams
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
+DASHBOARD = ROOT / "deploy" / "grafana" / "aclbus.json"
 TARGET = Path(__file__).with_name("metrics_target.py")
 ALERT = "AclbusDeliveryFailureRate"
 JOB = "aclbus-agents"
 
 pytestmark = pytest.mark.asyncio
+
+
+def dashboard_queries(panels: list[dict[str, Any]]) -> Iterator[str]:
+    for panel in panels:
+        for target in panel.get("targets", []):
+            yield str(target["expr"])
+        yield from dashboard_queries(panel.get("panels", []))
 
 
 def free_port() -> int:
@@ -90,14 +99,17 @@ class Prometheus:
         return "\n--- prometheus log ---\n" + self.log.read_text(errors="replace")[-4000:]
 
     def get(self, path: str, **query: str) -> Any:
-        """GET an API path; its ``data`` (or None when the server does not answer yet)."""
+        """GET an API path: its ``data``, None while the server does not answer; an error
+        it answers (a query it cannot parse: 400) fails the test with its message."""
         url = f"{self.url}{path}?{urllib.parse.urlencode(query)}"
         try:
             with urllib.request.urlopen(url, timeout=2.0) as response:
                 body = json.loads(response.read())
+        except urllib.error.HTTPError as error:
+            body = json.loads(error.read())
         except (OSError, ValueError):
             return None
-        assert body["status"] == "success", body
+        assert body["status"] == "success", (query, body)
         return body["data"]
 
     def ready(self) -> bool:
@@ -273,3 +285,16 @@ async def test_the_delivery_failure_alert_fires_when_handlers_fail(prometheus: P
     assert dead, prometheus.tail()
     assert float(dead[0]["value"][1]) > 0, prometheus.tail()
     assert sent > 0
+
+    # The real server evaluated every rule of alerts.yml without an error, and parses every
+    # query of the dashboard (its Grafana variables given values).
+    groups = prometheus.get("/api/v1/rules")["groups"]
+    unhealthy = [
+        (r["name"], r.get("lastError")) for g in groups for r in g["rules"] if r["health"] != "ok"
+    ]
+    assert sum(len(g["rules"]) for g in groups) == RULES.read_text().count("expr:")
+    assert unhealthy == [], prometheus.tail()
+    dashboard = json.loads(DASHBOARD.read_text())
+    for expr in dashboard_queries(dashboard["panels"]):
+        concrete = expr.replace("$__rate_interval", "1m").replace("$job", ".*")
+        assert prometheus.get("/api/v1/query", query=concrete) is not None, concrete
