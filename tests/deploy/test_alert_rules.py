@@ -37,7 +37,7 @@ def alerts() -> list[dict[str, Any]]:
 
 def heading_anchors(markdown: str) -> set[str]:
     """The anchors Python-Markdown's toc gives the headings (lower case, words joined by -)."""
-    anchors = set()
+    anchors: set[str] = set()
     for title in re.findall(r"^#+ (.+)$", markdown, flags=re.M):
         slug = re.sub(r"[^\w\s-]", "", title.replace("`", "")).strip().lower()
         anchors.add(re.sub(r"[-\s]+", "-", slug))

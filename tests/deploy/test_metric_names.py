@@ -58,7 +58,7 @@ def metric_names(expr: str) -> set[str]:
     # label lists of aggregations and vector matching
     lists = r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)"
     text = re.sub(lists, " ", text)
-    names = set()
+    names: set[str] = set()
     for match in re.finditer(rf"(?<![\w:.]){_NAME}", text):
         name = match.group()
         if name.lower() in KEYWORDS or re.match(r"\s*\(", text[match.end() :]):
@@ -100,7 +100,7 @@ def dashboard_expressions() -> Iterator[tuple[str, str]]:
 def exported_names(text: str) -> set[str]:
     """The sample names of every metric family in an exposition, empty families included."""
     suffixes = {"counter": ["_total"], "histogram": ["_bucket", "_sum", "_count"], "gauge": [""]}
-    names = set()
+    names: set[str] = set()
     for family in text_string_to_metric_families(text):
         names.update(family.name + suffix for suffix in suffixes[family.type])
         names.update(sample.name for sample in family.samples)

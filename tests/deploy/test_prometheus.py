@@ -264,6 +264,8 @@ async def test_the_delivery_failure_alert_fires_when_handlers_fail(prometheus: P
                 return bool(samples) and float(samples[0]["value"][1]) == 0.0
 
             await until(ratio_is_zero, "a delivery failure ratio of 0", prometheus.tail)
+            await asyncio.sleep(2.5)  # the alert rules evaluated it at least twice (every 1 s)
+            assert ratio_is_zero(), prometheus.tail()
             assert prometheus.alerts(ALERT) == [], prometheus.tail()
 
             failing.set()
