@@ -27,7 +27,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -112,13 +112,21 @@ class Prometheus:
         assert body["status"] == "success", (query, body)
         return body["data"]
 
-    def ready(self) -> bool:
-        """Whether the server answers and has loaded its configuration."""
-        try:
-            with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2.0) as response:
-                return bool(response.status == 200)
-        except OSError:
-            return False
+    def wait_ready(self) -> bool:
+        """Wait until the server answers with its configuration loaded (True), or exits
+        (False: its port was taken meanwhile, or worse; see `tail`); 30 seconds at most."""
+        deadline = time.monotonic() + 30.0
+        while time.monotonic() < deadline and self.process.poll() is None:
+            try:
+                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=2.0) as response:
+                    if response.status == 200:
+                        return True
+            except OSError:
+                pass
+            time.sleep(0.25)
+        if self.process.poll() is None:
+            pytest.fail(f"Prometheus not ready after 30 s{self.tail()}")
+        return False
 
     def query(self, expr: str) -> list[dict[str, Any]]:
         """An instant query's samples (none while the server does not answer)."""
@@ -143,23 +151,15 @@ class Prometheus:
                 self.process.wait(timeout=10)
 
 
-async def until(
-    condition: Callable[[], Awaitable[bool] | bool],
-    what: str,
-    log: Callable[[], str],
-    *,
-    timeout: float = 30.0,
-) -> None:
-    """Wait until ``condition`` holds, polling every 0.25 s, at most ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
+async def until(condition: Callable[[], bool], what: str, log: Callable[[], str]) -> None:
+    """Wait until ``condition`` holds (asked in a thread: it makes HTTP calls), polling every
+    0.25 s, for 30 seconds at most."""
+    deadline = time.monotonic() + 30.0
     while time.monotonic() < deadline:
-        result = condition()
-        if not isinstance(result, bool):
-            result = await result
-        if result:
+        if await asyncio.to_thread(condition):
             return
         await asyncio.sleep(0.25)
-    pytest.fail(f"after {timeout:.0f} s, still not: {what}{log()}")
+    pytest.fail(f"after 30 s, still not: {what}{log()}")
 
 
 @pytest.fixture
@@ -223,18 +223,25 @@ async def scrape_target(
 
 @pytest.fixture
 def prometheus(prometheus_binary: Path, scrape_target: str, tmp_path: Path) -> Iterator[Prometheus]:
-    """The Prometheus server scraping ``scrape_target`` with the rules of alerts.yml."""
-    folder = tmp_path / "prometheus"
-    folder.mkdir()
-    server = Prometheus(prometheus_binary, folder, scrape_target)
-    try:
-        yield server
-    finally:
-        server.stop()
+    """The Prometheus server scraping ``scrape_target`` with the rules of alerts.yml, ready.
+
+    Its port is found free, then bound by Prometheus: should another process take it in
+    between, the server exits and is started again on another (3 tries).
+    """
+    for attempt in range(3):
+        folder = tmp_path / f"prometheus-{attempt}"
+        folder.mkdir()
+        server = Prometheus(prometheus_binary, folder, scrape_target)
+        try:
+            if server.wait_ready():
+                yield server
+                return
+        finally:
+            server.stop()
+    pytest.fail(f"Prometheus exited three times{server.tail()}")
 
 
 async def test_the_delivery_failure_alert_fires_when_handlers_fail(prometheus: Prometheus) -> None:
-    await until(prometheus.ready, "Prometheus ready", prometheus.tail)
     failing = asyncio.Event()
     sent = 0
 
