@@ -14,6 +14,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -22,6 +23,7 @@ from aclbus.bus import Bus
 from aclbus.settings import Settings, StreamLimits
 from aclbus.testing.collector import Collector
 from aclbus_nats.backend import NatsBackend
+from aclbus_nats.server import serving
 from aclbus_nats.settings import NatsSettings
 from aclbus_nats.testing import delete_streams
 
@@ -65,20 +67,20 @@ async def env(nats_url: str) -> AsyncIterator[Env]:
     await delete_streams(nats_url, prefix)
 
 
-async def _start(env: Env, *args: str) -> asyncio.subprocess.Process:
+async def _start(env: Env | dict[str, str], *args: str) -> asyncio.subprocess.Process:
     return await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "aclbus.cli",
         *args,
-        env=env.vars,
+        env=env.vars if isinstance(env, Env) else env,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
 
 
-async def _run(env: Env, *args: str) -> tuple[int, str, str]:
+async def _run(env: Env | dict[str, str], *args: str) -> tuple[int, str, str]:
     proc = await _start(env, *args)
     out, err = await asyncio.wait_for(proc.communicate(), _STARTUP)
     assert proc.returncode is not None
@@ -197,3 +199,36 @@ async def test_listen_stops_cleanly_on_a_signal(env: Env, sig: signal.Signals) -
     assert listener.returncode == 0, "".join(said) + err.decode()
     assert "Traceback" not in "".join(said) + err.decode()
     assert "embedded" not in "".join(said)  # a server was configured: no note about it
+
+
+async def test_listen_and_send_meet_on_the_embedded_server_of_their_data_dir(
+    tmp_path: Path,
+) -> None:
+    """No server configured: the sender uses the server the listener runs on the data dir."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("ACLBUS_")}
+    env = {
+        **clean,
+        "ACLBUS_BACKEND": "nats",
+        "ACLBUS_DATA_DIR": str(tmp_path),
+        "ACLBUS_STREAMS__STORAGE": "memory",
+        "ACLBUS_PLUGINS": "nats",
+    }
+    listener = await _start(env, "listen", "--agent", "bob", "--json", "--count", "1")
+    try:
+        said = "".join(await _listening(listener))
+        assert "runs an embedded nats-server at nats://127.0.0.1:" in said
+        assert f"the data dir {tmp_path} use it" in said
+        url = await asyncio.to_thread(serving, tmp_path / "nats", timeout=1)
+        assert url is not None
+        assert url in said
+        code, out, err = await _run(env, "send", "bob", "over here")
+        assert code == 0, out + err
+        assert "embedded" not in err  # it used the listener's server, started none
+        heard, _ = await asyncio.wait_for(listener.communicate(), _STARTUP)
+    finally:
+        if listener.returncode is None:
+            listener.kill()
+            await listener.wait()
+    assert listener.returncode == 0
+    assert json.loads(heard)["payload"] == "over here"
+    assert serving(tmp_path / "nats") is None  # the server went with the listener

@@ -19,8 +19,17 @@ import click
 from aclbus.bus import Bus
 from aclbus.errors import ACLBusError, NoResponders, RequestTimeout
 from aclbus.redaction import redact
+from aclbus.settings import Settings, user_data_dir
 
-__all__ = ["CommandContext", "CommandFailed", "ExitCode", "NoResponder", "TimedOut", "run_on_bus"]
+__all__ = [
+    "CommandContext",
+    "CommandFailed",
+    "ExitCode",
+    "NoResponder",
+    "TimedOut",
+    "command_bus",
+    "run_on_bus",
+]
 
 T = TypeVar("T")
 
@@ -67,6 +76,20 @@ class NoResponder(CommandFailed):
     exit_code = int(ExitCode.NO_RESPONDER)
 
 
+def command_bus() -> Bus:
+    """The bus of a command: from the environment, with a lasting data dir by default.
+
+    ``ACLBUS_DATA_DIR`` unset means `user_data_dir`, as for ``aclbus demo``: an embedded
+    nats-server (no server configured) keeps its store there, and the commands of other
+    processes with the same data dir connect to the server one of them runs instead of
+    starting one each, so that ``aclbus listen`` hears what ``aclbus send`` sends.
+    """
+    settings = Settings()
+    if settings.data_dir is None:
+        settings = settings.model_copy(update={"data_dir": user_data_dir()})
+    return Bus(settings)
+
+
 @dataclass(frozen=True, slots=True)
 class CommandContext:
     """What the commands share: the factory of the bus they run on.
@@ -79,7 +102,7 @@ class CommandContext:
         make_bus: Makes the (not started) bus of one command.
     """
 
-    make_bus: Callable[[], Bus] = Bus
+    make_bus: Callable[[], Bus] = command_bus
 
 
 def _factory() -> Callable[[], Bus]:

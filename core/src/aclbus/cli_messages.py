@@ -223,9 +223,14 @@ async def note_reach(bus: Bus, err: Console) -> None:
     facts = await bus.backend.describe()
     if facts.get("embedded"):
         url = (facts.get("servers") or ["?"])[0]
+        shared = (
+            f"other aclbus commands with the data dir {bus.settings.data_dir} use it, and "
+            if bus.settings.data_dir is not None
+            else ""
+        )
         err.print(
-            f"note: no NATS server is configured, so this process runs its own embedded "
-            f"nats-server at {url}, gone when it exits; other processes reach it with "
+            f"note: no NATS server is configured: this process runs an embedded nats-server "
+            f"at {url} until it exits; {shared}other programs reach it with "
             f"ACLBUS_NATS__SERVERS={url}",
             highlight=False,
         )
