@@ -137,6 +137,7 @@ def _interrupt(signum: int, frame: object) -> None:
     "--agent",
     "agents",
     multiple=True,
+    metavar="ID",
     callback=valid_id("agent id"),
     help="Follow this agent's inbox; repeat for several.",
 )
@@ -144,6 +145,7 @@ def _interrupt(signum: int, frame: object) -> None:
     "--topic",
     "topics",
     multiple=True,
+    metavar="PATTERN",
     callback=valid_topic(True),
     help="Follow a topic pattern (orders.*, orders.>); repeat for several.",
 )
@@ -151,6 +153,7 @@ def _interrupt(signum: int, frame: object) -> None:
     "--group",
     "groups",
     multiple=True,
+    metavar="GROUP",
     callback=valid_id("group"),
     help="Follow a group's messages; repeat for several.",
 )
@@ -161,13 +164,15 @@ def _interrupt(signum: int, frame: object) -> None:
     "performatives",
     multiple=True,
     type=_PERFORMATIVES,
+    metavar="ACT",
     help="Show only this act; repeat for several.",
 )
-@click.option("--type", "message_type", help="Show only this message type.")
+@click.option("--type", "message_type", metavar="TYPE", help="Show only this message type.")
 @click.option("--replay", is_flag=True, help="First show what the streams hold, then follow.")
-@click.option("--count", type=click.IntRange(1), help="Stop after this many messages.")
+@click.option("--count", metavar="N", type=click.IntRange(1), help="Stop after this many messages.")
 @click.option(
     "--timeout",
+    metavar="SECONDS",
     type=click.FloatRange(0.001),
     help="Stop after this many seconds in all (exit 3 if --count was not reached).",
 )
@@ -235,10 +240,12 @@ def listen(
                     await subscription.unsubscribe()
 
     # Until the loop's handlers are in place (while the bus starts), SIGTERM is a Ctrl-C.
-    signal.signal(signal.SIGTERM, _interrupt)
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     try:
         shown, short = run_on_bus(work)
     except KeyboardInterrupt:
         return  # stopped before it listened: nothing was missed that it promised to show
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     if short:
         raise TimedOut(f"{shown} of {count} message(s) within {timeout:g} s")

@@ -94,17 +94,21 @@ def message_options(default_performative: str) -> Callable[[F], F]:
                 default=default_performative,
                 show_default=True,
                 type=_PERFORMATIVES,
-                help="The communicative act.",
+                metavar="ACT",
+                help="The communicative act: a FIPA performative (inform, request, agree, …).",
             ),
             click.option(
                 "--as",
                 "sender",
                 default="cli",
                 show_default=True,
+                metavar="AGENT",
                 callback=valid_id("agent id"),
                 help="The agent id to send as.",
             ),
-            click.option("--type", "message_type", help="The message type (dotted)."),
+            click.option(
+                "--type", "message_type", metavar="TYPE", help="The message type (dotted)."
+            ),
             click.option("--ontology", help="The ontology of the content."),
             click.option("--language", help="The language of the content."),
             click.option(
@@ -252,8 +256,12 @@ def _ack_text(ack: PublishAck) -> str:
 
 @click.command()
 @click.argument("args", nargs=-1, metavar="[RECEIVER] [CONTENT]")
-@click.option("--topic", callback=valid_topic(False), help="Publish on this topic instead.")
-@click.option("--group", callback=valid_id("group"), help="Send to the members of a group.")
+@click.option(
+    "--topic", metavar="TOPIC", callback=valid_topic(False), help="Publish on this topic instead."
+)
+@click.option(
+    "--group", metavar="GROUP", callback=valid_id("group"), help="Send to the members of a group."
+)
 @click.option("--broadcast", is_flag=True, help="Send to every agent.")
 @message_options("inform")
 def send(
@@ -320,6 +328,7 @@ def send(
 @click.argument("content", required=False)
 @click.option(
     "--timeout",
+    metavar="SECONDS",
     type=click.FloatRange(0.001, 3600),
     help="Seconds to wait for the reply  [default: ACLBUS_REQUEST_TIMEOUT]",
 )
