@@ -201,18 +201,22 @@ async def test_listen_stops_cleanly_on_a_signal(env: Env, sig: signal.Signals) -
     assert "embedded" not in "".join(said)  # a server was configured: no note about it
 
 
+def _embedded_env(data_dir: Path) -> dict[str, str]:
+    """No server configured: the embedded one, its store in ``data_dir``."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("ACLBUS_")}
+    return {
+        **clean,
+        "ACLBUS_BACKEND": "nats",
+        "ACLBUS_DATA_DIR": str(data_dir),
+        "ACLBUS_PLUGINS": "nats",
+    }
+
+
 async def test_listen_and_send_meet_on_the_embedded_server_of_their_data_dir(
     tmp_path: Path,
 ) -> None:
     """No server configured: the sender uses the server the listener runs on the data dir."""
-    clean = {k: v for k, v in os.environ.items() if not k.startswith("ACLBUS_")}
-    env = {
-        **clean,
-        "ACLBUS_BACKEND": "nats",
-        "ACLBUS_DATA_DIR": str(tmp_path),
-        "ACLBUS_STREAMS__STORAGE": "memory",
-        "ACLBUS_PLUGINS": "nats",
-    }
+    env = {**_embedded_env(tmp_path), "ACLBUS_STREAMS__STORAGE": "memory"}
     listener = await _start(env, "listen", "--agent", "bob", "--json", "--count", "1")
     try:
         said = "".join(await _listening(listener))
@@ -232,3 +236,23 @@ async def test_listen_and_send_meet_on_the_embedded_server_of_their_data_dir(
     assert listener.returncode == 0
     assert json.loads(heard)["payload"] == "over here"
     assert serving(tmp_path / "nats") is None  # the server went with the listener
+
+
+async def test_sends_at_once_share_one_embedded_server_and_all_arrive(tmp_path: Path) -> None:
+    """Three at once on a fresh data dir: a server is started, the others use it, none fails.
+
+    The one that started it waits for the others to leave before it stops the server, so none
+    loses it mid-send; the messages are in the store for a later ``listen --replay``.
+    """
+    env = _embedded_env(tmp_path)
+    sent = await asyncio.gather(*(_run(env, "send", "bob", f"m{i}") for i in range(3)))
+    for code, out, err in sent:
+        assert code == 0, out + err
+        assert "Error" not in err
+        assert "EOF" not in err
+    # (how many started one depends on how the three overlapped: one, on an idle machine)
+    code, out, err = await _run(
+        env, "listen", "--agent", "bob", "--replay", "--count", "3", "--timeout", "20", "--json"
+    )
+    assert code == 0, out + err
+    assert sorted(json.loads(line)["payload"] for line in out.splitlines()) == ["m0", "m1", "m2"]

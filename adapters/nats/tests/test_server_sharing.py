@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -9,7 +10,13 @@ import pytest
 from aclbus.bus import Bus
 from aclbus.settings import Settings, StreamLimits
 from aclbus_nats.backend import NatsBackend
-from aclbus_nats.server import EmbeddedServer, EmbeddedServerError, StoreDirInUse, serving
+from aclbus_nats.server import (
+    EmbeddedServer,
+    EmbeddedServerError,
+    StoreDirInUse,
+    serving,
+    wait_unused,
+)
 from aclbus_nats.server.embedded import LOCK_NAME
 from aclbus_nats.server.process import open_lock
 from aclbus_nats.settings import NatsSettings
@@ -49,4 +56,7 @@ async def test_a_bus_with_the_data_dir_of_a_running_server_connects_to_it(
             sibling = bus.backend.sibling()
             assert isinstance(sibling, NatsBackend)
             assert sibling.nats_settings.servers == [server.url]
+            # the server's owner, stopping, would wait for this bus to leave
+            assert not await asyncio.to_thread(wait_unused, server, timeout=0.2)
         assert server.running  # the bus' stop left the server alone
+        assert await asyncio.to_thread(wait_unused, server, timeout=5)

@@ -82,6 +82,8 @@ _SHARE_ATTEMPTS = 3
 """Rounds of find-or-start on a shared store dir before giving up (start races lost)."""
 _SHARE_TIMEOUT = 10.0
 """Seconds to wait for another process's embedded server to answer healthy."""
+_SHARE_LINGER = 3.0
+"""Seconds a shared embedded server waits for other processes' clients to leave at stop."""
 
 
 def announced_version(nc: Client) -> tuple[int, int, int]:
@@ -538,4 +540,10 @@ class NatsConnection:
 
     async def _stop_embedded(self) -> None:
         if self.server is not None and self._owns_server:
+            if self._shared_store is not None and self.server.running:
+                from aclbus_nats.server import wait_unused
+
+                # Other processes may use the server (a second `aclbus send`): let theirs
+                # finish before it goes, for a while; a long-lived one loses it then.
+                await asyncio.to_thread(wait_unused, self.server, timeout=_SHARE_LINGER)
             await self.server.astop()

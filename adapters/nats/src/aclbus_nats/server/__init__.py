@@ -30,7 +30,7 @@ from aclbus_nats.server.binary import (
 from aclbus_nats.server.cluster import Cluster
 from aclbus_nats.server.embedded import EmbeddedServer, default_data_dir
 from aclbus_nats.server.errors import EmbeddedServerError, StoreDirInUse
-from aclbus_nats.server.sharing import serving
+from aclbus_nats.server.sharing import serving, wait_unused
 
 __all__ = [
     "BINARY_ENV",
@@ -45,4 +45,5 @@ __all__ = [
     "default_data_dir",
     "find_binary",
     "serving",
+    "wait_unused",
 ]

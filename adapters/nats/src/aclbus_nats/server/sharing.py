@@ -4,7 +4,9 @@ An `EmbeddedServer` holds an exclusive lock on its store dir while it runs (its 
 the server's both keep it), and writes its ports into the store dir's config. A second
 process configured with the same store dir (``ACLBUS_DATA_DIR``) cannot start a server on it
 -- two servers on one JetStream store corrupt it -- but it can connect to the one running:
-`serving` finds that server's URL, once the server answers healthy.
+`serving` finds that server's URL, once the server answers healthy. The server still stops
+with the process that started it; `wait_unused` lets the commands of others that use it finish
+first, for a while.
 """
 
 from __future__ import annotations
@@ -14,11 +16,11 @@ import time
 from pathlib import Path
 
 from aclbus_nats.server import monitor
-from aclbus_nats.server.embedded import CONFIG_NAME, LOCK_NAME
+from aclbus_nats.server.embedded import CONFIG_NAME, LOCK_NAME, EmbeddedServer
 from aclbus_nats.server.errors import EmbeddedServerError
 from aclbus_nats.server.process import HOST, open_lock
 
-__all__ = ["serving"]
+__all__ = ["serving", "wait_unused"]
 
 _LISTEN = re.compile(r'^listen: "[^"]*:(\d+)"$', re.M)
 _HTTP = re.compile(r'^http: "[^"]*:(\d+)"$', re.M)
@@ -84,3 +86,27 @@ def serving(store_dir: Path, *, timeout: float = 10.0) -> str | None:
             )
         time.sleep(_POLL_INTERVAL)
     return None
+
+
+def wait_unused(server: EmbeddedServer, *, timeout: float) -> bool:
+    """Wait until no client is connected to ``server`` (other processes' buses), or time is up.
+
+    Args:
+        server: A running embedded server, whose own process has closed its connections.
+        timeout: Seconds to wait at most.
+
+    Returns:
+        True when no client was connected any more; False at the timeout (or when the server
+        does not answer: there is nothing to wait for then).
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            connz = monitor.get_json(server.monitor_port, "/connz", _PROBE_TIMEOUT)
+        except OSError:
+            return False
+        if not connz.get("num_connections"):
+            return True
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(_POLL_INTERVAL)
