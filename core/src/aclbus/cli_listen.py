@@ -32,6 +32,7 @@ from aclbus.errors import ACLDecodeError
 __all__ = ["Filters", "listen", "tap_specs"]
 
 _PERFORMATIVES = click.Choice([p.value for p in Performative], case_sensitive=False)
+_UNSUBSCRIBE_TIMEOUT = 1.0  # seconds for letting go of every subscription at the stop
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,9 +236,12 @@ def listen(
         finally:
             for sig in (signal.SIGINT, signal.SIGTERM):
                 loop.remove_signal_handler(sig)
-            for subscription in subscriptions:
-                with contextlib.suppress(Exception):  # the bus closes them all the same
-                    await subscription.unsubscribe()
+            # Bounded: with the broker gone (a shared embedded server that stopped), each
+            # unsubscribe would wait for its own timeout; the bus closes them all the same.
+            with contextlib.suppress(Exception, TimeoutError):
+                async with asyncio.timeout(_UNSUBSCRIBE_TIMEOUT):
+                    for subscription in subscriptions:
+                        await subscription.unsubscribe()
 
     # Until the loop's handlers are in place (while the bus starts), SIGTERM is a Ctrl-C.
     previous = signal.signal(signal.SIGTERM, _interrupt)
