@@ -212,10 +212,11 @@ def message_line(msg: ACLMessage) -> str:
 
 
 async def note_reach(bus: Bus, err: Console) -> None:
-    """Say on stderr when nobody outside this process can hear what it sends or receives.
+    """Say on stderr who, outside this process, can hear what it sends or receives.
 
-    The memory backend lives in the process; a NATS backend with no server configured runs
-    an embedded nats-server of its own, which other processes reach only when told its URL.
+    The memory backend lives in the process: nobody. A NATS backend with no server configured
+    that started the embedded nats-server: the commands with the same data dir (which use that
+    server while it runs), and programs given its URL. Nothing is said otherwise.
     """
     if bus.backend.name == "memory":
         err.print(
@@ -241,11 +242,8 @@ async def note_reach(bus: Bus, err: Console) -> None:
 
 
 def _ack_json(ack: PublishAck, receiver: str | None = None) -> dict[str, Any]:
-    data: dict[str, Any] = {"stream": ack.stream, "sequence": ack.sequence}
-    data["duplicate"] = ack.duplicate
-    if receiver is not None:
-        data = {"receiver": receiver, **data}
-    return data
+    where = {"receiver": receiver} if receiver is not None else {}
+    return {**where, "stream": ack.stream, "sequence": ack.sequence, "duplicate": ack.duplicate}
 
 
 def _ack_text(ack: PublishAck) -> str:
