@@ -1,4 +1,4 @@
-"""The ``aclbus`` command line: demo, plugins, doctor, dlq, bench."""
+"""The ``aclbus`` command line: demo, plugins, doctor, dlq, bench, send, request, listen."""
 
 from __future__ import annotations
 
@@ -15,6 +15,8 @@ from rich.console import Console
 from rich.table import Table
 
 from aclbus.bus import Bus
+from aclbus.cli_listen import listen
+from aclbus.cli_messages import request, send
 from aclbus.errors import ACLBusError
 from aclbus.redaction import redact
 from aclbus.settings import Settings, user_data_dir
@@ -384,6 +386,11 @@ def dlq_purge(sequence: int | None, purge_all: bool, agent: str | None) -> None:
         lambda bus: bus.dead_letters.purge(sequence, origin=agent if purge_all else None)
     )
     click.echo(f"deleted {count} dead letter(s)")
+
+
+main.add_command(send)
+main.add_command(request)
+main.add_command(listen)
 
 
 if __name__ == "__main__":  # pragma: no cover

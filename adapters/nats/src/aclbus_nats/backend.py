@@ -99,8 +99,9 @@ class NatsBackend(Backend):
         server: EmbeddedServer | None = None,
     ) -> None:
         self.settings = settings if settings is not None else Settings()
-        self.nats_settings = nats if nats is not None else NatsSettings()
-        self._connection = NatsConnection(self.settings, self.nats_settings, server)
+        self._connection = NatsConnection(
+            self.settings, nats if nats is not None else NatsSettings(), server
+        )
         streams = ProvisionedStreams()
         stream_api = StreamApi(self._connection, streams)
         self._streams = streams
@@ -108,6 +109,15 @@ class NatsBackend(Backend):
         self._consumers = Consumers(self._connection, streams, stream_api)
         self._provisioner = Provisioner(self._connection, streams, stream_api)
         self._stored = StoredMessages(self._connection, stream_api)
+
+    @property
+    def nats_settings(self) -> NatsSettings:
+        """The connection settings; ``servers`` is the shared embedded server's once in use.
+
+        With no server configured and a store dir that another process serves already
+        (`aclbus_nats.server.serving`), `connect` uses that server: its URL is then here.
+        """
+        return self._connection.nats_settings
 
     # -- connection --------------------------------------------------------------------------
 

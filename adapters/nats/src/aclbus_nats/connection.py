@@ -78,6 +78,12 @@ NOT_CONNECTED = "the NATS backend is not connected"
 """The `BackendClosed` message of a call made before `NatsConnection.connect`."""
 _REQUESTS_KEPT = 4096
 """Reply subjects of requests received a connection under a policy remembers at most."""
+_SHARE_ATTEMPTS = 3
+"""Rounds of find-or-start on a shared store dir before giving up (start races lost)."""
+_SHARE_TIMEOUT = 10.0
+"""Seconds to wait for another process's embedded server to answer healthy."""
+_SHARE_LINGER = 3.0
+"""Seconds a shared embedded server waits for other processes' clients to leave at stop."""
 
 
 def announced_version(nc: Client) -> tuple[int, int, int]:
@@ -124,6 +130,9 @@ class NatsConnection:
             self._owns_server = True
         else:
             self._owns_server = False
+        # A store dir that outlives the process may be served by another process already:
+        # connect to that server rather than start a second one on the same store.
+        self._shared_store = store if self._owns_server else None
         self.server = server
         """The embedded server, when the backend runs one."""
         self.permissions = PermissionWatch()
@@ -500,9 +509,41 @@ class NatsConnection:
         await self._stop_embedded()
 
     async def _start_embedded(self) -> None:
-        if self.server is not None and self._owns_server and not self.server.running:
+        if self.server is None or not self._owns_server or self.server.running:
+            return
+        if self._shared_store is None:
             await self.server.astart()
+            return
+        from aclbus_nats.server import StoreDirInUse, serving
+
+        # Bounded: each round either finds a server, starts one, or lost a start race to a
+        # process that started one meanwhile (which the next round finds).
+        for _ in range(_SHARE_ATTEMPTS):
+            url = await asyncio.to_thread(serving, self._shared_store, timeout=_SHARE_TIMEOUT)
+            if url is not None:
+                self._share(url)
+                return
+            try:
+                await self.server.astart()
+                return
+            except StoreDirInUse:
+                continue
+        await self.server.astart()  # the last word: its error says the store is in use
+
+    def _share(self, url: str) -> None:
+        """Use the embedded server another process runs on our store dir, as a client."""
+        log.info("nats: using the embedded nats-server at %s (another process runs it)", url)
+        self.server = None
+        self._owns_server = False
+        self.nats_settings = self.nats_settings.model_copy(update={"servers": [url]})
+        self._broker = None  # made again, for that server's URL
 
     async def _stop_embedded(self) -> None:
         if self.server is not None and self._owns_server:
+            if self._shared_store is not None and self.server.running:
+                from aclbus_nats.server import wait_unused
+
+                # Other processes may use the server (a second `aclbus send`): let theirs
+                # finish before it goes, for a while; a long-lived one loses it then.
+                await asyncio.to_thread(wait_unused, self.server, timeout=_SHARE_LINGER)
             await self.server.astop()

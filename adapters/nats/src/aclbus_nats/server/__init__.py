@@ -11,6 +11,8 @@ JetStream on and a data dir, and stops it by its own PID -- also when the Python
     with EmbeddedServer(store_dir=default_data_dir()):      # streams survive between runs
         ...
 
+    serving(default_data_dir())        # the URL of the server another process runs there
+
     with Cluster(3) as cluster:                             # R3 streams, leader kills
         ...cluster.urls...
 """
@@ -27,7 +29,8 @@ from aclbus_nats.server.binary import (
 )
 from aclbus_nats.server.cluster import Cluster
 from aclbus_nats.server.embedded import EmbeddedServer, default_data_dir
-from aclbus_nats.server.errors import EmbeddedServerError
+from aclbus_nats.server.errors import EmbeddedServerError, StoreDirInUse
+from aclbus_nats.server.sharing import serving, wait_unused
 
 __all__ = [
     "BINARY_ENV",
@@ -37,7 +40,10 @@ __all__ = [
     "EmbeddedServer",
     "EmbeddedServerError",
     "ServerBinary",
+    "StoreDirInUse",
     "check_config",
     "default_data_dir",
     "find_binary",
+    "serving",
+    "wait_unused",
 ]

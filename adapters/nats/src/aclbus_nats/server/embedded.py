@@ -19,7 +19,7 @@ from typing import IO, Self, TypeVar
 
 from aclbus_nats.server import monitor
 from aclbus_nats.server.binary import ServerBinary, check_config, find_binary
-from aclbus_nats.server.errors import EmbeddedServerError
+from aclbus_nats.server.errors import EmbeddedServerError, StoreDirInUse
 from aclbus_nats.server.process import (
     HOST,
     aterminate,
@@ -374,7 +374,7 @@ class EmbeddedServer:
             try:
                 self._lock = open_lock(store / LOCK_NAME)
             except BlockingIOError:
-                raise EmbeddedServerError(
+                raise StoreDirInUse(
                     f"store dir {str(store)!r} is in use by another nats-server: two servers "
                     "writing one JetStream store corrupt it. Stop the other one, or give this "
                     "one another store_dir"

@@ -1,10 +1,10 @@
-"""The one error the embedded server raises."""
+"""The errors the embedded server raises."""
 
 from __future__ import annotations
 
 from aclbus import ACLBusError
 
-__all__ = ["EmbeddedServerError"]
+__all__ = ["EmbeddedServerError", "StoreDirInUse"]
 
 
 class EmbeddedServerError(ACLBusError):
@@ -20,3 +20,10 @@ class EmbeddedServerError(ACLBusError):
         if log_tail:
             message = f"{message}\n--- last lines of the nats-server log ---\n{log_tail}"
         super().__init__(message)
+
+
+class StoreDirInUse(EmbeddedServerError):
+    """Another nats-server holds the store dir: two servers on one store would corrupt it.
+
+    `aclbus_nats.server.sharing.serving` finds that server's URL, to connect to it instead.
+    """
