@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI
 from pydantic import SecretStr
@@ -92,10 +93,32 @@ def create_app(
     install_error_handlers(app)
     for router in ROUTERS:
         app.include_router(router)
+    _document_request_limit(app, gateway_settings.max_request_timeout)
     limit = gateway_settings.max_body_bytes or settings.max_message_bytes
     app.add_middleware(LimitBody, limit=limit)
     app.add_middleware(CountRequests, counters=counters)  # outermost: counts the 413s too
     return app
+
+
+def _document_request_limit(app: FastAPI, limit: float) -> None:
+    """Write ``max_request_timeout`` into the OpenAPI document as the ``timeout``'s maximum.
+
+    The bound is a setting, so the model cannot carry it; without it in the document a client
+    (or schemathesis) could not tell that a longer timeout is refused.
+    """
+    make = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            document = make()
+            timeout = document["components"]["schemas"]["RequestBody"]["properties"]["timeout"]
+            for choice in timeout["anyOf"]:
+                if choice.get("type") == "number":
+                    choice["maximum"] = limit
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
 
 
 def _tokens(settings: GatewaySettings) -> dict[str, SecretStr]:

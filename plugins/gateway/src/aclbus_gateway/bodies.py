@@ -30,12 +30,18 @@ ID_PATTERN: Final = r"^[A-Za-z0-9_-]{1,128}$"
 """An aclbus id (agent, group, message, conversation): as `aclbus.subjects.validate_id`."""
 DOTTED_PATTERN: Final = r"^[A-Za-z0-9_-]+(\.[A-Za-z0-9_-]+)*$"
 """A dotted name (``task.request``), as a message type is."""
+HEADER_TEXT_PATTERN: Final = r"^[\x21-\x7e]([\x20-\x7e]{0,1022}[\x21-\x7e])?$"
+"""A field that travels in a header: 1-1024 printable ASCII, no space at either end."""
+HEADER_NAME_PATTERN: Final = r"^(?!ce-|acl-|nats-|content-type$)[a-z0-9][a-z0-9_-]{0,127}$"
+"""An application header's name: lower-case, not one of the envelope's (``ce-``, ``acl-``,
+``nats-``, ``content-type``)."""
 MAX_RECEIVERS: Final = 1000
 """The most receivers one ``/communication/send`` may name."""
 
 AgentId = Annotated[str, Field(pattern=ID_PATTERN, examples=["worker"])]
 OneId = Annotated[str, Field(pattern=ID_PATTERN)]
-Text = Annotated[str, Field(min_length=1, max_length=1024)]
+Text = Annotated[str, Field(pattern=HEADER_TEXT_PATTERN)]
+HeaderName = Annotated[str, Field(pattern=HEADER_NAME_PATTERN)]
 
 
 class MessageFields(BaseModel):
@@ -62,7 +68,8 @@ class MessageFields(BaseModel):
         headers: Application headers (lower-case names, not ``ce-``, ``acl-``, ``nats-``).
     """
 
-    model_config = ConfigDict(extra="forbid")
+    # Python's re: the header-name pattern needs a look-ahead, which the default engine lacks.
+    model_config = ConfigDict(extra="forbid", regex_engine="python-re")
 
     performative: Performative
     sender_id: AgentId | None = None
@@ -80,7 +87,12 @@ class MessageFields(BaseModel):
     priority: int = Field(default=4, ge=0, le=9)
     routing_key: Text | None = None
     reply_by: datetime | None = None
-    headers: dict[str, str] = Field(default_factory=dict, max_length=64)
+    headers: dict[HeaderName, Text] = Field(
+        default_factory=dict,
+        max_length=64,
+        # pydantic writes the key pattern as patternProperties: other names are not allowed.
+        json_schema_extra={"additionalProperties": False},
+    )
 
 
 class SendBody(MessageFields):
@@ -90,6 +102,15 @@ class SendBody(MessageFields):
         receiver_id: The agent it is for.
         receivers: All receivers, for an act addressed to several agents.
     """
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "anyOf": [
+                {"required": ["receiver_id"], "properties": {"receiver_id": {"type": "string"}}},
+                {"required": ["receivers"], "properties": {"receivers": {"minItems": 1}}},
+            ]
+        }
+    )
 
     receiver_id: AgentId | None = None
     receivers: list[AgentId] = Field(default_factory=list, max_length=MAX_RECEIVERS)
@@ -170,7 +191,7 @@ def to_message(body: MessageFields, agent_id: str) -> ACLMessage:
             status.HTTP_403_FORBIDDEN,
             detail=f"the caller acts as {agent_id!r}, not as {body.sender_id!r}",
         )
-    fields = body.model_dump(exclude_unset=True, exclude=_NOT_ENVELOPE)
+    fields = body.model_dump(exclude_unset=True, exclude_none=True, exclude=_NOT_ENVELOPE)
     fields["performative"] = body.performative
     try:
         return ACLMessage(sender_id=agent_id, **fields)

@@ -90,6 +90,7 @@ _HTTP_ERROR_NAMES: Final = {
 }
 
 _DESCRIPTIONS: Final = {
+    400: "The body cannot be read as JSON (not UTF-8, say).",
     401: "No bearer token, or one of no known agent.",
     403: "Acting as another agent, or refused by the policy.",
     404: "Not found.",

@@ -24,7 +24,7 @@ Calling = Annotated[Caller, Depends(caller)]
 @router.post(
     "/send",
     summary="Send a message to agents' inboxes",
-    responses=responses(401, 403, 413, 422, 503, 504),
+    responses=responses(400, 401, 403, 413, 422, 503, 504),
 )
 async def send(body: SendBody, gateway: Speaking, who: Calling) -> Sent:
     """Send a message to each receiver's durable inbox; answers the broker's acks."""
@@ -39,7 +39,7 @@ async def send(body: SendBody, gateway: Speaking, who: Calling) -> Sent:
 @router.post(
     "/broadcast",
     summary="Send a message to every agent",
-    responses=responses(401, 403, 413, 422, 503, 504),
+    responses=responses(400, 401, 403, 413, 422, 503, 504),
 )
 async def broadcast(body: BroadcastBody, gateway: Speaking, who: Calling) -> Sent:
     """Publish a message on the broadcast subject: every started agent gets it."""
@@ -51,7 +51,7 @@ async def broadcast(body: BroadcastBody, gateway: Speaking, who: Calling) -> Sen
 @router.post(
     "/request",
     summary="Ask an agent and wait for its reply",
-    responses=responses(401, 403, 413, 422, 502, 503, 504),
+    responses=responses(400, 401, 403, 413, 422, 502, 503, 504),
 )
 async def request(body: RequestBody, gateway: Speaking, who: Calling) -> ACLMessage:
     """Send a request to ``receiver_id`` and answer its reply envelope.
