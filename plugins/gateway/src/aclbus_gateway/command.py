@@ -77,15 +77,15 @@ def _ssl_options(gateway: GatewaySettings) -> dict[str, object]:
 
 async def _serve(settings: Settings, gateway: GatewaySettings) -> None:
     bus = gateway_bus(settings, metrics=gateway.metrics)
+    try:  # the tokens and the policy first: a mistake there needs no broker to be told
+        app = create_app(gateway=gateway, bus=bus)
+    except ACLBusError as exc:
+        raise click.ClickException(redact(str(exc))) from None
     try:
         await bus.start()
     except ACLBusError as exc:
         raise click.ClickException(f"the gateway's bus did not start: {redact(str(exc))}") from None
     try:
-        try:
-            app = create_app(gateway=gateway, bus=bus)
-        except ACLBusError as exc:
-            raise click.ClickException(redact(str(exc))) from None
         config = uvicorn.Config(
             app,
             host=gateway.host,
