@@ -67,12 +67,14 @@ async def test_statistics_hold_the_bus_and_the_gateway_counters(
     await client.get("/no/such/path/1")
     await client.get("/no/such/path/2")
     await client.get("/communication/send")  # a 405
+    await client.request("BREW", "/communication/send")
     stats = (await client.get("/communication/statistics", headers=auth("bob"))).json()
     assert stats["bus"]["published"] == 1
     requests = stats["gateway"]["requests"]
     assert requests["POST /communication/send"] == {"200": 1, "422": 1}
     assert requests["GET (no route)"] == {"404": 2}  # one label for every unknown path
     assert requests["GET /communication/send"] == {"405": 1}
+    assert requests["OTHER /communication/send"] == {"405": 1}  # no label per made-up method
 
 
 async def test_metrics_are_the_bus_prometheus_text(client: httpx.AsyncClient, auth: Auth) -> None:

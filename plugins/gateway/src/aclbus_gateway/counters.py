@@ -8,6 +8,9 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 __all__ = ["CountRequests", "RequestCounters"]
 
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+"""The methods counted by name; any other token a client sends counts as ``OTHER``."""
+
 UNMATCHED = "(no route)"
 """The endpoint label of a request no route matched: one label for every unknown path, so
 that the counters stay bounded whatever paths are tried."""
@@ -35,7 +38,8 @@ class CountRequests:
     """ASGI middleware that counts each HTTP request by its route's path template and status.
 
     Labelled by the template (``/communication/groups/{group}/join``), never by the path
-    itself, so a caller cannot grow the counters with made-up paths or group names.
+    itself, and by a known method or ``OTHER``, so a caller cannot grow the counters with
+    made-up paths, group names or methods.
 
     Args:
         app: The application.
@@ -62,7 +66,8 @@ class CountRequests:
         try:
             await self.app(scope, receive, send_status)
         finally:
-            self.counters.count(scope["method"], _endpoint(scope), status)
+            method = scope["method"] if scope["method"] in METHODS else "OTHER"
+            self.counters.count(method, _endpoint(scope), status)
 
 
 def _endpoint(scope: Scope) -> str:
