@@ -6,6 +6,8 @@ once, on the event loop it calls the application from, so the bus lives on that 
 
 from __future__ import annotations
 
+from typing import Any
+
 import schemathesis
 from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
@@ -22,9 +24,18 @@ app = create_app(
 schema = schemathesis.openapi.from_asgi("/openapi.json", app)
 
 
+@schema.hook
+def map_body(context: schemathesis.HookContext, body: Any) -> Any:
+    # A random sender_id is a 403 before anything else runs (test_messages covers that):
+    # as the caller, the examples reach the code behind it.
+    if isinstance(body, dict) and "sender_id" in body:
+        return {**body, "sender_id": "alice"}
+    return body
+
+
 @schema.parametrize()
 @settings(
-    max_examples=12,
+    max_examples=20,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
