@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING, Any
 
 from fastapi import Request
 
+from aclbus_gateway.counters import RequestCounters
+from aclbus_gateway.tokens import TokenTable
+
 if TYPE_CHECKING:
     from aclbus import Agent, Bus
-    from aclbus_gateway.counters import RequestCounters
     from aclbus_gateway.settings import GatewaySettings
-    from aclbus_gateway.tokens import TokenTable
 
 __all__ = ["AgentSetup", "Gateway", "GatewayService", "current_gateway"]
 
@@ -49,8 +50,8 @@ class Gateway:
 
     bus: Bus
     settings: GatewaySettings
-    tokens: TokenTable
-    counters: RequestCounters
+    tokens: TokenTable = field(default_factory=lambda: TokenTable({}))
+    counters: RequestCounters = field(default_factory=RequestCounters)
     allowed_agents: frozenset[str] | None = None
     agent_setups: list[AgentSetup] = field(default_factory=list)
     extensions: dict[str, Any] = field(default_factory=dict)
