@@ -48,7 +48,7 @@ async def test_send_reaches_the_receiver_as_the_caller(
     body = {
         "performative": "inform",
         "receiver_id": "worker",
-        "content": {"n": 1},
+        "content": {"n": 1, "none": None},
         "message_type": "task.result",
         "ontology": "billing",
         "correlation_id": "conv-1",
@@ -62,7 +62,7 @@ async def test_send_reaches_the_receiver_as_the_caller(
     (msg,) = inbox
     assert msg.message_id == sent["message_id"]
     assert msg.sender_id == "alice"
-    assert msg.payload == {"n": 1}
+    assert msg.payload == {"n": 1, "none": None}  # a null inside the payload is kept
     assert (msg.message_type, msg.ontology, msg.correlation_id) == (
         "task.result",
         "billing",
