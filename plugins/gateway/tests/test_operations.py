@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from aclbus import ACLMessage, Agent, Bus, Performative, Settings
-from aclbus_gateway import GatewaySettings, create_app
+from aclbus_gateway import Gateway, GatewaySettings, create_app
 from aclbus_gateway.bus_metrics import gateway_bus
 from aclbus_metrics import MetricsMiddleware
 
@@ -199,3 +199,29 @@ async def test_a_message_over_the_bus_limit_is_413(auth: Auth) -> None:
                 response = await http.post("/communication/send", json=body, headers=auth("alice"))
     assert response.status_code == 413
     assert response.json()["error"] == "MessageTooLarge"
+
+
+async def test_services_run_while_the_gateway_runs(
+    bus: Bus, gateway_settings: GatewaySettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import contextlib
+
+    import aclbus_gateway.app
+
+    events: list[str] = []
+
+    def service(name: str) -> Callable[[Gateway], contextlib.AbstractAsyncContextManager[None]]:
+        @contextlib.asynccontextmanager
+        async def run(gateway: Gateway) -> AsyncIterator[None]:
+            assert gateway.bus.started  # made on the started bus
+            events.append(f"start {name}")
+            yield
+            events.append(f"stop {name} (bus started: {gateway.bus.started})")
+
+        return run
+
+    monkeypatch.setattr(aclbus_gateway.app, "SERVICES", (service("a"), service("b")))
+    app = create_app(bus=bus, gateway=gateway_settings)
+    async with app.router.lifespan_context(app):
+        assert events == ["start a", "start b"]
+    assert events[2:] == ["stop b (bus started: True)", "stop a (bus started: True)"]
