@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hmac
 from dataclasses import dataclass
 from typing import Annotated
 
@@ -13,7 +12,7 @@ from aclbus_gateway.state import Gateway, current_gateway
 
 __all__ = ["Caller", "caller"]
 
-_bearer = HTTPBearer(auto_error=False)
+_bearer = HTTPBearer(auto_error=False, description="A token of ACLBUS_GATEWAY__TOKENS.")
 
 
 @dataclass(frozen=True)
@@ -31,14 +30,22 @@ def caller(
     gateway: Annotated[Gateway, Depends(current_gateway)],
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
 ) -> Caller:
-    """The caller of a request (a FastAPI dependency): 401 without a known bearer token."""
-    if credentials is not None:
-        presented = credentials.credentials.encode()
-        for agent_id, token in gateway.settings.tokens.items():
-            if hmac.compare_digest(presented, token.get_secret_value().encode()):
-                return Caller(agent_id)
-    raise HTTPException(
-        status.HTTP_401_UNAUTHORIZED,
-        detail="a bearer token of a known agent is required",
-        headers={"WWW-Authenticate": "Bearer"},
-    )
+    """The caller of a request (a FastAPI dependency).
+
+    Raises:
+        HTTPException: 401 without a bearer token of a known agent; 403 when the policy of
+            the gateway's bus user does not let it act as that agent.
+    """
+    agent_id = None if credentials is None else gateway.tokens.agent_for(credentials.credentials)
+    if agent_id is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            detail="a bearer token of a known agent is required",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if gateway.allowed_agents is not None and agent_id not in gateway.allowed_agents:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            detail=f"the gateway's policy user may not act as agent {agent_id!r}",
+        )
+    return Caller(agent_id)
