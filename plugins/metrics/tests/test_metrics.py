@@ -43,7 +43,8 @@ def value(samples: Samples, name: str, **labels: str) -> float:
     return sum(v for (n, ls), v in samples.items() if n == name and wanted <= ls)
 
 
-ALLOWED_LABELS = {"performative", "message_type", "outcome", "backend", "error", "le"}
+# `stream`: the consumer gauges, one series per stream (a handful per namespace), never per agent.
+ALLOWED_LABELS = {"performative", "message_type", "outcome", "backend", "error", "le", "stream"}
 
 
 class Flaky(Exception):
@@ -207,6 +208,33 @@ class MetricsCases:
         consumers = {v for ls in pending for k, v in ls if k == "consumer"}
         assert f"{bus.settings.subject_prefix}-agent-worker" in consumers  # its inbox consumer
         assert value(samples, "aclbus_messages_sent_total", agent="worker") == 0  # sends: none
+
+    async def test_the_backlog_is_polled_on_its_own_while_the_bus_runs(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # No explicit poll: a scrape alone must see the backlog (the alerts read it).
+        monkeypatch.setenv("ACLBUS_METRICS__POLL_INTERVAL", "0.1")
+        bus = self.make_bus(plugins=[aclbus_metrics])
+        release = asyncio.Event()
+
+        @bus.agent("worker").on(Performative.INFORM)
+        async def hold(msg: ACLMessage) -> None:
+            await release.wait()
+
+        def backlog() -> float:
+            samples = parse(aclbus_metrics.exposition(aclbus_metrics.registry(bus)))
+            return value(samples, "aclbus_consumer_pending") + value(
+                samples, "aclbus_consumer_ack_pending"
+            )
+
+        async with bus:
+            try:
+                for _ in range(2):
+                    await bus.send(inform("ok"))
+                await eventually(lambda: backlog() == 2, timeout=5.0, what="the backlog seen")
+            finally:
+                release.set()  # else the held handlers keep the bus from stopping
+            await eventually(lambda: backlog() == 0, timeout=10.0, what="the backlog drained")
 
     async def test_the_backlog_is_polled_from_the_consumers(self) -> None:
         bus = self.make_bus(plugins=[aclbus_metrics])

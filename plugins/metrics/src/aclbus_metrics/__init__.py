@@ -103,11 +103,12 @@ def _middleware(bus: Bus) -> MetricsMiddleware | None:
 
 @hookimpl
 def aclbus_bus_started(bus: Bus) -> None:
-    """Start the HTTP server on ``ACLBUS_METRICS__PORT``, if one is set."""
+    """Poll the consumer states every ``poll_interval``; serve ``ACLBUS_METRICS__PORT``, if set."""
     middleware = _middleware(bus)
     if middleware is None:
         return
     metrics = MetricsSettings()
+    middleware.start_polling(metrics.poll_interval)
     if metrics.port is not None:
         middleware.server = MetricsServer(middleware.registry, host=metrics.host, port=metrics.port)
 
