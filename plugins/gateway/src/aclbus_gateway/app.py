@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from aclbus import Bus, Settings
-from aclbus_gateway.routes import ROUTERS
+from aclbus_gateway.routes import EXTENSIONS, ROUTERS
 from aclbus_gateway.settings import GatewaySettings
 from aclbus_gateway.state import Gateway
 
@@ -33,13 +33,24 @@ def create_app(
     gateway_settings = gateway if gateway is not None else GatewaySettings()
 
     @asynccontextmanager
+    async def serving(app: FastAPI, on: Bus) -> AsyncIterator[None]:
+        gateway = Gateway(on, gateway_settings)
+        for extend in EXTENSIONS:
+            extend(gateway)
+        app.state.gateway = gateway
+        try:
+            await gateway.start()
+            yield
+        finally:
+            await gateway.stop()
+
+    @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         if bus is not None:
-            app.state.gateway = Gateway(bus, gateway_settings)
-            yield
+            async with serving(app, bus):
+                yield
             return
-        async with Bus(settings) as own:
-            app.state.gateway = Gateway(own, gateway_settings)
+        async with Bus(settings) as own, serving(app, own):
             yield
 
     app = FastAPI(title="aclbus gateway", version="0.1.0", lifespan=lifespan)

@@ -13,10 +13,13 @@ if TYPE_CHECKING:
     from aclbus import Agent, Bus
     from aclbus_gateway.settings import GatewaySettings
 
-__all__ = ["AgentSetup", "Gateway", "current_gateway"]
+__all__ = ["AgentSetup", "Gateway", "LifecycleStep", "current_gateway"]
 
 AgentSetup = Callable[["Agent"], Awaitable[None]]
 """Called with each agent the gateway starts for a caller, before it starts (adds handlers)."""
+
+LifecycleStep = Callable[[], Awaitable[None]]
+"""A step of the gateway's start or stop (reload webhooks at start, stop deliveries at stop)."""
 
 
 @dataclass
@@ -33,12 +36,16 @@ class Gateway:
         settings: The gateway's settings.
         agent_setups: What runs on each hosted agent before it starts.
         extensions: State the route modules keep (webhook dispatcher, streams), by name.
+        on_start: Run in order once the bus is started, before the first request.
+        on_stop: Run in reverse order when the application stops, before the bus stops.
     """
 
     bus: Bus
     settings: GatewaySettings
     agent_setups: list[AgentSetup] = field(default_factory=list)
     extensions: dict[str, Any] = field(default_factory=dict)
+    on_start: list[LifecycleStep] = field(default_factory=list)
+    on_stop: list[LifecycleStep] = field(default_factory=list)
     _hosting: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
     async def agent(self, agent_id: str) -> Agent:
@@ -52,6 +59,22 @@ class Gateway:
                 await setup(agent)
             await agent.start()
             return agent
+
+    async def start(self) -> None:
+        """Run the ``on_start`` steps, in order (the application's lifespan calls it)."""
+        for step in self.on_start:
+            await step()
+
+    async def stop(self) -> None:
+        """Run the ``on_stop`` steps in reverse order; one that fails does not stop the rest."""
+        errors: list[BaseException] = []
+        for step in reversed(self.on_stop):
+            try:
+                await step()
+            except Exception as exc:  # the bus must still stop after a failed step
+                errors.append(exc)
+        if errors:
+            raise errors[0]
 
 
 def current_gateway(request: Request) -> Gateway:

@@ -1,9 +1,143 @@
-"""The gateway's stream routes."""
+"""The gateway's stream route: the caller's agent's messages as Server-Sent Events."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import asyncio
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Annotated
+
+import orjson
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, status
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+
+from aclbus.errors import ACLBusError
+from aclbus_gateway.auth import Caller, caller
+from aclbus_gateway.envelope import envelope_bytes
+from aclbus_gateway.events import AgentEvents, Event
+from aclbus_gateway.state import Gateway, current_gateway
 
 __all__ = ["router"]
 
-router = APIRouter()
+log = logging.getLogger("aclbus.gateway")
+
+router = APIRouter(prefix="/communication", tags=["stream"])
+
+_SEQUENCE = r"^[0-9]{1,19}$"
+_OPEN = "streams.open"
+
+
+@dataclass
+class _Opened:
+    """A stream about to be served: where it starts and what it reads."""
+
+    events: AgentEvents
+    after: int
+
+
+async def _open(
+    request: Request,
+    gateway: Annotated[Gateway, Depends(current_gateway)],
+    who: Annotated[Caller, Depends(caller)],
+    last_event_id: Annotated[
+        str | None,
+        Header(
+            pattern=_SEQUENCE,
+            description="the id of the last event seen: the stream goes on after it",
+        ),
+    ] = None,
+    after: Annotated[
+        int | None,
+        Query(
+            ge=0,
+            lt=2**63,
+            description="start after this sequence (0: every stored message); "
+            "without it and without Last-Event-ID, the stream starts now",
+        ),
+    ] = None,
+) -> AsyncIterator[_Opened]:
+    """Check that the stream can be served and where it starts; hold a slot while it runs."""
+    backend = gateway.bus.backend
+    if not backend.capabilities.persistent:
+        raise HTTPException(
+            status.HTTP_501_NOT_IMPLEMENTED,
+            detail=f"backend {backend.name!r} stores no messages, so its stream cannot be "
+            "read or resumed: use a persistent backend (nats)",
+        )
+    open_now: int = gateway.extensions.get(_OPEN, 0)
+    if open_now >= gateway.settings.stream_clients:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail=f"{open_now} event streams are open, the most "
+            "ACLBUS_GATEWAY__STREAM_CLIENTS allows: try again later",
+            headers={"Retry-After": "5"},
+        )
+    events = AgentEvents(gateway.bus, who.agent_id, batch=gateway.settings.stream_batch)
+    if last_event_id is not None:
+        start = int(last_event_id)
+    elif after is not None:
+        start = after
+    else:
+        start = await events.last_sequence()
+    gateway.extensions[_OPEN] = gateway.extensions.get(_OPEN, 0) + 1
+    try:
+        yield _Opened(events, start)
+    finally:
+        gateway.extensions[_OPEN] -= 1
+
+
+def _event(event: Event) -> ServerSentEvent:
+    if event.message is None:
+        data = {"sequence": event.sequence, "subject": event.subject, "error": event.problem}
+        return ServerSentEvent(
+            id=str(event.sequence), event="undecodable", raw_data=orjson.dumps(data).decode()
+        )
+    return ServerSentEvent(
+        id=str(event.sequence), event="message", raw_data=envelope_bytes(event.message).decode()
+    )
+
+
+@router.get(
+    "/stream",
+    response_class=EventSourceResponse,
+    summary="The caller's agent's messages, as Server-Sent Events",
+    responses={
+        501: {"description": "The backend stores no messages"},
+        503: {"description": "As many streams are open as the gateway serves"},
+    },
+)
+async def stream(
+    request: Request,
+    gateway: Annotated[Gateway, Depends(current_gateway)],
+    opened: Annotated[_Opened, Depends(_open)],
+) -> AsyncIterator[ServerSentEvent]:
+    """Each message to the caller's agent, as an event ``message`` whose id is its sequence.
+
+    Reconnect with ``Last-Event-ID`` (or ``?after=``) to read on after the last event seen.
+    """
+    settings = gateway.settings
+    cursor = opened.after
+    yield ServerSentEvent(comment=f"aclbus: after {cursor}", retry=1000)
+    quiet_since = time.monotonic()
+    while True:
+        try:
+            events = await opened.events.after(cursor)
+        except (ACLBusError, TimeoutError) as exc:
+            # The client reconnects with the last id it got and loses nothing.
+            log.warning("event stream stopped: %s", type(exc).__name__)
+            yield ServerSentEvent(event="error", raw_data=orjson.dumps(str(exc)[:300]).decode())
+            return
+        for event in events:
+            yield _event(event)
+            cursor = event.sequence
+        if events:
+            quiet_since = time.monotonic()
+            continue
+        if time.monotonic() - quiet_since >= settings.stream_keepalive:
+            yield ServerSentEvent(comment="keep-alive")
+            quiet_since = time.monotonic()
+        if await request.is_disconnected():
+            return
+        await asyncio.sleep(settings.stream_poll)

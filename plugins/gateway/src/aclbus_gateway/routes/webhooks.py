@@ -1,9 +1,94 @@
-"""The gateway's webhooks routes."""
+"""The gateway's webhooks routes: register, list and delete the caller's webhooks."""
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+from typing import Annotated
 
-__all__ = ["router"]
+from fastapi import APIRouter, Depends, HTTPException, Path, status
 
-router = APIRouter()
+from aclbus_gateway.auth import Caller, caller
+from aclbus_gateway.state import Gateway, current_gateway
+from aclbus_gateway.webhooks import (
+    WEBHOOK_ID,
+    TooManyWebhooks,
+    WebhookRequest,
+    Webhooks,
+    WebhooksUnavailable,
+    WebhookView,
+    WebhookWithSecret,
+)
+
+__all__ = ["extend", "router"]
+
+router = APIRouter(prefix="/communication/handlers", tags=["webhooks"])
+
+extend = Webhooks.extend
+"""Adds webhooks to a starting gateway (see `aclbus_gateway.routes.EXTENSIONS`)."""
+
+
+def _webhooks(gateway: Annotated[Gateway, Depends(current_gateway)]) -> Webhooks:
+    webhooks: Webhooks = gateway.extensions["webhooks"]
+    return webhooks
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=WebhookWithSecret,
+    summary="Register a webhook for the caller's agent",
+    responses={
+        409: {"description": "The agent has as many webhooks as it may have"},
+        501: {"description": "The backend cannot keep webhooks (no key-value store)"},
+    },
+)
+async def register_webhook(
+    body: WebhookRequest,
+    who: Annotated[Caller, Depends(caller)],
+    webhooks: Annotated[Webhooks, Depends(_webhooks)],
+) -> WebhookWithSecret:
+    """Messages of the caller's agent that pass the filters are POSTed to ``url``.
+
+    The answer holds the webhook's signing ``secret``: it is shown this once only.
+    """
+    try:
+        registration = await webhooks.register(who.agent_id, body)
+    except TooManyWebhooks as exc:
+        raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
+    except WebhooksUnavailable as exc:
+        raise HTTPException(status.HTTP_501_NOT_IMPLEMENTED, detail=str(exc)) from None
+    return registration.shown_once()
+
+
+@router.get("", response_model=list[WebhookView], summary="The caller's webhooks")
+async def list_webhooks(
+    who: Annotated[Caller, Depends(caller)],
+    webhooks: Annotated[Webhooks, Depends(_webhooks)],
+) -> list[WebhookView]:
+    """The caller's agent's webhooks, oldest first, without their secrets."""
+    return [r.view() for r in webhooks.of(who.agent_id)]
+
+
+@router.delete(
+    "/{webhook_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    summary="Delete one of the caller's webhooks",
+    responses={
+        403: {"description": "The webhook is another agent's"},
+        404: {"description": "No such webhook"},
+    },
+)
+async def delete_webhook(
+    webhook_id: Annotated[str, Path(pattern=WEBHOOK_ID, description="the webhook's id")],
+    who: Annotated[Caller, Depends(caller)],
+    webhooks: Annotated[Webhooks, Depends(_webhooks)],
+) -> None:
+    """Stop POSTing to a webhook and forget it."""
+    registration = webhooks.get(webhook_id)
+    if registration is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, detail=f"no webhook {webhook_id!r}")
+    if registration.agent != who.agent_id:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            detail=f"webhook {webhook_id!r} is another agent's: a caller manages its own",
+        )
+    await webhooks.delete(registration)
