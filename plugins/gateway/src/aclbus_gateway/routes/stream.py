@@ -5,18 +5,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import weakref
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from typing import Annotated
 
 import orjson
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, status
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, status
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from aclbus.errors import ACLBusError
 from aclbus_gateway.auth import Caller, caller
 from aclbus_gateway.envelope import envelope_bytes
 from aclbus_gateway.events import AgentEvents, Event
+from aclbus_gateway.settings import GatewaySettings
 from aclbus_gateway.state import Gateway, current_gateway
 
 __all__ = ["router"]
@@ -26,19 +27,40 @@ log = logging.getLogger("aclbus.gateway")
 router = APIRouter(prefix="/communication", tags=["stream"])
 
 _SEQUENCE = r"^[0-9]{1,19}$"
-_OPEN = "streams.open"
+_SLOTS = "streams.slots"
 
 
-@dataclass
+class _Slots:
+    """How many event streams are open, against ``stream_clients``."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.open = 0
+
+
 class _Opened:
-    """A stream about to be served: where it starts and what it reads."""
+    """A stream about to be served: what it reads, where it starts, the slot it holds.
 
-    events: AgentEvents
-    after: int
+    The slot is given back when the stream's generator ends, or, if the generator never
+    ran (the client left at once), when this object is collected.
+    """
+
+    def __init__(self, events: AgentEvents, after: int, slots: _Slots) -> None:
+        self.events = events
+        self.after = after
+        slots.open += 1
+        self._release = weakref.finalize(self, _give_back, slots)
+
+    def release(self) -> None:
+        """Give the slot back (once)."""
+        self._release()
+
+
+def _give_back(slots: _Slots) -> None:
+    slots.open -= 1
 
 
 async def _open(
-    request: Request,
     gateway: Annotated[Gateway, Depends(current_gateway)],
     who: Annotated[Caller, Depends(caller)],
     last_event_id: Annotated[
@@ -57,8 +79,8 @@ async def _open(
             "without it and without Last-Event-ID, the stream starts now",
         ),
     ] = None,
-) -> AsyncIterator[_Opened]:
-    """Check that the stream can be served and where it starts; hold a slot while it runs."""
+) -> _Opened:
+    """Check that the stream can be served, find where it starts, take a slot for it."""
     backend = gateway.bus.backend
     if not backend.capabilities.persistent:
         raise HTTPException(
@@ -66,11 +88,11 @@ async def _open(
             detail=f"backend {backend.name!r} stores no messages, so its stream cannot be "
             "read or resumed: use a persistent backend (nats)",
         )
-    open_now: int = gateway.extensions.get(_OPEN, 0)
-    if open_now >= gateway.settings.stream_clients:
+    slots: _Slots = gateway.extensions.setdefault(_SLOTS, _Slots(gateway.settings.stream_clients))
+    if slots.open >= slots.limit:
         raise HTTPException(
             status.HTTP_503_SERVICE_UNAVAILABLE,
-            detail=f"{open_now} event streams are open, the most "
+            detail=f"{slots.open} event streams are open, the most "
             "ACLBUS_GATEWAY__STREAM_CLIENTS allows: try again later",
             headers={"Retry-After": "5"},
         )
@@ -81,11 +103,7 @@ async def _open(
         start = after
     else:
         start = await events.last_sequence()
-    gateway.extensions[_OPEN] = gateway.extensions.get(_OPEN, 0) + 1
-    try:
-        yield _Opened(events, start)
-    finally:
-        gateway.extensions[_OPEN] -= 1
+    return _Opened(events, start, slots)
 
 
 def _event(event: Event) -> ServerSentEvent:
@@ -109,15 +127,22 @@ def _event(event: Event) -> ServerSentEvent:
     },
 )
 async def stream(
-    request: Request,
     gateway: Annotated[Gateway, Depends(current_gateway)],
     opened: Annotated[_Opened, Depends(_open)],
 ) -> AsyncIterator[ServerSentEvent]:
     """Each message to the caller's agent, as an event ``message`` whose id is its sequence.
 
     Reconnect with ``Last-Event-ID`` (or ``?after=``) to read on after the last event seen.
+    A client that goes away is noticed when the next event or keep-alive cannot be sent.
     """
-    settings = gateway.settings
+    try:
+        async for event in _follow(gateway.settings, opened):
+            yield event
+    finally:
+        opened.release()
+
+
+async def _follow(settings: GatewaySettings, opened: _Opened) -> AsyncIterator[ServerSentEvent]:
     cursor = opened.after
     yield ServerSentEvent(comment=f"aclbus: after {cursor}", retry=1000)
     quiet_since = time.monotonic()
@@ -138,6 +163,4 @@ async def stream(
         if time.monotonic() - quiet_since >= settings.stream_keepalive:
             yield ServerSentEvent(comment="keep-alive")
             quiet_since = time.monotonic()
-        if await request.is_disconnected():
-            return
         await asyncio.sleep(settings.stream_poll)
