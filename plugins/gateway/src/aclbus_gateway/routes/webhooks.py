@@ -6,6 +6,8 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Path, status
 
+from aclbus.errors import ACLBusError
+from aclbus.redaction import redact
 from aclbus_gateway.auth import Caller, caller
 from aclbus_gateway.state import Gateway, current_gateway
 from aclbus_gateway.webhooks import (
@@ -39,6 +41,7 @@ def _webhooks(gateway: Annotated[Gateway, Depends(current_gateway)]) -> Webhooks
     responses={
         409: {"description": "The agent has as many webhooks as it may have"},
         501: {"description": "The backend cannot keep webhooks (no key-value store)"},
+        503: {"description": "The broker refused the agent's topic or group subscription"},
     },
 )
 async def register_webhook(
@@ -56,6 +59,12 @@ async def register_webhook(
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
     except WebhooksUnavailable as exc:
         raise HTTPException(status.HTTP_501_NOT_IMPLEMENTED, detail=str(exc)) from None
+    except ACLBusError as exc:  # the broker refused the agent's topic or group (a limit)
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            detail=f"the webhook could not be set up, nothing was kept: {type(exc).__name__}: "
+            f"{redact(str(exc))[:300]}",
+        ) from None
     return registration.shown_once()
 
 

@@ -81,6 +81,11 @@ class Poster:
         if client is not None:
             await client.aclose()
 
+    @property
+    def running(self) -> bool:
+        """Whether POSTs can be made (between `start` and `stop`)."""
+        return self._client is not None
+
     def forget(self, webhook_id: str) -> None:
         """Drop the in-flight slots of a deleted webhook."""
         self._slots.pop(webhook_id, None)

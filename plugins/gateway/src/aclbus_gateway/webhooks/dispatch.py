@@ -107,6 +107,10 @@ class Dispatcher:
         targets = self.matching(agent, msg, delivery.subject)
         if not targets:
             return  # acknowledged: the event stream still has it
+        if not self._poster.running:
+            # Stopping: no attempt is made, so none is spent; the next start gets it again.
+            await delivery.nack(self._settings.webhook_backoff)
+            return
         body = envelope_bytes(msg)
         attempt = delivery.attempt
         failures = await self._attempt(targets, msg, body, attempt)
