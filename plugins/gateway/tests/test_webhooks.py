@@ -22,6 +22,7 @@ import pytest
 
 from aclbus import Bus
 from aclbus.acl import build
+from aclbus.errors import RequestTimeout
 from aclbus_gateway import GatewaySettings
 from aclbus_nats.testing import delete_streams
 
@@ -188,3 +189,21 @@ async def test_registrations_survive_a_gateway_restart(
     secrets = {w["id"]: w["secret"] for w in (on_topic, on_group, informs)}
     for record in receiver.records():  # the secrets survived the restart too
         assert signed_ok(record, secrets[record["headers"]["aclbus-webhook-id"]])
+
+
+async def test_a_request_is_posted_once_and_gets_no_reply(
+    nats_url: str, prefix: str, receiver: Receiver
+) -> None:
+    settings = nats_settings(prefix)
+    async with served_gateway(nats_bus(nats_url, settings), gateway_settings()) as base:
+        created = await register(base, url=receiver.url, performatives=["request"])
+        async with nats_bus(nats_url, settings) as sender:
+            ask = build(performative="request", sender_id="sender", receiver_id=AGENT)
+            with pytest.raises(RequestTimeout):
+                await sender.request(ask, timeout=1.0)
+            await send(sender, 1)  # an inform: not for this webhook
+            await asyncio.sleep(0.3)
+    (record,) = receiver.records()
+    assert json.loads(record["body"])["message_id"] == ask.message_id
+    assert record["headers"]["aclbus-delivery-attempt"] == "1"
+    assert signed_ok(record, created["secret"])

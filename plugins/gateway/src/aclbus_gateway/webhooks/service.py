@@ -86,6 +86,14 @@ class Webhooks:
         """Reload the registrations and host their agents again."""
         if not self.available:
             return
+        ack_wait = self._gateway.bus.settings.ack_wait
+        if self._gateway.settings.webhook_timeout >= ack_wait:
+            log.warning(
+                "ACLBUS_GATEWAY__WEBHOOK_TIMEOUT (%g s) is not under ACLBUS_ACK_WAIT (%g s): "
+                "a slow webhook's message is redelivered while its POST runs",
+                self._gateway.settings.webhook_timeout,
+                ack_wait,
+            )
         await self._poster.start()
         stored = await self._store.load()
         for registration in sorted(stored, key=lambda r: (r.created, r.id)):  # oldest first
