@@ -79,8 +79,9 @@ async def send(bus: Bus, n: int) -> str:
 async def test_receiver_killed_and_restarted_mid_flow_loses_nothing(
     nats_url: str, prefix: str, receiver: Receiver
 ) -> None:
-    settings = nats_settings(prefix)
-    gateway = gateway_settings(webhook_attempts=8, webhook_backoff=0.2, webhook_backoff_max=1.0)
+    # A budget of about 12 s: a receiver slow to come back on a loaded machine is still in it.
+    settings = nats_settings(prefix, max_deliver=20)
+    gateway = gateway_settings(webhook_attempts=15, webhook_backoff=0.2, webhook_backoff_max=1.0)
     async with served_gateway(nats_bus(nats_url, settings), gateway) as base:
         created = await register(base, url=receiver.url)
         secret = created["secret"]
@@ -89,7 +90,7 @@ async def test_receiver_killed_and_restarted_mid_flow_loses_nothing(
             await wait_for(lambda: len(receiver.records()) >= 5, timeout=10, what="5 POSTs")
             receiver.kill()
             sent += [await send(sender, n) for n in range(10, 20)]
-            await asyncio.sleep(1.0)  # attempts fail meanwhile, within the budget of 8
+            await asyncio.sleep(1.0)  # attempts fail meanwhile, within the budget
             await receiver.start()
             sent += [await send(sender, n) for n in range(20, 30)]
 
@@ -113,7 +114,7 @@ async def test_receiver_killed_and_restarted_mid_flow_loses_nothing(
     assert all(len(ids) == 1 for ids in by_delivery.values())
     assert sorted(i for ids in by_delivery.values() for i in ids) == sorted(sent)
     attempts = [int(r["headers"]["aclbus-delivery-attempt"]) for r in records]
-    assert max(attempts) <= 8
+    assert max(attempts) <= 15
     assert max(attempts) >= 2  # the kill made some attempts fail: they were retried
 
 

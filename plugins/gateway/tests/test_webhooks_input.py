@@ -62,6 +62,17 @@ async def test_bad_filters_are_refused_field_by_field(
     assert locations(response) == [where]
 
 
+async def test_a_group_too_long_for_the_agents_consumer_name_is_refused(
+    client: httpx.AsyncClient,
+) -> None:
+    # A valid id (128 characters) that cannot name the agent's group consumer with it.
+    body = {"url": URL, "group": "g" * 128}
+    response = await client.post("/communication/handlers", json=body, headers=MINE)
+    assert locations(response) == [["body", "group"]]
+    assert "too long" in response.json()["detail"][0]["msg"]
+    assert (await client.get("/communication/handlers", headers=MINE)).json() == []
+
+
 async def test_ids_owners_and_the_limit(client: httpx.AsyncClient) -> None:
     assert (await client.post("/communication/handlers", json={"url": URL})).status_code == 401
     created = await client.post(

@@ -51,3 +51,6 @@ class GatewaySettings(SectionSettings):
     """Stored messages read per look at the durable stream."""
     stream_clients: int = Field(default=100, ge=1, le=100_000)
     """Event streams open at the same time at most; one more is refused with 503."""
+    stream_duration: float = Field(default=3600.0, gt=0, le=86400)
+    """Seconds an event stream stays open at most; then it ends and the client reconnects
+    with ``Last-Event-ID``, losing nothing (it lets connections move between gateways)."""

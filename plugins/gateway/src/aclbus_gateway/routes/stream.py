@@ -146,7 +146,8 @@ async def _follow(settings: GatewaySettings, opened: _Opened) -> AsyncIterator[S
     cursor = opened.after
     yield ServerSentEvent(comment=f"aclbus: after {cursor}", retry=1000)
     quiet_since = time.monotonic()
-    while True:
+    ends = quiet_since + settings.stream_duration
+    while time.monotonic() < ends:
         try:
             events = await opened.events.after(cursor)
         except (ACLBusError, TimeoutError) as exc:

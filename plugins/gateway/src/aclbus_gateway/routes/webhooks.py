@@ -12,6 +12,7 @@ from aclbus_gateway.auth import Caller, caller
 from aclbus_gateway.state import Gateway, current_gateway
 from aclbus_gateway.webhooks import (
     WEBHOOK_ID,
+    BadFilter,
     TooManyWebhooks,
     WebhookRequest,
     Webhooks,
@@ -55,6 +56,9 @@ async def register_webhook(
     """
     try:
         registration = await webhooks.register(who.agent_id, body)
+    except BadFilter as exc:
+        detail = [{"loc": ["body", exc.field], "msg": str(exc), "type": "value_error"}]
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, detail=detail) from None
     except TooManyWebhooks as exc:
         raise HTTPException(status.HTTP_409_CONFLICT, detail=str(exc)) from None
     except WebhooksUnavailable as exc:

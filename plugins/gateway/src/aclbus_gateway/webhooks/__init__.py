@@ -16,7 +16,12 @@ from aclbus_gateway.webhooks.model import (
     WebhookView,
     WebhookWithSecret,
 )
-from aclbus_gateway.webhooks.service import TooManyWebhooks, Webhooks, WebhooksUnavailable
+from aclbus_gateway.webhooks.service import (
+    BadFilter,
+    TooManyWebhooks,
+    Webhooks,
+    WebhooksUnavailable,
+)
 from aclbus_gateway.webhooks.signing import (
     ATTEMPT_HEADER,
     DELIVERY_HEADER,
@@ -34,6 +39,7 @@ __all__ = [
     "TIMESTAMP_HEADER",
     "WEBHOOK_HEADER",
     "WEBHOOK_ID",
+    "BadFilter",
     "Dispatcher",
     "Registration",
     "TooManyWebhooks",

@@ -11,7 +11,7 @@ import asyncio
 import logging
 
 from aclbus import Agent, Delivery
-from aclbus.errors import ACLBusError
+from aclbus.errors import ACLBusError, InvalidIdentifier
 from aclbus.subjects import validate_id
 from aclbus_gateway.state import Gateway
 from aclbus_gateway.webhooks.delivery import Poster
@@ -19,9 +19,21 @@ from aclbus_gateway.webhooks.dispatch import Dispatcher
 from aclbus_gateway.webhooks.model import Registration, WebhookRequest
 from aclbus_gateway.webhooks.store import RegistrationStore
 
-__all__ = ["TooManyWebhooks", "Webhooks", "WebhooksUnavailable"]
+__all__ = ["BadFilter", "TooManyWebhooks", "Webhooks", "WebhooksUnavailable"]
 
 log = logging.getLogger("aclbus.gateway")
+
+
+class BadFilter(ACLBusError):
+    """A filter that is well-formed but cannot be used for this agent.
+
+    Attributes:
+        field: The filter's field (``group``).
+    """
+
+    def __init__(self, field: str, problem: str) -> None:
+        self.field = field
+        super().__init__(problem)
 
 
 class TooManyWebhooks(ACLBusError):
@@ -116,6 +128,7 @@ class Webhooks:
 
         Raises:
             WebhooksUnavailable: The backend has no key-value store.
+            BadFilter: The group is too long to make the agent's consumer name with it.
             TooManyWebhooks: The agent has ``webhooks_per_agent`` webhooks already.
         """
         if not self.available:
@@ -124,6 +137,14 @@ class Webhooks:
                 "webhooks in: use a backend with one (nats)"
             )
         validate_id(agent)
+        if request.group is not None:
+            try:  # the group consumer's name holds the group and the agent: it may not fit
+                name = self._gateway.bus.subjects.durable("group", request.group, agent)
+                validate_id(name, "durable consumer name", remember=False)
+            except InvalidIdentifier as exc:
+                raise BadFilter(
+                    "group", f"group {request.group[:40]!r}… is too long for agent {agent!r}: {exc}"
+                ) from None
         limit = self._gateway.settings.webhooks_per_agent
         async with self._changing:
             mine = self._by_agent.setdefault(agent, {})
