@@ -16,6 +16,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from aclbus.codec import EncodeError
 from aclbus.errors import (
@@ -38,7 +39,7 @@ from aclbus.errors import (
 )
 from aclbus.redaction import redact
 
-__all__ = ["BUS_ERROR_STATUS", "ErrorBody", "install_error_handlers", "responses"]
+__all__ = ["BUS_ERROR_STATUS", "ErrorBody", "install_error_handlers", "json_responses", "responses"]
 
 log = logging.getLogger("aclbus.gateway")
 
@@ -94,6 +95,7 @@ _DESCRIPTIONS: Final = {
     401: "No bearer token, or one of no known agent.",
     403: "Acting as another agent, or refused by the policy.",
     404: "Not found.",
+    409: "A limit is reached (as many webhooks as the agent may have).",
     413: "The body (or the encoded message) is over the limit.",
     422: "The body or a path parameter is invalid (field-level detail).",
     501: "The backend lacks what this needs (a key-value store, say).",
@@ -106,6 +108,22 @@ _DESCRIPTIONS: Final = {
 def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """The ``responses=`` of a route: each code with the `ErrorBody` schema."""
     return {code: {"model": ErrorBody, "description": _DESCRIPTIONS[code]} for code in codes}
+
+
+def json_responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """`responses` for a route whose own answer is not JSON (Server-Sent Events).
+
+    Its errors are JSON all the same, and the document must say so rather than give them the
+    route's media type.
+    """
+    schema = {"$ref": "#/components/schemas/ErrorBody"}
+    return {
+        code: {
+            "description": _DESCRIPTIONS[code],
+            "content": {"application/json": {"schema": schema}},
+        }
+        for code in codes
+    }
 
 
 def status_of(exc: ACLBusError) -> int:
@@ -141,7 +159,22 @@ async def _validation(request: Request, exc: Exception) -> JSONResponse:
 async def _http(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     error = _HTTP_ERROR_NAMES.get(exc.status_code, "HTTPError")
-    return error_response(exc.status_code, error, exc.detail, exc.headers)
+    headers = exc.headers
+    if exc.status_code == status.HTTP_405_METHOD_NOT_ALLOWED:
+        # Starlette's Allow names the methods of the first route of the path only; a path
+        # served by two routes (GET and POST /communication/handlers) has more.
+        headers = {**(headers or {}), "Allow": ", ".join(_methods_of(request))}
+    return error_response(exc.status_code, error, exc.detail, headers)
+
+
+def _methods_of(request: Request) -> list[str]:
+    methods: set[str] = set()
+    for route in request.app.router.routes:
+        match, _ = route.matches({**request.scope, "method": "GET"})
+        route_methods = getattr(route, "methods", None)
+        if match is not Match.NONE and route_methods:
+            methods.update(route_methods)
+    return sorted(methods)
 
 
 async def _bus(request: Request, exc: Exception) -> JSONResponse:

@@ -47,3 +47,28 @@ class GatewaySettings(SectionSettings):
     tls_certfile: Path | None = None
     tls_keyfile: Path | None = None
     tls_client_ca: Path | None = None
+
+    # -- webhooks and the event stream (docs/operations.md "Webhooks", "Event stream") -----
+    webhook_attempts: int = Field(default=5, ge=1, le=100)
+    """Deliveries of one message to one webhook at most (the bus' ``max_deliver`` caps it)."""
+    webhook_backoff: float = Field(default=1.0, gt=0, le=3600)
+    """Seconds before the second attempt; each later one waits twice as long (with jitter)."""
+    webhook_backoff_max: float = Field(default=300.0, gt=0, le=86400)
+    """The longest wait between two attempts, in seconds."""
+    webhook_timeout: float = Field(default=10.0, gt=0, le=300)
+    """Seconds a webhook has to answer one POST; keep it well under the bus' ``ack_wait``."""
+    webhook_in_flight: int = Field(default=16, ge=1, le=10_000)
+    """POSTs to one webhook at the same time at most; more wait for a slot."""
+    webhooks_per_agent: int = Field(default=20, ge=1, le=1000)
+    """Webhooks one agent may register; one more is refused with 409."""
+    stream_poll: float = Field(default=0.25, gt=0, le=60)
+    """Seconds between two looks at the durable stream while an event stream is idle."""
+    stream_keepalive: float = Field(default=15.0, gt=0, le=3600)
+    """Seconds of silence after which an event stream sends a keep-alive comment."""
+    stream_batch: int = Field(default=100, ge=1, le=1000)
+    """Stored messages read per look at the durable stream."""
+    stream_clients: int = Field(default=100, ge=1, le=100_000)
+    """Event streams open at the same time at most; one more is refused with 503."""
+    stream_duration: float = Field(default=3600.0, gt=0, le=86400)
+    """Seconds an event stream stays open at most; then it ends and the client reconnects
+    with ``Last-Event-ID``, losing nothing (it lets connections move between gateways)."""

@@ -28,5 +28,5 @@ ROUTERS: tuple[APIRouter, ...] = (
 )
 """Every router of the gateway, in the order of the OpenAPI document."""
 
-SERVICES: tuple[GatewayService, ...] = ()
+SERVICES: tuple[GatewayService, ...] = (webhooks.service,)
 """What runs while the gateway runs (`aclbus_gateway.state.GatewayService`), in start order."""
