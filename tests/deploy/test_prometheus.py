@@ -1,15 +1,17 @@
-"""End to end: the real Prometheus server, the real alerts.yml, a real process' /metrics.
+"""End to end: the real Prometheus server, the real alerts.yml, a running gateway's /metrics.
 
 Prometheus (Debian's package, like promtool) runs on loopback with a temporary data folder,
-scraping every second a process that runs a bus with the metrics plugin on the session's
-nats-server (``metrics_target.py``; the gateway's ``aclbus serve`` can take its place). The
-rules are deploy/prometheus/alerts.yml with one change, in a temporary copy: every ``for:``
-is ``0s``, so that an alert fires within seconds instead of minutes (the windows themselves
-are promtool's to test, in deploy/prometheus/tests).
+scraping every second a real ``aclbus serve`` on the session's nats-server. The gateway hosts
+agent ``worker`` for a webhook (a real HTTP receiver, ``webhook_sink.py``), so the worker's
+messages are consumed, and counted, by the gateway's bus. The rules are
+deploy/prometheus/alerts.yml with one change, in a temporary copy: every ``for:`` is ``0s``,
+so that an alert fires within seconds instead of minutes (the windows themselves are
+promtool's to test, in deploy/prometheus/tests).
 
-The test sends handled messages until Prometheus has evaluated a failure ratio of 0 and the
-delivery-failure alert is not firing; then it makes every other message fail in the handler
-(the bus dead-letters it) and waits for the alert to fire, read from ``/api/v1/alerts``.
+The test sends messages to ``worker`` until Prometheus has evaluated a failure ratio of 0 and
+the delivery-failure alert is not firing; then it makes every other message fail (the webhook
+answers 500, its one attempt is spent, the bus dead-letters the message) and waits for the
+alert to fire, read from ``/api/v1/alerts``.
 """
 
 from __future__ import annotations
@@ -36,12 +38,15 @@ import pytest
 from aclbus import Bus, Performative
 from aclbus_nats.testing import delete_streams
 
+from .webhook_sink import webhook_sink
+
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "deploy" / "prometheus" / "alerts.yml"
 DASHBOARD = ROOT / "deploy" / "grafana" / "aclbus.json"
-TARGET = Path(__file__).with_name("metrics_target.py")
 ALERT = "AclbusDeliveryFailureRate"
-JOB = "aclbus-agents"
+JOB = "aclbus-gateway"
+TOKEN = "worker-token-0123456789"
+LISTENING = re.compile(rb"listening on http://(127\.0\.0\.1:\d+)")
 
 pytestmark = pytest.mark.asyncio
 
@@ -65,7 +70,7 @@ class Prometheus:
     Args:
         binary: The ``prometheus`` executable.
         folder: Where its configuration, rules, data and log go.
-        target: The ``host:port`` it scrapes as job ``aclbus-agents``.
+        target: The ``host:port`` it scrapes as job ``aclbus-gateway``.
     """
 
     def __init__(self, binary: Path, folder: Path, target: str) -> None:
@@ -186,39 +191,63 @@ def bus_environment(monkeypatch: pytest.MonkeyPatch, nats_url: str) -> dict[str,
 async def scrape_target(
     bus_environment: dict[str, str], nats_url: str, tmp_path: Path
 ) -> AsyncIterator[str]:
-    """A process serving a bus' /metrics (see ``metrics_target.py``): its ``host:port``."""
+    """A real ``aclbus serve`` hosting ``worker`` for a webhook: its ``host:port``."""
     env = {
         **os.environ,
-        "ACLBUS_METRICS__ENABLED": "true",
-        "ACLBUS_METRICS__PORT": "0",
+        "ACLBUS_PLUGINS": "json,nats,metrics,gateway",
         "ACLBUS_METRICS__POLL_INTERVAL": "1",
+        "ACLBUS_GATEWAY__TOKENS": json.dumps({"worker": TOKEN}),
+        # One attempt: a refused POST is dead-lettered at once, not retried for minutes.
+        "ACLBUS_GATEWAY__WEBHOOK_ATTEMPTS": "1",
     }
-    log = tmp_path / "target.log"
-    with log.open("wb") as stderr:
+    log = tmp_path / "gateway.log"
+    aclbus = Path(sys.executable).with_name("aclbus")
+    with webhook_sink() as sink, log.open("wb") as stderr:
         process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            str(TARGET),
-            stdin=asyncio.subprocess.PIPE,
+            str(aclbus),
+            "serve",
+            "--port",
+            "0",
             stdout=asyncio.subprocess.PIPE,
             stderr=stderr,
             env=env,
             cwd=tmp_path,
         )
-    try:
-        assert process.stdout is not None
-        line = await asyncio.wait_for(process.stdout.readline(), timeout=30)
-        if not line:
-            pytest.fail(f"the scrape target exited:\n{log.read_text()}")
-        yield str(json.loads(line)["metrics"])
-    finally:
-        assert process.stdin is not None
-        process.stdin.close()  # its signal to stop
         try:
-            await asyncio.wait_for(process.wait(), timeout=10)
-        except TimeoutError:
-            process.kill()
-            await asyncio.wait_for(process.wait(), timeout=10)
-        await delete_streams(nats_url, bus_environment["ACLBUS_SUBJECT_PREFIX"])
+            assert process.stdout is not None
+            address = None
+            deadline = time.monotonic() + 30.0
+            while address is None and time.monotonic() < deadline:
+                line = await asyncio.wait_for(process.stdout.readline(), timeout=30)
+                if not line:
+                    pytest.fail(f"aclbus serve exited:\n{log.read_text()}")
+                found = LISTENING.search(line)
+                address = found.group(1).decode() if found else None
+            assert address is not None, log.read_text()
+            registered = await asyncio.to_thread(_register_webhook, address, sink.url)
+            assert registered == 201, log.read_text()
+            yield address
+        finally:
+            process.terminate()
+            try:
+                await asyncio.wait_for(process.wait(), timeout=15)
+            except TimeoutError:
+                process.kill()
+                await asyncio.wait_for(process.wait(), timeout=10)
+            await delete_streams(nats_url, bus_environment["ACLBUS_SUBJECT_PREFIX"])
+
+
+def _register_webhook(address: str, url: str) -> int:
+    """POST /communication/handlers as ``worker``: its ``order`` messages to ``url``."""
+    body = json.dumps({"url": url, "performatives": ["inform"], "message_type": "order"})
+    request = urllib.request.Request(
+        f"http://{address}/communication/handlers",
+        data=body.encode(),
+        headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        return int(response.status)
 
 
 @pytest.fixture
