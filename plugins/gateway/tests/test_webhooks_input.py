@@ -17,6 +17,7 @@ from aclbus import Settings
 from aclbus.acl import build
 from aclbus_gateway import GatewaySettings, create_app
 from aclbus_gateway.webhooks import Registration, WebhookFilters, WebhookRequest
+from aclbus_gateway.webhooks.delivery import Poster
 
 MINE = {"authorization": "Bearer token-a"}
 THEIRS = {"authorization": "Bearer token-b"}
@@ -145,3 +146,41 @@ def test_filters_match_like_agent_on(
 ) -> None:
     msg = build(**{"performative": "inform", "sender_id": "s", **fields})
     assert WebhookFilters(**filters).matches(msg, None) is matches
+
+
+async def test_only_allowed_hosts_can_be_webhooks(monkeypatch: pytest.MonkeyPatch) -> None:
+    # The SSRF guard: with an allow-list, a URL of any other host (the gateway's own network
+    # included) is refused at registration, and one registered earlier is not POSTed to.
+    monkeypatch.setenv("ACLBUS_GATEWAY__WEBHOOK_HOSTS", "hooks.example.com,*.svc.test")
+    gateway = GatewaySettings(tokens={"a": "token-a"})  # type: ignore[dict-item]
+    assert gateway.webhook_hosts == ["hooks.example.com", "*.svc.test"]
+    app = create_app(Settings(backend="memory"), gateway=gateway)
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://gateway") as client:
+            for refused in (
+                URL,
+                "http://169.254.169.254/latest",
+                "https://hooks.example.com.evil/",
+            ):
+                response = await client.post(
+                    "/communication/handlers", json={"url": refused}, headers=MINE
+                )
+                assert locations(response) == [["body", "url"]], refused
+                assert "WEBHOOK_HOSTS" in response.json()["detail"][0]["msg"]
+            for allowed in ("https://HOOKS.example.com/in", "http://receiver.svc.test:8080/x"):
+                response = await client.post(
+                    "/communication/handlers", json={"url": allowed}, headers=MINE
+                )
+                assert response.status_code == 201, response.text
+
+    poster = Poster(gateway)
+    await poster.start()
+    try:
+        earlier = Registration.make("a", WebhookRequest(url=URL))  # type: ignore[arg-type]
+        outcome = await poster.post(earlier, b"{}", delivery_id="d1", attempt=1)
+    finally:
+        await poster.stop()
+    assert not outcome.delivered
+    assert outcome.problem is not None
+    assert "WEBHOOK_HOSTS" in outcome.problem

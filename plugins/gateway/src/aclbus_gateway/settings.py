@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr
 
-from aclbus.settings import SectionSettings, section_config
+from aclbus.settings import CommaList, SectionSettings, section_config
 
 __all__ = ["GatewaySettings"]
 
@@ -49,6 +49,11 @@ class GatewaySettings(SectionSettings):
     tls_client_ca: Path | None = None
 
     # -- webhooks and the event stream (docs/operations.md "Webhooks", "Event stream") -----
+    webhook_hosts: CommaList = Field(default_factory=list)
+    """Hosts a webhook URL may name: patterns such as ``hooks.example.com`` or
+    ``*.svc.cluster.local`` (``fnmatch``, any case); empty: any host. Set it in production: a
+    caller can otherwise make the gateway POST to any address the gateway reaches
+    (server-side request forgery), its own network's included."""
     webhook_attempts: int = Field(default=5, ge=1, le=100)
     """Deliveries of one message to one webhook at most (the bus' ``max_deliver`` caps it)."""
     webhook_backoff: float = Field(default=1.0, gt=0, le=3600)

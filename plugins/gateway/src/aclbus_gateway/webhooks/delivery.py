@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import httpx
 
 from aclbus_gateway.settings import GatewaySettings
+from aclbus_gateway.webhooks.hosts import host_allowed
 from aclbus_gateway.webhooks.model import Registration
 from aclbus_gateway.webhooks.signing import (
     ATTEMPT_HEADER,
@@ -104,6 +105,9 @@ class Poster:
         client = self._client
         if client is None:
             return Outcome(False, "the gateway is stopping")
+        if not host_allowed(registration.url, self._settings.webhook_hosts):
+            # Registered before the allow-list changed: the list in force now decides.
+            return Outcome(False, "its host is not one ACLBUS_GATEWAY__WEBHOOK_HOSTS allows")
         slots = self._slots.setdefault(
             registration.id, asyncio.Semaphore(self._settings.webhook_in_flight)
         )

@@ -16,6 +16,7 @@ from aclbus.subjects import validate_id
 from aclbus_gateway.state import Gateway
 from aclbus_gateway.webhooks.delivery import Poster
 from aclbus_gateway.webhooks.dispatch import Dispatcher
+from aclbus_gateway.webhooks.hosts import host_allowed
 from aclbus_gateway.webhooks.model import Registration, WebhookRequest
 from aclbus_gateway.webhooks.store import RegistrationStore
 
@@ -127,7 +128,8 @@ class Webhooks:
 
         Raises:
             WebhooksUnavailable: The backend has no key-value store.
-            BadFilter: The group is too long to make the agent's consumer name with it.
+            BadFilter: The URL's host is not allowed (``webhook_hosts``), or the group is too
+                long to make the agent's consumer name with it.
             TooManyWebhooks: The agent has ``webhooks_per_agent`` webhooks already.
         """
         if not self.available:
@@ -136,6 +138,8 @@ class Webhooks:
                 "webhooks in: use a backend with one (nats)"
             )
         validate_id(agent)
+        if not host_allowed(str(request.url), self._gateway.settings.webhook_hosts):
+            raise BadFilter("url", "its host is not one ACLBUS_GATEWAY__WEBHOOK_HOSTS allows")
         if request.group is not None:
             try:  # the group consumer's name holds the group and the agent: it may not fit
                 name = self._gateway.bus.subjects.durable("group", request.group, agent)
