@@ -22,11 +22,13 @@ import yaml
 from .manifests import COMPOSE_FILE, DEPLOY, ROOT
 
 COMPOSE_DIR = COMPOSE_FILE.parent
+# compose.yaml and its TLS override (`-f compose.yaml -f compose.tls.yaml`).
+COMPOSE_FILES = [COMPOSE_FILE, COMPOSE_DIR / "compose.tls.yaml"]
 CHECK_JSONSCHEMA = Path(sys.executable).parent / "check-jsonschema"
 
 
-def _compose() -> dict[str, Any]:
-    data: dict[str, Any] = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
+def _compose(path: Path = COMPOSE_FILE) -> dict[str, Any]:
+    data: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
     return data
 
 
@@ -50,8 +52,9 @@ def _bind_mounts(service: dict[str, Any]) -> dict[str, str]:
     return mounts
 
 
-def test_the_compose_schema_accepts_it() -> None:
-    result = _schema_check(COMPOSE_FILE)
+@pytest.mark.parametrize("path", COMPOSE_FILES, ids=[p.name for p in COMPOSE_FILES])
+def test_the_compose_schema_accepts_it(path: Path) -> None:
+    result = _schema_check(path)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -66,24 +69,33 @@ def test_the_schema_check_refuses_a_mistake(tmp_path: Path) -> None:
 
 
 def test_every_file_it_mounts_or_builds_from_exists() -> None:
-    services = _compose()["services"]
-    mounted = [m for s in services.values() for m in _bind_mounts(s).values()]
-    assert set(mounted) == {
+    mounted = {
+        m
+        for path in COMPOSE_FILES
+        for s in _compose(path)["services"].values()
+        for m in _bind_mounts(s).values()
+    }
+    assert mounted == {
         "../nats/nats.conf",
+        "../nats/nats-tls.conf",
+        "./secrets/nats-tls",
         "./prometheus.yml",
         "../prometheus/alerts.yml",
         "../grafana/provisioning",
         "../grafana/aclbus.json",
     }
     for source in mounted:
-        assert (COMPOSE_DIR / source).exists(), f"compose.yaml mounts {source}: not in the repo"
+        # secrets/ is made by hand (the next test); everything else is in the repository.
+        if not source.startswith("./secrets/"):
+            assert (COMPOSE_DIR / source).exists(), f"compose mounts {source}: not in the repo"
+    services = _compose()["services"]
     build = services["gateway"]["build"]
     assert (COMPOSE_DIR / build["context"] / build["dockerfile"]).is_file()
 
 
 def test_its_secrets_are_made_by_hand_and_kept_out_of_git() -> None:
-    secrets = _compose()["secrets"]
-    assert {"gateway_tokens", "grafana_admin_password"} <= set(secrets)
+    secrets = {**_compose()["secrets"], **_compose(COMPOSE_FILES[1])["secrets"]}
+    assert set(secrets) == {"gateway_tokens", "grafana_admin_password", "nats_ca"}
     ignored = (COMPOSE_DIR / ".gitignore").read_text(encoding="utf-8").split()
     assert "secrets/" in ignored
     for secret in secrets.values():
@@ -179,6 +191,23 @@ def test_grafana_loads_the_dashboard_it_mounts() -> None:
     dashboards = [source for target, source in mounts.items() if target.startswith(f"{folder}/")]
     assert [(COMPOSE_DIR / d).resolve() for d in dashboards] == [DEPLOY / "grafana" / "aclbus.json"]
     assert grafana["environment"]["GF_SECURITY_ADMIN_PASSWORD__FILE"].startswith("/run/secrets/")
+
+
+def test_the_tls_override_puts_every_node_and_the_gateway_on_tls() -> None:
+    base = _compose()["services"]
+    override = _compose(COMPOSE_FILES[1])["services"]
+    nodes = sorted(n for n in override if n.startswith("nats-"))
+    assert nodes == sorted(n for n in base if n.startswith("nats-"))
+    for name in nodes:
+        mounts = _bind_mounts(override[name])
+        assert mounts["/etc/nats/nats.conf"] == "../nats/nats-tls.conf"
+        # nats-tls.conf reads its files from this folder (tests/deploy/manifests.TLS_DIR).
+        assert mounts["/etc/nats/tls"] == "./secrets/nats-tls"
+    env = override["gateway"]["environment"]
+    assert env["ACLBUS_NATS__SERVERS"].split(",") == [f"tls://{n}:4222" for n in nodes]
+    assert env["ACLBUS_TLS__CA_FILE"] == "/run/secrets/nats_ca"
+    # The override's list replaces compose.yaml's: the tokens must stay in it.
+    assert set(override["gateway"]["secrets"]) == {"gateway_tokens", "nats_ca"}
 
 
 @pytest.mark.parametrize("service", ["gateway", "prometheus", "grafana", "nats-1"])
