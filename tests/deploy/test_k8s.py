@@ -7,12 +7,13 @@ and volumes agree with its ConfigMap's nats.conf, and the gateway's with its set
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import kubernetes_validate
 import pytest
 
-from .manifests import config_value, k8s_documents, k8s_resource, seconds
+from .manifests import ROOT, config_value, k8s_documents, k8s_resource, seconds
 
 # The version stated in docs/deployment.md; kubernetes-validate 1.37 has schemas for it.
 KUBERNETES_VERSION = "1.35.0"
@@ -180,3 +181,12 @@ def test_the_gateway_reads_its_tokens_and_the_ca_from_secrets() -> None:
     servers = env["ACLBUS_NATS__SERVERS"].split(",")
     assert servers == [f"tls://nats-{n}.nats-headless:4222" for n in range(3)]
     assert env["ACLBUS_STREAMS__REPLICAS"] == "3"
+
+
+def test_the_gateway_runs_as_the_images_user() -> None:
+    pod = k8s_resource("Deployment", "aclbus-gateway")["spec"]["template"]["spec"]
+    users = re.findall(r"(?m)^USER (\d+):(\d+)$", (ROOT / "Dockerfile").read_text("utf-8"))
+    assert users, "the Dockerfile names its user by number (runAsNonRoot checks a number)"
+    uid, gid = users[-1]
+    assert pod["securityContext"]["runAsUser"] == int(uid)
+    assert pod["securityContext"]["runAsGroup"] == int(gid)
