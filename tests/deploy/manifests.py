@@ -8,6 +8,7 @@ The NATS configs are checked by the real ``nats-server -t`` (the binary of the
 from __future__ import annotations
 
 import datetime
+import ipaddress
 import os
 import re
 import subprocess
@@ -113,7 +114,16 @@ def write_tls_files(folder: Path) -> Path:
         .serial_number(x509.random_serial_number())
         .not_valid_before(now - datetime.timedelta(minutes=5))
         .not_valid_after(now + datetime.timedelta(days=1))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), False)
+        .add_extension(
+            # 127.0.0.1 too: test_cluster_config's nodes and clients dial it, and verify it.
+            x509.SubjectAlternativeName(
+                [
+                    *(x509.DNSName(n) for n in names),
+                    x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                ]
+            ),
+            critical=False,
+        )
         .add_extension(
             x509.ExtendedKeyUsage(
                 [ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH]

@@ -1,11 +1,14 @@
-"""deploy/nats/nats.conf runs: three real nats-servers form a JetStream cluster, the gateway
-configured as compose.yaml configures it is ready on them, and a lame duck drains a node.
+"""The NATS configs of deploy/ run: three real nats-servers form a JetStream cluster, the
+gateway configured as deploy/ configures it is ready on them, and a lame duck drains a node.
 
-Without a Docker engine, this is the nearest the tests get to ``docker compose up``: the same
-config file, with what a container gives it (its own host name, ports and volumes) replaced by
-loopback ports and temporary folders, and the lame duck's grace shortened to 1 s. Every
-replacement must match once, so a change of the config that this test no longer covers fails
-it. The lame duck is started with the StatefulSet's own ``preStop`` command and pid file.
+Two layouts: compose (deploy/nats/nats.conf, the gateway's environment of compose.yaml) and
+Kubernetes (the ConfigMap's nats.conf with TLS for clients and routes, the gateway's
+environment of its Deployment, over ``tls://`` with the CA). Without a Docker engine or a
+cluster, this is the nearest the tests get to starting them: the same config text, with what a
+container gives it (its host name, ports, volumes, the TLS Secret) replaced by loopback ports,
+temporary folders and a test certificate, and the lame duck's grace shortened to 1 s. Every
+replacement must match, so a change of the config that this test no longer covers fails it.
+The lame duck is started with the StatefulSet's own ``preStop`` command and pid file.
 """
 
 from __future__ import annotations
@@ -31,10 +34,64 @@ import yaml
 
 from aclbus_nats.server import find_binary
 
-from .manifests import COMPOSE_FILE, DEPLOY, config_value, k8s_resource
+from .manifests import COMPOSE_FILE, DEPLOY, TLS_DIR, config_value, k8s_resource, write_tls_files
 
-NODES = ("nats-1", "nats-2", "nats-3")
 TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where one deployment's NATS config and gateway environment come from.
+
+    Attributes:
+        name: compose or kubernetes.
+        config: The nats.conf text.
+        server_variable: The variable the config reads its server name from.
+        nodes: The nodes' names (compose services, StatefulSet pods).
+        route_host: A node's name -> the host its routes and clients use.
+        scheme: The scheme of the gateway's server URLs.
+        gateway: The gateway container's environment.
+    """
+
+    name: str
+    config: str
+    server_variable: str
+    nodes: tuple[str, ...]
+    route_host: Callable[[str], str]
+    scheme: str
+    gateway: dict[str, str]
+
+
+def _compose_layout() -> Layout:
+    compose = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
+    return Layout(
+        name="compose",
+        config=(DEPLOY / "nats" / "nats.conf").read_text(encoding="utf-8"),
+        server_variable="NATS_SERVER_NAME",
+        nodes=("nats-1", "nats-2", "nats-3"),
+        route_host=lambda node: node,
+        scheme="nats",
+        gateway=dict(compose["services"]["gateway"]["environment"]),
+    )
+
+
+def _kubernetes_layout() -> Layout:
+    (container,) = k8s_resource("Deployment", "aclbus-gateway")["spec"]["template"]["spec"][
+        "containers"
+    ]
+    headless = k8s_resource("StatefulSet", "nats")["spec"]["serviceName"]
+    return Layout(
+        name="kubernetes",
+        config=k8s_resource("ConfigMap", "nats-config")["data"]["nats.conf"],
+        server_variable="SERVER_NAME",
+        nodes=("nats-0", "nats-1", "nats-2"),
+        route_host=lambda node: f"{node}.{headless}",
+        scheme="tls",
+        gateway={e["name"]: e["value"] for e in container["env"]},
+    )
+
+
+LAYOUTS = [_compose_layout(), _kubernetes_layout()]
 
 
 def _free_port() -> int:
@@ -61,15 +118,20 @@ class Node:
     def pid_file(self) -> Path:
         return self.folder / "nats.pid"
 
-    def config(self, template: str, routes: dict[str, int]) -> str:
+    def config(self, layout: Layout, routes: dict[str, int], tls: Path) -> str:
         # Without its comments, which name the paths and ports too.
-        text = "host: 127.0.0.1\n" + re.sub(r"(?m)^\s*#.*\n", "", template)
+        text = "host: 127.0.0.1\n" + re.sub(r"(?m)^\s*#.*\n", "", layout.config)
+        if layout.scheme == "tls":
+            assert TLS_DIR in text
+            text = text.replace(TLS_DIR, f"{tls}/")
         text = _replace_once(text, "\nport: 4222\n", f"\nport: {self.client}\n")
         text = _replace_once(text, "\nhttp_port: 8222\n", f'\nhttp: "127.0.0.1:{self.monitor}"\n')
         text = _replace_once(text, "\n  port: 6222\n", f'\n  listen: "127.0.0.1:{self.route}"\n')
         for name, port in routes.items():
             text = _replace_once(
-                text, f"nats-route://{name}:6222", f"nats-route://127.0.0.1:{port}"
+                text,
+                f"nats-route://{layout.route_host(name)}:6222",
+                f"nats-route://127.0.0.1:{port}",
             )
         text = _replace_once(text, "/data/jetstream", str(self.folder / "jetstream"))
         text = _replace_once(text, "/var/run/nats/nats.pid", str(self.pid_file))
@@ -98,29 +160,37 @@ def _wait(condition: Callable[[], bool], what: str, logs: Callable[[], str]) -> 
     pytest.fail(f"after {TIMEOUT:.0f} s, still not: {what}\n{logs()}")
 
 
-@pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[dict[str, Node]]:
-    """The three nodes of compose.yaml, started from deploy/nats/nats.conf."""
+@dataclass
+class Cluster:
+    layout: Layout
+    nodes: dict[str, Node]
+    tls: Path
+
+
+@pytest.fixture(params=LAYOUTS, ids=[layout.name for layout in LAYOUTS])
+def cluster(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Cluster]:
+    """The three nodes of a layout, started from its config."""
+    layout: Layout = request.param
     binary = find_binary().path
-    template = (DEPLOY / "nats" / "nats.conf").read_text(encoding="utf-8")
+    tls = write_tls_files(tmp_path / "tls")
     nodes = {
         name: Node(name, _free_port(), _free_port(), _free_port(), tmp_path / name)
-        for name in NODES
+        for name in layout.nodes
     }
     routes = {name: node.route for name, node in nodes.items()}
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NATS_")}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NATS_", "SERVER_"))}
     try:
         for name, node in nodes.items():
             node.folder.mkdir()
-            (node.folder / "nats.conf").write_text(node.config(template, routes))
+            (node.folder / "nats.conf").write_text(node.config(layout, routes, tls))
             with (node.folder / "log").open("wb") as log:
                 node.process = subprocess.Popen(
                     [str(binary), "-c", str(node.folder / "nats.conf")],
                     stdout=log,
                     stderr=subprocess.STDOUT,
-                    env={**env, "NATS_SERVER_NAME": name},
+                    env={**env, layout.server_variable: name},
                 )
-        yield nodes
+        yield Cluster(layout, nodes, tls)
     finally:
         for node in nodes.values():
             if node.process is not None and node.process.poll() is None:
@@ -135,21 +205,31 @@ def _logs(nodes: dict[str, Node], *extra: Path) -> str:
     )
 
 
-def _gateway_environment(nodes: dict[str, Node], tokens_file: Path) -> dict[str, str]:
-    """compose.yaml's gateway environment, with the nodes' loopback addresses."""
-    compose = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
-    given: dict[str, str] = dict(compose["services"]["gateway"]["environment"])
+def _gateway_environment(cluster: Cluster, tokens_file: Path) -> dict[str, str]:
+    """The layout's gateway environment, with the nodes' loopback addresses and test files."""
+    layout = cluster.layout
+    given = dict(layout.gateway)
     servers = given["ACLBUS_NATS__SERVERS"]
-    for name, node in nodes.items():
-        servers = _replace_once(servers, f"nats://{name}:4222", f"nats://127.0.0.1:{node.client}")
+    for name, node in cluster.nodes.items():
+        servers = _replace_once(
+            servers,
+            f"{layout.scheme}://{layout.route_host(name)}:4222",
+            f"{layout.scheme}://127.0.0.1:{node.client}",
+        )
     env = {k: v for k, v in os.environ.items() if not k.startswith("ACLBUS_")}
+    plugins = "json,nats,metrics,gateway"
+    if layout.scheme == "tls":
+        # The CA file of the Secret's mount: the test CA.
+        assert given["ACLBUS_TLS__CA_FILE"].endswith("/ca.crt")
+        given["ACLBUS_TLS__CA_FILE"] = str(cluster.tls / "ca.crt")
+        plugins += ",tls"
     return {
         **env,
         **given,
         "ACLBUS_NATS__SERVERS": servers,
         "ACLBUS_GATEWAY__TOKENS_FILE": str(tokens_file),
         "ACLBUS_SUBJECT_PREFIX": f"deploy{uuid.uuid4().hex[:8]}",
-        "ACLBUS_PLUGINS": "json,nats,metrics,gateway",
+        "ACLBUS_PLUGINS": plugins,
     }
 
 
@@ -171,10 +251,11 @@ def _send(port: int, token: str, receiver: str) -> dict[str, Any]:
         pytest.fail(f"send answered {error.code}: {error.read().decode(errors='replace')}")
 
 
-def test_the_compose_cluster_forms_serves_the_gateway_and_drains_a_lame_duck(
-    cluster: dict[str, Node], tmp_path: Path
+def test_the_cluster_forms_serves_the_gateway_and_drains_a_lame_duck(
+    cluster: Cluster, tmp_path: Path
 ) -> None:
-    nodes = cluster
+    nodes = cluster.nodes
+    first_name, second_name, _ = cluster.layout.nodes
     # /healthz without js-enabled-only: JetStream is up and current on every node.
     _wait(
         lambda: all(n.get("/healthz")[0] == 200 for n in nodes.values()),
@@ -185,10 +266,11 @@ def test_the_compose_cluster_forms_serves_the_gateway_and_drains_a_lame_duck(
     meta = [j["meta_cluster"] for j in jsz]
     assert {m["cluster_size"] for m in meta} == {3}
     assert len({m.get("leader") for m in meta}) == 1
-    assert meta[0].get("leader") in NODES
-    varz = nodes["nats-1"].get("/varz")[1]
+    assert meta[0].get("leader") in cluster.layout.nodes
+    varz = nodes[first_name].get("/varz")[1]
     assert varz["max_payload"] == 1 << 20
-    assert varz["server_name"] == "nats-1"
+    assert varz["server_name"] == first_name
+    assert varz.get("tls_required", False) is (cluster.layout.scheme == "tls")
 
     tokens = tmp_path / "tokens.toml"
     token = "alice-token-0123456789abcdef"
@@ -196,7 +278,7 @@ def test_the_compose_cluster_forms_serves_the_gateway_and_drains_a_lame_duck(
     port = _free_port()
     log = tmp_path / "gateway.log"
     aclbus = Path(sys.executable).with_name("aclbus")
-    environment = _gateway_environment(nodes, tokens)
+    environment = _gateway_environment(cluster, tokens)
     with log.open("wb") as output:
         gateway = subprocess.Popen(
             [str(aclbus), "serve", "--host", "127.0.0.1", "--port", str(port)],
@@ -220,7 +302,7 @@ def test_the_compose_cluster_forms_serves_the_gateway_and_drains_a_lame_duck(
         prefix = environment["ACLBUS_SUBJECT_PREFIX"].upper() + "_"
 
         def replicas() -> list[int]:
-            body = nodes["nats-2"].get("/jsz?streams=true&config=true")[1] or {}
+            body = nodes[second_name].get("/jsz?streams=true&config=true")[1] or {}
             return [
                 stream["config"]["num_replicas"]
                 for account in body.get("account_details", [])
@@ -232,13 +314,13 @@ def test_the_compose_cluster_forms_serves_the_gateway_and_drains_a_lame_duck(
         assert set(replicas()) == {3}
         assert len(_send(port, token, "bob")["acks"]) == 1
 
-        # The StatefulSet's preStop, on nats-1's pid file: lame duck, then the server exits.
+        # The StatefulSet's preStop, on the first node's pid file: lame duck, then it exits.
         pre_stop = k8s_resource("StatefulSet", "nats")["spec"]["template"]["spec"]
         command = pre_stop["containers"][0]["lifecycle"]["preStop"]["exec"]["command"][-1]
         conf = k8s_resource("ConfigMap", "nats-config")["data"]["nats.conf"]
         signal_command = command.split(" && ")[0]
         signal_command = signal_command.replace(
-            config_value(conf, "pid_file"), str(nodes["nats-1"].pid_file)
+            config_value(conf, "pid_file"), str(nodes[first_name].pid_file)
         )
         name, *arguments = signal_command.split()
         assert name == "nats-server"
@@ -250,17 +332,17 @@ def test_the_compose_cluster_forms_serves_the_gateway_and_drains_a_lame_duck(
             check=False,
         )
         assert done.returncode == 0, done.stderr
-        first = nodes["nats-1"].process
+        first = nodes[first_name].process
         assert first is not None
         first.wait(timeout=15)
-        assert "Entering lame duck mode" in (nodes["nats-1"].folder / "log").read_text()
+        assert "Entering lame duck mode" in (nodes[first_name].folder / "log").read_text()
         # The other two keep the quorum; the gateway's bus moves to them and stays ready.
         _wait(
             is_ready,
-            "the gateway ready after nats-1 left",
+            "the gateway ready after the first node left",
             lambda: _logs(nodes, log),
         )
-        assert nodes["nats-2"].get("/healthz?js-enabled-only=true")[0] == 200
+        assert nodes[second_name].get("/healthz?js-enabled-only=true")[0] == 200
         # Two of three are a quorum: the R3 streams still take messages.
         assert len(_send(port, token, "bob")["acks"]) == 1
     finally:
