@@ -1,14 +1,15 @@
 """The NATS configs of deploy/ run: three real nats-servers form a JetStream cluster, the
 gateway configured as deploy/ configures it is ready on them, and a lame duck drains a node.
 
-Two layouts: compose (deploy/nats/nats.conf, the gateway's environment of compose.yaml) and
-Kubernetes (the ConfigMap's nats.conf with TLS for clients and routes, the gateway's
-environment of its Deployment, over ``tls://`` with the CA). Without a Docker engine or a
-cluster, this is the nearest the tests get to starting them: the same config text, with what a
-container gives it (its host name, ports, volumes, the TLS Secret) replaced by loopback ports,
-temporary folders and a test certificate, and the lame duck's grace shortened to 1 s. Every
-replacement must match, so a change of the config that this test no longer covers fails it.
-The lame duck is started with the StatefulSet's own ``preStop`` command and pid file.
+Three layouts: compose (deploy/nats/nats.conf, the gateway's environment of compose.yaml), the
+same with compose.tls.yaml (deploy/nats/nats-tls.conf, ``tls://`` with the CA), and Kubernetes
+(the ConfigMap's nats.conf with TLS for clients and routes, the gateway's environment of its
+Deployment, over ``tls://`` with the CA). Without a Docker engine or a cluster, this is the
+nearest the tests get to starting them: the same config text, with what a container gives it
+(its host name, ports, volumes, the TLS secret) replaced by loopback ports, temporary folders
+and a test certificate, and the lame duck's grace shortened to 1 s. Every replacement must
+match, so a change of the config that this test no longer covers fails it. The lame duck is
+started with the StatefulSet's own ``preStop`` command and pid file.
 """
 
 from __future__ import annotations
@@ -62,16 +63,23 @@ class Layout:
     gateway: dict[str, str]
 
 
-def _compose_layout() -> Layout:
+def _compose_layout(tls: bool) -> Layout:
+    """compose.yaml, or compose.yaml with compose.tls.yaml over it."""
     compose = yaml.safe_load(COMPOSE_FILE.read_text(encoding="utf-8"))
+    gateway = dict(compose["services"]["gateway"]["environment"])
+    config = "nats.conf"
+    if tls:
+        override = yaml.safe_load((COMPOSE_FILE.parent / "compose.tls.yaml").read_text("utf-8"))
+        gateway.update(override["services"]["gateway"]["environment"])
+        config = "nats-tls.conf"
     return Layout(
-        name="compose",
-        config=(DEPLOY / "nats" / "nats.conf").read_text(encoding="utf-8"),
+        name="compose-tls" if tls else "compose",
+        config=(DEPLOY / "nats" / config).read_text(encoding="utf-8"),
         server_variable="NATS_SERVER_NAME",
         nodes=("nats-1", "nats-2", "nats-3"),
         route_host=lambda node: node,
-        scheme="nats",
-        gateway=dict(compose["services"]["gateway"]["environment"]),
+        scheme="tls" if tls else "nats",
+        gateway=gateway,
     )
 
 
@@ -91,7 +99,7 @@ def _kubernetes_layout() -> Layout:
     )
 
 
-LAYOUTS = [_compose_layout(), _kubernetes_layout()]
+LAYOUTS = [_compose_layout(tls=False), _compose_layout(tls=True), _kubernetes_layout()]
 
 
 def _free_port() -> int:
@@ -219,8 +227,8 @@ def _gateway_environment(cluster: Cluster, tokens_file: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("ACLBUS_")}
     plugins = "json,nats,metrics,gateway"
     if layout.scheme == "tls":
-        # The CA file of the Secret's mount: the test CA.
-        assert given["ACLBUS_TLS__CA_FILE"].endswith("/ca.crt")
+        # The CA file of the secret's mount: the test CA.
+        assert given["ACLBUS_TLS__CA_FILE"].startswith(("/run/secrets/", "/etc/aclbus/"))
         given["ACLBUS_TLS__CA_FILE"] = str(cluster.tls / "ca.crt")
         plugins += ",tls"
     return {
