@@ -8,8 +8,9 @@ Deployment, over ``tls://`` with the CA). Without a Docker engine or a cluster, 
 nearest the tests get to starting them: the same config text, with what a container gives it
 (its host name, ports, volumes, the TLS secret) replaced by loopback ports, temporary folders
 and a test certificate, and the lame duck's grace shortened to 1 s. Every replacement must
-match, so a change of the config that this test no longer covers fails it. The lame duck is
-started with the StatefulSet's own ``preStop`` command and pid file.
+match, so a change of the config that this test no longer covers fails it. A node is stopped as
+its layout stops it: compose's ``stop_signal``, the StatefulSet's ``preStop`` command on the
+pid file.
 """
 
 from __future__ import annotations
@@ -52,6 +53,8 @@ class Layout:
         route_host: A node's name -> the host its routes and clients use.
         scheme: The scheme of the gateway's server URLs.
         gateway: The gateway container's environment.
+        drain: Stops a node the way the layout does: compose's ``stop_signal``, the
+            StatefulSet's ``preStop`` command.
     """
 
     name: str
@@ -61,6 +64,38 @@ class Layout:
     route_host: Callable[[str], str]
     scheme: str
     gateway: dict[str, str]
+    drain: Callable[[Node], None]
+
+
+def _stop_signal(name: str) -> Callable[[Node], None]:
+    """Compose's ``docker stop``: the service's ``stop_signal`` to the server's process."""
+
+    def drain(node: Node) -> None:
+        assert node.process is not None
+        node.process.send_signal(signal.Signals[name])
+
+    return drain
+
+
+def _pre_stop(node: Node) -> None:
+    """The StatefulSet's ``preStop`` command, on the node's pid file."""
+    pod = k8s_resource("StatefulSet", "nats")["spec"]["template"]["spec"]
+    command = pod["containers"][0]["lifecycle"]["preStop"]["exec"]["command"][-1]
+    conf = k8s_resource("ConfigMap", "nats-config")["data"]["nats.conf"]
+    # Only the signal: the sleep after it keeps a real hook from returning early.
+    signal_command = command.split(" && ")[0]
+    name, *arguments = signal_command.replace(
+        config_value(conf, "pid_file"), str(node.pid_file)
+    ).split()
+    assert name == "nats-server"
+    done = subprocess.run(
+        [str(find_binary().path), *arguments],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
 
 
 def _compose_layout(tls: bool) -> Layout:
@@ -80,6 +115,7 @@ def _compose_layout(tls: bool) -> Layout:
         route_host=lambda node: node,
         scheme="tls" if tls else "nats",
         gateway=gateway,
+        drain=_stop_signal(compose["services"]["nats-1"]["stop_signal"]),
     )
 
 
@@ -96,6 +132,7 @@ def _kubernetes_layout() -> Layout:
         route_host=lambda node: f"{node}.{headless}",
         scheme="tls",
         gateway={e["name"]: e["value"] for e in container["env"]},
+        drain=_pre_stop,
     )
 
 
@@ -322,24 +359,8 @@ def test_the_cluster_forms_serves_the_gateway_and_drains_a_lame_duck(
         assert set(replicas()) == {3}
         assert len(_send(port, token, "bob")["acks"]) == 1
 
-        # The StatefulSet's preStop, on the first node's pid file: lame duck, then it exits.
-        pre_stop = k8s_resource("StatefulSet", "nats")["spec"]["template"]["spec"]
-        command = pre_stop["containers"][0]["lifecycle"]["preStop"]["exec"]["command"][-1]
-        conf = k8s_resource("ConfigMap", "nats-config")["data"]["nats.conf"]
-        signal_command = command.split(" && ")[0]
-        signal_command = signal_command.replace(
-            config_value(conf, "pid_file"), str(nodes[first_name].pid_file)
-        )
-        name, *arguments = signal_command.split()
-        assert name == "nats-server"
-        done = subprocess.run(
-            [str(find_binary().path), *arguments],
-            capture_output=True,
-            text=True,
-            timeout=20,
-            check=False,
-        )
-        assert done.returncode == 0, done.stderr
+        # A stop of the first node as the layout does it: lame duck, then the server exits.
+        cluster.layout.drain(nodes[first_name])
         first = nodes[first_name].process
         assert first is not None
         first.wait(timeout=15)

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 
-from .manifests import COMPOSE_FILE, DEPLOY, ROOT
+from .manifests import COMPOSE_FILE, DEPLOY, ROOT, config_value
 
 COMPOSE_DIR = COMPOSE_FILE.parent
 # compose.yaml and its TLS override (`-f compose.yaml -f compose.tls.yaml`).
@@ -122,8 +122,15 @@ def test_three_nats_nodes_with_their_own_names_and_volumes() -> None:
         assert node["environment"]["NATS_SERVER_NAME"] == name
         assert _bind_mounts(node)["/etc/nats/nats.conf"] == "../nats/nats.conf"
         assert f"{name}-data:/data" in node["volumes"]
-        # A stop waits out the lame duck (30 s + 10 s grace in nats.conf).
+        # A stop is a lame duck (SIGTERM would stop the server at once), and waits it out
+        # (30 s + 10 s grace in nats.conf).
+        assert node["stop_signal"] == "SIGUSR2"
         assert node["stop_grace_period"] == "60s"
+        # Where the config writes: its pid file (the server does not start without it) and
+        # the JetStream store, on the node's volume.
+        conf = (COMPOSE_DIR / _bind_mounts(node)["/etc/nats/nats.conf"]).read_text("utf-8")
+        assert config_value(conf, "pid_file").rsplit("/", 1)[0] in node["tmpfs"]
+        assert config_value(conf, "store_dir").startswith("/data/")
         assert "js-enabled-only=true" in " ".join(node["healthcheck"]["test"])
     servers = services["gateway"]["environment"]["ACLBUS_NATS__SERVERS"].split(",")
     assert servers == [f"nats://{name}:4222" for name in sorted(nodes)]
