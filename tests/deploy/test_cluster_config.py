@@ -262,19 +262,17 @@ def _gateway_environment(cluster: Cluster, tokens_file: Path) -> dict[str, str]:
             f"{layout.scheme}://127.0.0.1:{node.client}",
         )
     env = {k: v for k, v in os.environ.items() if not k.startswith("ACLBUS_")}
-    plugins = "json,nats,metrics,gateway"
     if layout.scheme == "tls":
         # The CA file of the secret's mount: the test CA.
         assert given["ACLBUS_TLS__CA_FILE"].startswith(("/run/secrets/", "/etc/aclbus/"))
         given["ACLBUS_TLS__CA_FILE"] = str(cluster.tls / "ca.crt")
-        plugins += ",tls"
     return {
         **env,
         **given,
         "ACLBUS_NATS__SERVERS": servers,
         "ACLBUS_GATEWAY__TOKENS_FILE": str(tokens_file),
+        # The image loads every installed plugin, as here (no ACLBUS_PLUGINS).
         "ACLBUS_SUBJECT_PREFIX": f"deploy{uuid.uuid4().hex[:8]}",
-        "ACLBUS_PLUGINS": plugins,
     }
 
 
