@@ -46,7 +46,7 @@ class Layout:
     """Where one deployment's NATS config and gateway environment come from.
 
     Attributes:
-        name: compose or kubernetes.
+        name: compose, compose-tls or kubernetes.
         config: The nats.conf text.
         server_variable: The variable the config reads its server name from.
         nodes: The nodes' names (compose services, StatefulSet pods).
