@@ -95,7 +95,8 @@ async def _up(size: int, name: str, root: Path | None, as_json: bool) -> None:
     try:
         nodes, stop_nodes = await _start(size, name, root)
         if nodes is None:
-            return  # stopped by a signal while starting
+            err.print(f"cluster {name!r} stopped while starting: no process left")
+            return
         try:
             facts = _facts(name, nodes, root)
             if root is not None:

@@ -136,9 +136,7 @@ def cluster_demo(agents: int, messages: int, duration: float) -> None:
 async def _demo(agents: int, messages: int, duration: float) -> bool:
     console = Console()
     async with Cluster(NODES, name="demo", start_timeout=60.0) as cluster:
-        console.print(
-            f"cluster 'demo' up: {', '.join(cluster.urls)} (R3 streams)", soft_wrap=True
-        )
+        console.print(f"cluster 'demo' up: {', '.join(cluster.urls)} (R3 streams)", soft_wrap=True)
         # The backend reads its servers from the environment, as agents pointed at a cluster
         # do: the demo runs exactly as a user's agents would.
         env = {
