@@ -11,12 +11,19 @@ from aclbus.settings import Settings
 
 
 async def test_a_fault_is_called_once_halfway_and_reported_with_the_accounting() -> None:
-    calls: list[int] = []
+    calls: list[str] = []
     out = io.StringIO()
 
-    async def fault() -> str:
-        calls.append(len(calls))
-        return "node killed: nothing really"
+    class Nothing:
+        async def inject(self) -> str:
+            calls.append("inject")
+            return "node killed: nothing really"
+
+        async def recover(self) -> str:
+            calls.append("recover")
+            return "node restarted: nothing really"
+
+    fault = Nothing()
 
     result = await run_demo(
         Settings(backend="memory"),
@@ -26,16 +33,17 @@ async def test_a_fault_is_called_once_halfway_and_reported_with_the_accounting()
         console=Console(file=out, width=200),
         fault=fault,
     )
-    assert calls == [0]
+    assert calls == ["inject", "recover"]
     assert result.ok, out.getvalue()
     assert result.fault is not None
     assert result.fault.what == "node killed: nothing really"
     assert 0 < result.fault.at < result.seconds
     assert result.fault.resumed_after is not None
+    assert result.fault.recovered == "node restarted: nothing really"
     assert (result.acked, result.lost, result.duplicates) == (8, 0, 0)
     text = out.getvalue()
     assert "node killed: nothing really at t=" in text
-    assert ", resumed after " in text
+    assert "s; node restarted: nothing really" in text
     assert "work items acknowledged: 8, handled: 8, lost: 0, delivered again: 0" in text
 
 

@@ -174,7 +174,8 @@ async def test_demo_on_a_cluster_kills_the_stream_leader_and_loses_nothing(
     assert "node killed: demo-" in text
     assert "(leader of stream ACLBUS_AGENT)" in text
     assert "resumed after " in text
-    assert "node restarted: demo-" in text
+    assert "; node restarted: demo-" in text
+    assert "│ retry           │    1 │         1 │      0 │" in text
     assert "work items acknowledged: 6, handled: 6, lost: 0" in text
     assert "Traceback" not in err.decode()
 

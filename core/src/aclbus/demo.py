@@ -9,8 +9,9 @@ when the broker redelivers it. Then the workers join a group, which the coordina
 once (scatter-gather), and they bid for a job in a FIPA Contract Net, which the cheapest wins.
 
 A `Fault` given to `run_demo` is injected halfway through the work items (the NATS adapter's
-``aclbus cluster demo`` kills a stream leader's node with it); the demo then says when sending
-resumed, and its accounting shows whether any acknowledged work item was lost.
+``aclbus cluster demo`` kills a stream leader's node with it) and recovered from once they are
+all handled, before the group gather; the demo says when sending resumed, and its accounting
+shows whether any acknowledged work item was lost.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ import contextlib
 import statistics
 import time
 from collections import defaultdict
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -41,13 +42,23 @@ POOL = "pool"
 CREW = "crew"
 """The group every worker joins."""
 
-Fault = Callable[[], Awaitable[str]]
-"""Something done to the system halfway through the work items (a node killed, say).
 
-It returns what it did, in a few words (``"node killed: aclbus-1"``), for the demo's output.
-The demo goes on sending as soon as it returns, and measures how long until a send is
-acknowledged again.
-"""
+class Fault(Protocol):
+    """Something done to the system halfway through the work items (a node killed, say)."""
+
+    async def inject(self) -> str:
+        """Do it; return what was done, in a few words (``"node killed: aclbus-1"``).
+
+        The demo goes on sending as soon as it returns, and measures how long until a send is
+        acknowledged again.
+        """
+
+    async def recover(self) -> str:
+        """Undo it (restart the node), once every work item is handled; say what was done.
+
+        The patterns after the work items (the group gather, the contract net) then run on a
+        whole system again.
+        """
 
 
 @dataclass
@@ -58,11 +69,13 @@ class FaultReport:
         what: What the fault did, as it said.
         at: Seconds from the demo's start to the fault.
         resumed_after: Seconds from the fault to the next acknowledged send; None if none was.
+        recovered: What the recovery did, as it said; None before it.
     """
 
     what: str
     at: float
     resumed_after: float | None = None
+    recovered: str | None = None
 
     def __str__(self) -> str:
         resumed = (
@@ -70,7 +83,8 @@ class FaultReport:
             if self.resumed_after is None
             else f"resumed after {self.resumed_after:.2f}s"
         )
-        return f"{self.what} at t={self.at:.2f}s, {resumed}"
+        done = f"{self.what} at t={self.at:.2f}s, {resumed}"
+        return done if self.recovered is None else f"{done}; {self.recovered}"
 
 
 @dataclass
@@ -164,7 +178,6 @@ class _Scenario:
         @bus.agent(POOL).on(Performative.REQUEST, message_type="demo.work")
         async def on_work(msg: ACLMessage, delivery: Delivery) -> None:
             if msg.payload.get("flaky") and delivery.attempt == 1:
-                self.stats["retry"].sent += 1
                 await delivery.nack(delay=0.05)  # fail once: the broker redelivers it later
                 return
             if msg.message_id in self.handled:
@@ -206,7 +219,8 @@ async def run_demo(
         messages: Requests per worker, and work items per worker.
         duration: Upper bound on the whole run, in seconds.
         console: Where to print (default: stdout).
-        fault: Called once, halfway through sending the work items.
+        fault: Injected once halfway through sending the work items, and recovered from once
+            they are handled (or the deadline passed).
 
     Returns:
         What the run measured.
@@ -331,7 +345,7 @@ async def _work(
     faulted_at: float | None = None
     for i in range(scenario.work_total):
         if fault is not None and i == flaky:
-            what = await fault()
+            what = await fault.inject()
             faulted_at = time.perf_counter()
             scenario.fault = FaultReport(what, faulted_at - start)
         item = ACLMessage(
@@ -343,6 +357,9 @@ async def _work(
         )
         scenario.sent_at[item.message_id] = time.perf_counter()
         stats.sent += 1
+        if i == flaky:
+            # Counted when sent: handled on any later attempt (a failover may take the first).
+            scenario.stats["retry"].sent += 1
         await bus.send(item)
         scenario.acked.add(item.message_id)
         if faulted_at is not None and scenario.fault is not None:
@@ -355,6 +372,8 @@ async def _work(
         progress.update(task, completed=stats.delivered)
     if not scenario.work_done.is_set():
         console.print("[red]not every work item was handled before the deadline")
+    if fault is not None and scenario.fault is not None:
+        scenario.fault.recovered = await fault.recover()
 
 
 async def _gather(

@@ -1,10 +1,12 @@
 """``aclbus cluster demo`` (and ``aclbus demo --cluster``): the demo, with a node killed midway.
 
 The core's demo (`aclbus.demo.run_demo`) knows no cluster and no NATS: it takes a `Fault`,
-called halfway through its work items. This command starts a fresh 3-node cluster with R3
-streams, runs the demo on it with a fault that SIGKILLs the node leading the inbox stream
-(found from STREAM.INFO's cluster leader) and restarts it a moment later, and reports when
-sending resumed and that no acknowledged work item was lost. The core's ``demo --cluster``
+injected halfway through its work items and recovered from once they are handled. This command
+starts a fresh 3-node cluster with R3 streams and runs the demo on it with a fault that
+SIGKILLs the node leading the inbox stream (found from STREAM.INFO's cluster leader) and starts
+it again a moment later; the recovery waits until that node is back and current, so that the
+gather and the contract net run on the whole cluster. The demo reports when sending resumed and
+that no acknowledged work item was lost. The core's ``demo --cluster``
 finds this command by its name, so the core imports nothing of the adapter.
 """
 
@@ -33,29 +35,26 @@ NODES = 3
 # Long enough to ride out a leader election (4-8 s measured, docs/reliability.md): a send
 # during the failover waits for the new leader's PubAck instead of failing.
 _PUBLISH_TIMEOUT = "30"
+_ACK_WAIT = "5"
 _RESTART_PAUSE = 1.0
 
 
 class LeaderKill:
-    """A `aclbus.demo.Fault`: SIGKILL the node leading a stream, then restart it.
+    """An `aclbus.demo.Fault`: SIGKILL the node leading a stream, then restart it.
 
     Args:
         cluster: The running cluster.
         stream: The stream whose leader's node is killed.
         pause: Seconds between the kill and the restart.
-        console: Where to say that the node is back.
     """
 
-    def __init__(
-        self, cluster: Cluster, stream: str, *, pause: float = _RESTART_PAUSE, console: Console
-    ) -> None:
+    def __init__(self, cluster: Cluster, stream: str, *, pause: float = _RESTART_PAUSE) -> None:
         self._cluster = cluster
         self._stream = stream
         self._pause = pause
-        self._console = console
-        self._restart: asyncio.Task[None] | None = None
+        self._restart: asyncio.Task[str] | None = None
 
-    async def __call__(self) -> str:
+    async def inject(self) -> str:
         """Kill the stream leader's node and start restarting it in the background.
 
         Returns:
@@ -74,18 +73,30 @@ class LeaderKill:
         self._restart = asyncio.create_task(self._bring_back(index, leader))
         return f"node killed: {leader} (leader of stream {self._stream})"
 
-    async def _bring_back(self, index: int, name: str) -> None:
+    async def _bring_back(self, index: int, name: str) -> str:
         await asyncio.sleep(self._pause)
         t0 = time.perf_counter()
         await self._cluster.arestart(index)
-        self._console.print(
-            f"node restarted: {name}, healthy and current after {time.perf_counter() - t0:.2f}s"
-        )
+        return f"node restarted: {name}, healthy and current after {time.perf_counter() - t0:.2f}s"
 
-    async def settle(self) -> None:
-        """Wait for the restart begun by the kill, if any (its error, if it failed)."""
-        if self._restart is not None:
-            await self._restart
+    async def recover(self) -> str:
+        """Wait for the restart begun by the kill.
+
+        Returns:
+            ``node restarted: <name>, healthy and current after <s>s``.
+
+        Raises:
+            EmbeddedServerError: The node did not come back.
+        """
+        if self._restart is None:
+            return "no node was killed"
+        return await self._restart
+
+    async def abandon(self) -> None:
+        """Let the restart end, if the demo stopped before `recover` (errors are its own)."""
+        if self._restart is not None and not self._restart.done():
+            with contextlib.suppress(Exception):
+                await self._restart
 
 
 @contextlib.contextmanager
@@ -137,7 +148,7 @@ async def _demo(agents: int, messages: int, duration: float) -> bool:
     console = Console()
     async with Cluster(NODES, name="demo", start_timeout=60.0) as cluster:
         console.print(f"cluster 'demo' up: {', '.join(cluster.urls)} (R3 streams)", soft_wrap=True)
-        # The backend reads its servers from the environment, as agents pointed at a cluster
+        # The backend reads its settings from the environment, as agents pointed at a cluster
         # do: the demo runs exactly as a user's agents would.
         env = {
             "ACLBUS_NATS__SERVERS": ",".join(cluster.urls),
@@ -145,16 +156,18 @@ async def _demo(agents: int, messages: int, duration: float) -> bool:
                 "ACLBUS_NATS__PUBLISH_TIMEOUT", _PUBLISH_TIMEOUT
             ),
             "ACLBUS_STREAMS__REPLICAS": str(NODES),
+            # A delivery or an ack lost with the node comes back in seconds, not in 30.
+            "ACLBUS_ACK_WAIT": os.environ.get("ACLBUS_ACK_WAIT", _ACK_WAIT),
         }
         with _environment(env):
             settings = Settings(backend="nats", data_dir=None)
             stream = Subjects(settings.subject_prefix).stream(TrafficClass.INBOX)
-            fault = LeaderKill(cluster, stream, console=console)
+            fault = LeaderKill(cluster, stream)
             try:
                 result = await run_demo(
                     settings, agents=agents, messages=messages, duration=duration, fault=fault
                 )
             finally:
-                await fault.settle()  # before the cluster stops: no restart left running
+                await fault.abandon()  # before the cluster stops: no restart left running
     console.print("cluster 'demo' stopped")
     return result.ok and result.fault is not None and result.fault.resumed_after is not None
