@@ -119,7 +119,16 @@ def demo(ctx: click.Context, agents: int, messages: int, duration: float, cluste
                 "--cluster needs an adapter that starts a local cluster (`aclbus cluster "
                 'demo`); install one: pip install "aclbus[nats]"'
             )
-        ctx.invoke(command, agents=agents, messages=messages, duration=duration)
+        given = {"agents": agents, "messages": messages, "duration": duration}
+        # Only what was given: the adapter's command has defaults of its own for a cluster.
+        ctx.invoke(
+            command,
+            **{
+                name: value
+                for name, value in given.items()
+                if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+            },
+        )
         return
 
     settings = Settings()

@@ -122,14 +122,14 @@ def _environment(values: dict[str, str]) -> Iterator[None]:
     "--messages",
     default=20,
     show_default=True,
-    type=click.IntRange(2, 100_000),
+    type=click.IntRange(1, 100_000),
     help="Requests and work items per worker.",
 )
 @click.option(
     "--duration",
     default=90.0,
     show_default=True,
-    type=click.FloatRange(10, 3600),
+    type=click.FloatRange(1, 3600),
     help="Upper bound on the run, seconds.",
 )
 def cluster_demo(agents: int, messages: int, duration: float) -> None:
