@@ -130,6 +130,7 @@ async def test_a_second_cluster_up_on_the_same_data_dir_names_the_running_one(
         assert facts["nodes"][0]["url"] in message
         assert "Traceback" not in message
 
+        await _with_js(facts, _create_and_publish)
         code, err_text = await _stop(first, signal.SIGTERM)
         assert code == 0, err_text
         assert await _gone([node["pid"] for node in facts["nodes"]]) == []
@@ -140,6 +141,41 @@ async def test_a_second_cluster_up_on_the_same_data_dir_names_the_running_one(
         "aclbus-2",
     ]
     assert not (data / "cluster.json").exists()
+
+    # The next cluster up on that dir has the stream and its message (on new client ports).
+    again = await _spawn("cluster", "up", "--data-dir", str(data), "--json", cwd=tmp_path)
+    async with _reaped(again):
+        facts = await _facts(again)
+        assert await _with_js(facts, _stored) == 1
+        code, err_text = await _stop(again, signal.SIGINT)
+        assert code == 0, err_text
+
+
+async def _with_js(facts: dict[str, Any], work: Any) -> Any:
+    nc = await nats.connect(servers=facts["servers"].split(","), connect_timeout=5)
+    try:
+        return await work(nc.jetstream())
+    finally:
+        await nc.close()
+
+
+async def _create_and_publish(js: Any) -> None:
+    await js.add_stream(name="KEPT", subjects=["kept.>"], num_replicas=3)
+    await js.publish("kept.x", b"kept", timeout=10)
+
+
+async def _stored(js: Any) -> int:
+    # The stream's leader is elected again after the restart: ask until it answers.
+    deadline = time.monotonic() + 20
+    while True:
+        try:
+            info = await js.stream_info("KEPT")
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+            continue
+        return int(info.state.messages)
 
 
 @pytest.mark.parametrize(
