@@ -99,9 +99,37 @@ def main() -> None:
     type=click.FloatRange(1, 3600),
     help="Upper bound on the run, seconds.",
 )
-def demo(agents: int, messages: int, duration: float) -> None:
+@click.option(
+    "--cluster",
+    is_flag=True,
+    help="On a fresh local 3-node cluster, killing a node midway (`aclbus cluster demo`).",
+)
+@click.pass_context
+def demo(ctx: click.Context, agents: int, messages: int, duration: float, cluster: bool) -> None:
     """Run a coordinator and workers through broadcast, request-reply, p2p work and a retry."""
     from aclbus.demo import run_demo
+
+    if cluster:
+        # The core knows no cluster: an adapter that can start one registers `cluster demo`
+        # (the NATS adapter does), found by name like any plugin command.
+        group = main.get_command(ctx, "cluster")
+        command = group.get_command(ctx, "demo") if isinstance(group, click.Group) else None
+        if command is None:
+            raise click.ClickException(
+                "--cluster needs an adapter that starts a local cluster (`aclbus cluster "
+                'demo`); install one: pip install "aclbus[nats]"'
+            )
+        given = {"agents": agents, "messages": messages, "duration": duration}
+        # Only what was given: the adapter's command has defaults of its own for a cluster.
+        ctx.invoke(
+            command,
+            **{
+                name: value
+                for name, value in given.items()
+                if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+            },
+        )
+        return
 
     settings = Settings()
     if settings.data_dir is None:

@@ -7,6 +7,11 @@ request-reply; puts work items in the shared ``pool`` inbox, which the workers s
 them (competing consumers, acked); one work item fails on its first delivery and is handled
 when the broker redelivers it. Then the workers join a group, which the coordinator asks all at
 once (scatter-gather), and they bid for a job in a FIPA Contract Net, which the cheapest wins.
+
+A `Fault` given to `run_demo` is injected halfway through the work items (the NATS adapter's
+``aclbus cluster demo`` kills a stream leader's node with it) and recovered from once they are
+all handled, before the group gather; the demo says when sending resumed, and its accounting
+shows whether any acknowledged work item was lost.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import statistics
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -28,13 +34,57 @@ from aclbus.middleware import Delivery
 from aclbus.protocols import ContractNet, ContractNetParticipant
 from aclbus.settings import Settings
 
-__all__ = ["DemoResult", "PatternStats", "run_demo"]
+__all__ = ["DemoResult", "Fault", "FaultReport", "PatternStats", "run_demo"]
 
 POOL = "pool"
 """The agent id every worker also serves: one shared inbox, split between the workers."""
 
 CREW = "crew"
 """The group every worker joins."""
+
+
+class Fault(Protocol):
+    """Something done to the system halfway through the work items (a node killed, say)."""
+
+    async def inject(self) -> str:
+        """Do it; return what was done, in a few words (``"node killed: aclbus-1"``).
+
+        The demo goes on sending as soon as it returns, and measures how long until a send is
+        acknowledged again.
+        """
+
+    async def recover(self) -> str:
+        """Undo it (restart the node), once every work item is handled; say what was done.
+
+        The patterns after the work items (the group gather, the contract net) then run on a
+        whole system again.
+        """
+
+
+@dataclass
+class FaultReport:
+    """When the `Fault` happened and how long sending took to resume after it.
+
+    Attributes:
+        what: What the fault did, as it said.
+        at: Seconds from the demo's start to the fault.
+        resumed_after: Seconds from the fault to the next acknowledged send; None if none was.
+        recovered: What the recovery did, as it said; None before it.
+    """
+
+    what: str
+    at: float
+    resumed_after: float | None = None
+    recovered: str | None = None
+
+    def __str__(self) -> str:
+        resumed = (
+            "no send acknowledged after it"
+            if self.resumed_after is None
+            else f"resumed after {self.resumed_after:.2f}s"
+        )
+        done = f"{self.what} at t={self.at:.2f}s, {resumed}"
+        return done if self.recovered is None else f"{done}; {self.recovered}"
 
 
 @dataclass
@@ -57,17 +107,33 @@ class PatternStats:
 
 @dataclass
 class DemoResult:
-    """What a demo run measured, per pattern."""
+    """What a demo run measured, per pattern.
+
+    Attributes:
+        patterns: Each pattern's counts and latencies.
+        backend: The backend's name.
+        seconds: How long the run took.
+        handled_by: Work items each worker handled.
+        acked: Work items whose send was acknowledged.
+        lost: Acknowledged work items that no worker handled.
+        duplicates: Work items delivered again after a worker had handled them.
+        fault: The injected fault, if any.
+    """
 
     patterns: dict[str, PatternStats]
     backend: str
     seconds: float
     handled_by: dict[str, int]
+    acked: int = 0
+    lost: int = 0
+    duplicates: int = 0
+    fault: FaultReport | None = None
 
     @property
     def ok(self) -> bool:
-        """True when every pattern delivered all it sent and nothing failed for good."""
-        return all(p.delivered == p.sent and p.errors == 0 for p in self.patterns.values())
+        """True when every pattern delivered all it sent, nothing failed and nothing was lost."""
+        delivered = all(p.delivered == p.sent and p.errors == 0 for p in self.patterns.values())
+        return delivered and self.lost == 0
 
 
 class _Scenario:
@@ -77,6 +143,10 @@ class _Scenario:
         self.stats: dict[str, PatternStats] = defaultdict(PatternStats)
         self.sent_at: dict[str, float] = {}
         self.handled_by: dict[str, int] = defaultdict(int)
+        self.acked: set[str] = set()
+        self.handled: set[str] = set()
+        self.duplicates = 0
+        self.fault: FaultReport | None = None
         self.work_done = asyncio.Event()
         self.broadcast_done = asyncio.Event()
         self.work_total = agents * messages
@@ -108,11 +178,16 @@ class _Scenario:
         @bus.agent(POOL).on(Performative.REQUEST, message_type="demo.work")
         async def on_work(msg: ACLMessage, delivery: Delivery) -> None:
             if msg.payload.get("flaky") and delivery.attempt == 1:
-                self.stats["retry"].sent += 1
                 await delivery.nack(delay=0.05)  # fail once: the broker redelivers it later
+                return
+            if msg.message_id in self.handled:
+                # Redelivered after a failover lost its ack: at least once, so count, not redo.
+                self.duplicates += 1
                 return
             if msg.payload.get("flaky"):
                 self.stats["retry"].delivered += 1
+            if msg.message_id in self.sent_at:
+                self.handled.add(msg.message_id)
             self.handled_by[worker_id] += 1
             self._arrived("p2p work (pool)", msg)
             if self.stats["p2p work (pool)"].delivered >= self.work_total:
@@ -134,6 +209,7 @@ async def run_demo(
     messages: int = 20,
     duration: float = 60.0,
     console: Console | None = None,
+    fault: Fault | None = None,
 ) -> DemoResult:
     """Run the demo scenario and print its progress and result table.
 
@@ -143,6 +219,11 @@ async def run_demo(
         messages: Requests per worker, and work items per worker.
         duration: Upper bound on the whole run, in seconds.
         console: Where to print (default: stdout).
+        fault: Injected once halfway through sending the work items, and recovered from once
+            they are handled (or the deadline passed).
+
+    Returns:
+        What the run measured.
     """
     console = console or Console()
     scenario = _Scenario(agents, messages)
@@ -171,15 +252,31 @@ async def run_demo(
         with Progress(*columns, console=console, transient=True) as progress:
             await _broadcast(coordinator_bus, coordinator.id, scenario, progress, deadline)
             await _questions(coordinator_bus, coordinator.id, workers, scenario, progress)
-            await _work(coordinator_bus, coordinator.id, scenario, progress, deadline, console)
+            await _work(
+                coordinator_bus, coordinator.id, scenario, progress, deadline, console, fault, start
+            )
             await _gather(coordinator_bus, coordinator.id, workers, scenario, progress)
             await _contract_net(coordinator_bus, workers, scenario, progress)
     result = DemoResult(
-        dict(scenario.stats), backend, time.perf_counter() - start, dict(scenario.handled_by)
+        dict(scenario.stats),
+        backend,
+        time.perf_counter() - start,
+        dict(scenario.handled_by),
+        acked=len(scenario.acked),
+        lost=len(scenario.acked - scenario.handled),
+        duplicates=scenario.duplicates,
+        fault=scenario.fault,
     )
     console.print(_table(result))
     split = ", ".join(f"{w}: {n}" for w, n in sorted(result.handled_by.items()))
     console.print(f"pool work split between workers: {split}")
+    if result.fault is not None:
+        console.print(str(result.fault), soft_wrap=True)
+    console.print(
+        f"work items acknowledged: {result.acked}, handled: {result.acked - result.lost}, "
+        f"lost: {result.lost}, delivered again: {result.duplicates}",
+        soft_wrap=True,
+    )
     return result
 
 
@@ -239,11 +336,18 @@ async def _work(
     progress: Progress,
     deadline: float,
     console: Console,
+    fault: Fault | None,
+    start: float,
 ) -> None:
     stats = scenario.stats["p2p work (pool)"]
     task = progress.add_task("p2p work (pool)", total=scenario.work_total)
     flaky = scenario.work_total // 2
+    faulted_at: float | None = None
     for i in range(scenario.work_total):
+        if fault is not None and i == flaky:
+            what = await fault.inject()
+            faulted_at = time.perf_counter()
+            scenario.fault = FaultReport(what, faulted_at - start)
         item = ACLMessage(
             performative=Performative.REQUEST,
             sender_id=sender,
@@ -253,7 +357,14 @@ async def _work(
         )
         scenario.sent_at[item.message_id] = time.perf_counter()
         stats.sent += 1
+        if i == flaky:
+            # Counted when sent: handled on any later attempt (a failover may take the first).
+            scenario.stats["retry"].sent += 1
         await bus.send(item)
+        scenario.acked.add(item.message_id)
+        if faulted_at is not None and scenario.fault is not None:
+            scenario.fault.resumed_after = time.perf_counter() - faulted_at
+            faulted_at = None
         progress.update(task, completed=stats.delivered)
     while not scenario.work_done.is_set() and time.perf_counter() < deadline:
         with contextlib.suppress(TimeoutError):
@@ -261,6 +372,8 @@ async def _work(
         progress.update(task, completed=stats.delivered)
     if not scenario.work_done.is_set():
         console.print("[red]not every work item was handled before the deadline")
+    if fault is not None and scenario.fault is not None:
+        scenario.fault.recovered = await fault.recover()
 
 
 async def _gather(

@@ -1,16 +1,16 @@
-"""The adapter's plugin: the ``nats`` backend and its bench columns, as any adapter would."""
+"""The adapter's plugin: the ``nats`` backend, its bench columns and ``aclbus cluster``."""
 
 from __future__ import annotations
 
 from aclbus.plugin import hookimpl
-from aclbus.plugin.spec import BackendRegister, BenchmarkRegister
+from aclbus.plugin.spec import BackendRegister, BenchmarkRegister, CommandRegister
 
 # Imported for its side effect, cheaply (pydantic only): the settings class is then known as
 # the reader of aclbus.toml's [nats] table, whose keys are checked even while another backend
 # runs.
 from aclbus_nats import settings as _settings  # noqa: F401
 
-__all__ = ["aclbus_register_backends", "aclbus_register_benchmarks"]
+__all__ = ["aclbus_register_backends", "aclbus_register_benchmarks", "aclbus_register_commands"]
 
 
 @hookimpl
@@ -28,3 +28,11 @@ def aclbus_register_benchmarks(register: BenchmarkRegister) -> None:
 
     register("raw", RawNatsColumn.for_bus)
     register("faststream", FastStreamColumn.for_bus)
+
+
+@hookimpl
+def aclbus_register_commands(register: CommandRegister) -> None:
+    """Register ``aclbus cluster`` (``up``: a local cluster; ``demo``: the demo on one)."""
+    from aclbus_nats.cluster_command import cluster
+
+    register(cluster)
