@@ -24,6 +24,8 @@ import pytest
 from aclbus import Bus, Settings
 from aclbus.settings import StreamLimits
 from aclbus_nats.backend import NatsBackend
+from aclbus_nats.bench.failover import main as failover_main
+from aclbus_nats.bench.failover import measure_failover
 from aclbus_nats.bench.traffic import Accounting, Traffic
 from aclbus_nats.server import Cluster
 from aclbus_nats.server.binary import find_binary
@@ -75,26 +77,34 @@ class Rig:
         return result
 
 
-def _bus(cluster: Cluster, prefix: str, publish_timeout: float) -> Bus:
+def _bus(cluster: Cluster, prefix: str, publish_timeout: float, seed: int | None) -> Bus:
     settings = Settings(
         backend="nats",
         subject_prefix=prefix,
         ack_wait=2.0,
         streams=StreamLimits(replicas=3, max_bytes=8 << 20),
     )
-    nats_settings = NatsSettings(servers=cluster.urls, publish_timeout=publish_timeout)
+    servers = cluster.urls if seed is None else [cluster.urls[seed]]
+    nats_settings = NatsSettings(servers=servers, publish_timeout=publish_timeout)
     return Bus(settings, backend=NatsBackend(settings, nats=nats_settings), entry_points=False)
 
 
 @asynccontextmanager
 async def rig(
-    *, sync_always: bool = False, publish_timeout: float = 5.0, rate: float = 20.0
+    *,
+    sync_always: bool = False,
+    publish_timeout: float = 5.0,
+    rate: float = 20.0,
+    seed: int | None = None,
 ) -> AsyncIterator[Rig]:
-    """A fresh cluster with traffic flowing (at least a few messages acked already)."""
+    """A fresh cluster with traffic flowing (at least a few messages acked already).
+
+    ``seed``: the buses are given only this node's URL (the rest they learn from it).
+    """
     prefix = "cf" + uuid.uuid4().hex[:8]
     async with Cluster(3, name="faults", extra_config=LAME_DUCK, sync_always=sync_always) as c:
-        sender = _bus(c, prefix, publish_timeout)
-        receiver = _bus(c, prefix, publish_timeout)
+        sender = _bus(c, prefix, publish_timeout, seed)
+        receiver = _bus(c, prefix, publish_timeout, seed)
         async with receiver, sender:
             traffic = Traffic(sender, receiver, rate=rate)
             await traffic.start()
@@ -120,6 +130,19 @@ async def test_stream_leader_sigkill_three_times_loses_nothing() -> None:
         await r.finish()
     # Elections take 4-9 s (not configurable); 3 samples cannot check a p99, only a bound.
     assert max(gaps) < RECOVERY
+
+
+async def test_clients_given_one_url_move_to_the_nodes_the_cluster_announced() -> None:
+    # nats-py adds the INFO's connect_urls to its server list: the seed node may die.
+    async with rig(seed=0) as r:
+        killed = time.monotonic()
+        r.cluster.kill(0, signal.SIGKILL)
+        gap = await r.traffic.next_ack_after(killed, RECOVERY)
+        await r.traffic.next_ack_after(time.monotonic() + 1, RECOVERY)
+        await r.finish()
+        await r.cluster.arestart(0)
+    print(f"PubAcks again {gap:.2f} s after the only configured node was killed")
+    assert gap < RECOVERY
 
 
 async def _until_stopped(cluster: Cluster, indexes: list[int], within: float) -> None:
@@ -249,3 +272,39 @@ async def test_an_ambiguous_publish_retried_with_its_message_id_is_stored_once()
     print(f"{len(timeouts)} publishes timed out (ambiguous); {result.duplicate_acks} duplicate")
     assert timeouts
     assert result.duplicate_acks >= 1
+
+
+async def test_a_publish_whose_puback_is_late_is_resent_within_its_timeout() -> None:
+    # publish_retry_wait (1 s): the send resends with its message id while the leader is
+    # frozen, and the one after the thaw is answered "duplicate", with no error for the caller.
+    async with rig(publish_timeout=5.0) as r:
+        down = await r.leader()
+        frozen = time.monotonic()
+        r.cluster.kill(down, signal.SIGSTOP)
+        try:
+            await asyncio.sleep(2.5)
+        finally:
+            r.cluster.kill(down, signal.SIGCONT)
+        await r.traffic.next_ack_after(time.monotonic(), RECOVERY)
+        result = await r.finish()
+    assert not [e for e in r.traffic.errors if e.at > frozen]
+    assert result.duplicate_acks >= 1
+
+
+async def test_the_failover_bench_measures_a_kill_and_loses_nothing() -> None:
+    report = await measure_failover(1, rate=50.0)
+    figures = report.figures()
+    print(f"\n{report.render()}")
+    assert figures["kills"] == 1
+    assert 0 < figures["next_puback_max_s"] < RECOVERY
+    assert figures["lost"] == 0
+    assert figures["acked"] > 20
+    assert figures["steady_rate_msg_s"] > 10
+    assert "| acked but lost" in report.render()
+
+
+def test_the_failover_bench_refuses_a_bad_kill_count(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        failover_main(["--kills", "0"])
+    assert exit_info.value.code == 2
+    assert "--kills must be at least 1" in capsys.readouterr().err

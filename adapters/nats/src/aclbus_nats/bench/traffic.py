@@ -219,11 +219,14 @@ class Traffic:
         result = Accounting(acked=set(self._acked), duplicate_acks=self._duplicate_acks)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            result.dead = {
-                letter.message_id
-                for letter in await self._receiver.dead_letters.list()
-                if letter.message_id
-            }
+            if result.acked <= set(self._handled):
+                break
+            try:
+                letters = await self._receiver.dead_letters.list()
+            except ACLBusError:
+                # Right after a failover the DLQ stream may still be electing its leader.
+                letters = []
+            result.dead = {letter.message_id for letter in letters if letter.message_id}
             if result.acked <= set(self._handled) | result.dead:
                 break
             await asyncio.sleep(0.2)
