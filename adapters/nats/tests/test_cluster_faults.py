@@ -152,6 +152,36 @@ async def _until_stopped(cluster: Cluster, indexes: list[int], within: float) ->
         await asyncio.sleep(0.1)
 
 
+async def test_consumer_leader_sigkill_keeps_the_agent_consuming() -> None:
+    async with rig() as r:
+        nc = await nats.connect(servers=r.cluster.urls, connect_timeout=5)
+        try:
+            js = nc.jetstream(timeout=5.0)
+            stream = await js.find_stream_name_by_subject(r.traffic.subject)
+            [consumer] = [
+                c
+                for c in await js.consumers_info(stream)
+                if r.traffic.subject in (c.config.filter_subjects or [c.config.filter_subject])
+            ]
+            assert consumer.cluster is not None
+            leader = consumer.cluster.leader
+        finally:
+            await nc.close()
+        assert leader
+        down = r.cluster.index_of(leader)
+        before = r.traffic.handled
+        killed = time.monotonic()
+        r.cluster.kill(down, signal.SIGKILL)
+        deadline = killed + RECOVERY
+        while r.traffic.handled <= before + 5:  # handling goes on, the new leader delivers
+            assert time.monotonic() < deadline, "the agent stopped consuming"
+            await asyncio.sleep(0.05)
+        resumed = time.monotonic() - killed
+        await r.cluster.arestart(down)
+        await r.finish()
+    print(f"the agent handled messages again {resumed:.2f} s after the consumer leader died")
+
+
 async def test_stream_leader_frozen_for_10_s_then_resumed_loses_nothing() -> None:
     async with rig() as r:
         down = await r.leader()

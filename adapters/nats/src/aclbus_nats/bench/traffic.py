@@ -147,6 +147,11 @@ class Traffic:
         if self._task is not None:
             await asyncio.wait_for(self._task, timeout)
 
+    @property
+    def handled(self) -> int:
+        """Handler runs so far, redeliveries included."""
+        return self._handled.total()
+
     def acks_between(self, start: float, end: float) -> int:
         """PubAcks that came between two `time.monotonic` instants."""
         return sum(start <= t < end for t in self.acks)
