@@ -10,6 +10,7 @@ Correctness is asserted strictly; times generously (2 shared cores), and printed
 from __future__ import annotations
 
 import asyncio
+import json
 import signal
 import subprocess
 import time
@@ -27,7 +28,7 @@ from aclbus_nats.backend import NatsBackend
 from aclbus_nats.bench.failover import main as failover_main
 from aclbus_nats.bench.failover import measure_failover
 from aclbus_nats.bench.traffic import Accounting, Traffic
-from aclbus_nats.server import Cluster
+from aclbus_nats.server import Cluster, EmbeddedServerError
 from aclbus_nats.server.binary import find_binary
 from aclbus_nats.settings import NatsSettings
 
@@ -139,9 +140,49 @@ async def test_clients_given_one_url_move_to_the_nodes_the_cluster_announced() -
         r.cluster.kill(0, signal.SIGKILL)
         gap = await r.traffic.next_ack_after(killed, RECOVERY)
         await r.traffic.next_ack_after(time.monotonic() + 1, RECOVERY)
-        await r.finish()
         await r.cluster.arestart(0)
+        await r.finish()
     print(f"PubAcks again {gap:.2f} s after the only configured node was killed")
+    assert gap < RECOVERY
+
+
+async def test_a_fourth_node_takes_a_replica_moved_off_a_peer_under_traffic() -> None:
+    async with rig() as r:
+        new = await r.cluster.aadd_node()
+        assert r.cluster.size == 4
+        nc = await nats.connect(servers=r.cluster.urls, connect_timeout=5)
+        try:
+            js = nc.jetstream(timeout=5.0)
+            stream = await js.find_stream_name_by_subject(r.traffic.subject)
+            info = await js.stream_info(stream)
+            assert info.cluster is not None
+            follower = next(p.name for p in info.cluster.replicas or [])
+            assert follower != new.server_name
+            moved = time.monotonic()
+            answer = await nc.request(
+                f"$JS.API.STREAM.PEER.REMOVE.{stream}", json.dumps({"peer": follower}).encode()
+            )
+            assert json.loads(answer.data).get("success") is True, answer.data
+            deadline = moved + RECOVERY
+            while True:  # JetStream picks the free node to keep three replicas
+                info = await js.stream_info(stream)
+                assert info.cluster is not None
+                peers = {info.cluster.leader} | {p.name for p in info.cluster.replicas or []}
+                current = all(p.current for p in info.cluster.replicas or [])
+                if new.server_name in peers and follower not in peers and current:
+                    break
+                assert time.monotonic() < deadline, f"the replica did not move: {peers}"
+                await asyncio.sleep(0.2)
+            took = time.monotonic() - moved
+        finally:
+            await nc.close()
+        gap = r.traffic.max_gap(moved)
+        await r.finish()
+    print(
+        f"replica moved from {follower} to {new.server_name} in {took:.2f} s; "
+        f"longest pause between PubAcks {gap:.2f} s"
+    )
+    assert len(peers) == 3
     assert gap < RECOVERY
 
 
@@ -338,3 +379,8 @@ def test_the_failover_bench_refuses_a_bad_kill_count(capsys: pytest.CaptureFixtu
         failover_main(["--kills", "0"])
     assert exit_info.value.code == 2
     assert "--kills must be at least 1" in capsys.readouterr().err
+
+
+async def test_a_node_cannot_be_added_to_a_cluster_not_started() -> None:
+    with pytest.raises(EmbeddedServerError, match="has not been started"):
+        await Cluster(3).aadd_node()

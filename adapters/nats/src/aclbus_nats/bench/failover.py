@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import logging
 import signal
 import sys
 import time
@@ -204,9 +205,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--kills", type=int, default=3, help="stream-leader SIGKILLs (3)")
     parser.add_argument("--rate", type=float, default=50.0, help="messages per second (50)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    parser.add_argument(
+        "--verbose", action="store_true", help="show the client's disconnect warnings"
+    )
     args = parser.parse_args(argv)
     if args.kills < 1 or args.rate <= 0:
         parser.error("--kills must be at least 1 and --rate above 0")
+    if not args.verbose:
+        # Each kill disconnects clients on purpose: their warnings would bury the figures.
+        logging.getLogger("aclbus.nats").setLevel(logging.ERROR)
 
     def progress(n: int, gap: float) -> None:
         print(f"kill {n}/{args.kills}: next PubAck after {gap:.2f} s", file=sys.stderr)

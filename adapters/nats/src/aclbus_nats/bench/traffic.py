@@ -245,8 +245,16 @@ async def _stored_ids(urls: list[str], subject: str) -> Counter[str]:
     nc = await nats.connect(servers=urls, connect_timeout=5)
     try:
         js = nc.jetstream(timeout=5.0)
-        stream = await js.find_stream_name_by_subject(subject)
-        info = await js.stream_info(stream)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                stream = await js.find_stream_name_by_subject(subject)
+                info = await js.stream_info(stream)
+                break
+            except (TimeoutError, nats.errors.TimeoutError):
+                # A meta or stream leader still being elected after a fault.
+                if time.monotonic() > deadline:
+                    raise
         ids: Counter[str] = Counter()
         for seq in range(info.state.first_seq, info.state.last_seq + 1):
             try:
