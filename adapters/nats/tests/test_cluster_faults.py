@@ -105,7 +105,9 @@ async def rig(
     prefix = "cf" + uuid.uuid4().hex[:8]
     async with Cluster(3, name="faults", extra_config=LAME_DUCK, sync_always=sync_always) as c:
         sender = _bus(c, prefix, publish_timeout, seed)
-        receiver = _bus(c, prefix, publish_timeout, seed)
+        # The receiver starts first and creates the R3 streams: it keeps the default timeout
+        # (also that of JetStream API calls), which a fresh cluster on 2 cores may need.
+        receiver = _bus(c, prefix, 5.0, seed)
         async with receiver, sender:
             traffic = Traffic(sender, receiver, rate=rate)
             await traffic.start()
