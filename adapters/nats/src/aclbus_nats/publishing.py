@@ -44,8 +44,11 @@ JETSTREAM_MAX_HEADER_BYTES = 65535
 64k", after the round trip. Core NATS has no such limit below ``max_payload``."""
 _JS_MSG_SIZE_ERRORS = (10054,)  # JSStreamMessageExceedsMaximumErr
 _JS_STORE_ERRORS = (10002, 10023, 10047, 10077)  # account/server/stream storage limits
+_JS_IN_PROCESS_CODE = 10158  # JSStreamDuplicateMessageConflict
+_JS_IN_PROCESS = b"10158"
 _NO_RESPONDERS_PAUSE = 0.1
-"""Seconds between publishes to a provisioned stream that JetStream did not answer."""
+"""Seconds between publishes to a provisioned stream that JetStream did not answer, or
+answered that the same message id is still being stored."""
 _STATUS = "Status"
 _NO_RESPONDERS_STATUS = "503"
 
@@ -63,6 +66,14 @@ def _not_sent(exc: Exception, what: str, subject: str) -> BackendClosed:
             "(ACLBUS_NATS__RECONNECT_BUFFER sets the buffer's size)"
         )
     return BackendClosed(f"the NATS connection is closed; the {what} to {subject!r} was not sent")
+
+
+def _in_process(msg: Msg) -> bool:
+    """JetStream's "duplicate message id is in process": the same id is being stored."""
+    if _JS_IN_PROCESS not in msg.data:
+        return False  # the common case, without parsing
+    error = orjson.loads(msg.data).get("error") or {}
+    return bool(error.get("err_code") == _JS_IN_PROCESS_CODE)
 
 
 def _no_responders(msg: Msg) -> bool:
@@ -134,28 +145,37 @@ class Publisher:
                 await self._confirm(nc, subject)
             return PublishAck()
         timeout = self._connection.nats_settings.publish_timeout
+        # With a message id a publish is sent again while its PubAck is late: one that went to
+        # a stream leader as it died is never answered, and waiting for the whole timeout
+        # would add up to that much to the failover. The same Nats-Msg-Id is stored once.
+        # Not while disconnected: the copy would only wait in the reconnect buffer, and the
+        # reconnection sends the publish again anyway (`Interrupted`).
+        resend = self._connection.nats_settings.publish_retry_wait if msg_id else timeout
         deadline = time.monotonic() + timeout
         while True:
+            left = deadline - time.monotonic()
+            attempt = resend if nc.is_connected else left
             try:
                 response = await inbox.ask(
-                    subject,
-                    body,
-                    hdrs,
-                    max(deadline - time.monotonic(), 0.01),
-                    retry=msg_id is not None,
+                    subject, body, hdrs, max(min(left, attempt), 0.01), retry=msg_id is not None
                 )
             except _NOT_SENT as exc:
                 raise _not_sent(exc, "publish", subject) from None
             except Interrupted:
                 continue  # sent again: the same Nats-Msg-Id is stored once
             except TimeoutError:
-                raise PublishTimeout(subject, timeout) from None
+                if left <= attempt:
+                    raise PublishTimeout(subject, timeout) from None
+                continue
             if not _no_responders(response):
-                break
-            # Nobody stored it: no stream captures the subject, or JetStream is not ready
-            # (a server that restarts, a stream leader being elected). A subject of a stream
-            # this backend provisioned is tried again until the publish timeout.
-            if self._streams.of(subject) is None:
+                if not _in_process(response):
+                    break
+                # A resend while the first copy is still being stored: ask again, for the
+                # PubAck "duplicate" once it is.
+            elif self._streams.of(subject) is None:
+                # Nobody stored it: no stream captures the subject, or JetStream is not ready
+                # (a server that restarts, a stream leader being elected). A subject of a
+                # stream this backend provisioned is tried again until the publish timeout.
                 raise NoStream(subject)
             if time.monotonic() + _NO_RESPONDERS_PAUSE >= deadline:
                 raise PublishTimeout(subject, timeout)

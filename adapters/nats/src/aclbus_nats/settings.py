@@ -36,6 +36,10 @@ class NatsSettings(SectionSettings):
             ``ping_interval * (max_outstanding_pings + 1)`` (nats-py's default 120 s hides it).
         max_outstanding_pings: Unanswered pings before the connection counts as lost.
         publish_timeout: Seconds to wait for JetStream's PubAck.
+        publish_retry_wait: Seconds to wait for the PubAck of a publish with a message id
+            before sending it again (the same ``Nats-Msg-Id``, stored once), within
+            ``publish_timeout``: a publish lost with a dying stream leader is resent soon
+            after the new leader is elected, not only when the timeout ends.
         user: Deprecated: ``ACLBUS_AUTH__USER`` (the aclbus-auth plugin). User name.
         password: Deprecated: ``ACLBUS_AUTH__PASSWORD``. Password (never logged).
         token: Deprecated: ``ACLBUS_AUTH__TOKEN``. Token authentication (never logged).
@@ -63,6 +67,7 @@ class NatsSettings(SectionSettings):
     ping_interval: float = Field(default=5.0, gt=0, le=60)
     max_outstanding_pings: int = Field(default=2, ge=1)
     publish_timeout: float = Field(default=5.0, gt=0)
+    publish_retry_wait: float = Field(default=1.0, gt=0)
     user: str | None = None
     password: SecretStr | None = None
     token: SecretStr | None = None

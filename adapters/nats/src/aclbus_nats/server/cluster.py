@@ -90,6 +90,7 @@ class Cluster:
         self._start_timeout = start_timeout
         self._stop_timeout = stop_timeout
         self._nodes: list[EmbeddedServer] = []
+        self._route_ports: list[int] = []
         self._has_run = False
 
     @property
@@ -284,6 +285,42 @@ class Cluster:
             raise
         return node
 
+    async def aadd_node(self) -> EmbeddedServer:
+        """Start one more node, routed to the others, and wait until the cluster counts it.
+
+        The running nodes learn its route from it (routes gossip); it is ``<name>-<size>``,
+        and the cluster's `size` grows by one. Streams do not move to it by themselves: a
+        stream's peer removed (``$JS.API.STREAM.PEER.REMOVE``) is replaced by a free node.
+
+        Returns:
+            The new node.
+
+        Raises:
+            EmbeddedServerError: The cluster has not been started, or the node did not
+                become healthy and counted within ``start_timeout``; it is stopped and
+                removed again.
+        """
+        if not self._nodes:
+            raise EmbeddedServerError(f"{self!r} has not been started")
+        port = reserve_port()
+        self._route_ports.append(port)
+        node = self._make_node(len(self._nodes), port)
+        self._nodes.append(node)
+        self._size += 1
+        deadline = time.monotonic() + self._start_timeout
+        try:
+            node.launch()
+            await node.await_healthy(monitor.JS_READY, deadline)
+            while not await asyncio.to_thread(self._check_meta, [node], deadline):  # noqa: ASYNC110
+                await asyncio.sleep(_POLL_INTERVAL)
+        except BaseException:
+            node.stop()  # and forget it: the cluster is as it was
+            self._nodes.pop()
+            self._route_ports.pop()
+            self._size -= 1
+            raise
+        return node
+
     def __enter__(self) -> Self:
         return self.start()
 
@@ -337,39 +374,37 @@ class Cluster:
                 node.launch()
 
     def _build_nodes(self) -> list[EmbeddedServer]:
+        self._route_ports = [reserve_port() for _ in range(self._size)]
+        return [self._make_node(i, port) for i, port in enumerate(self._route_ports)]
+
+    def _make_node(self, i: int, own_port: int) -> EmbeddedServer:
         def q(value: str) -> str:
             return json.dumps(value, ensure_ascii=False)
 
-        route_ports = [reserve_port() for _ in range(self._size)]
-        nodes = []
-        for i, own_port in enumerate(route_ports):
-            routes = [f"nats-route://{HOST}:{port}" for port in route_ports if port != own_port]
-            block = [
-                "cluster {",
-                f"  name: {q(self._name)}",
-                f"  listen: {q(f'{HOST}:{own_port}')}",
-                f"  routes: [{', '.join(q(route) for route in routes)}]",
-            ]
-            if self._cluster_config.strip():
-                block.append(self._cluster_config.strip())
-            block.append("}")
-            extra = "\n".join(block)
-            if self._extra_config.strip():
-                extra += "\n\n" + self._extra_config.strip()
-            node_name = f"{self._name}-{i}"
-            nodes.append(
-                EmbeddedServer(
-                    store_dir=self._root / node_name if self._root else None,
-                    server_name=node_name,
-                    extra_config=extra,
-                    sync_always=self._sync_always,
-                    validate=self._validate,
-                    binary=self._binary,
-                    start_timeout=self._start_timeout,
-                    stop_timeout=self._stop_timeout,
-                )
-            )
-        return nodes
+        routes = [f"nats-route://{HOST}:{p}" for p in self._route_ports if p != own_port]
+        block = [
+            "cluster {",
+            f"  name: {q(self._name)}",
+            f"  listen: {q(f'{HOST}:{own_port}')}",
+            f"  routes: [{', '.join(q(route) for route in routes)}]",
+        ]
+        if self._cluster_config.strip():
+            block.append(self._cluster_config.strip())
+        block.append("}")
+        extra = "\n".join(block)
+        if self._extra_config.strip():
+            extra += "\n\n" + self._extra_config.strip()
+        node_name = f"{self._name}-{i}"
+        return EmbeddedServer(
+            store_dir=self._root / node_name if self._root else None,
+            server_name=node_name,
+            extra_config=extra,
+            sync_always=self._sync_always,
+            validate=self._validate,
+            binary=self._binary,
+            start_timeout=self._start_timeout,
+            stop_timeout=self._stop_timeout,
+        )
 
     def _check_meta(self, nodes: Sequence[EmbeddedServer], deadline: float) -> bool:
         """Probe once: True when every node is healthy and sees a meta leader.
