@@ -234,6 +234,13 @@ def doctor() -> None:
 )
 @click.option("--no-memory", is_flag=True, help="Leave out the memory backend's column.")
 @click.option(
+    "--kills",
+    default=3,
+    show_default=True,
+    type=click.IntRange(1, 1000),
+    help="failover: stream-leader SIGKILLs.",
+)
+@click.option(
     "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write JSON."
 )
 @click.option(
@@ -242,7 +249,9 @@ def doctor() -> None:
     type=click.Path(dir_okay=False, path_type=Path),
     help="Write a PNG of the latency CDFs (needs aclbus[bench]).",
 )
+@click.pass_context
 def bench(
+    ctx: click.Context,
     scenarios: tuple[str, ...],
     messages: int,
     size: int,
@@ -252,14 +261,19 @@ def bench(
     in_flight: int,
     timeout: float,
     no_memory: bool,
+    kills: int,
     json_path: Path | None,
     plot_path: Path | None,
 ) -> None:
     """Measure aclbus side by side with raw nats-py and FastStream, on the same server.
 
     SCENARIO: core-throughput, durable-throughput, request-reply, latency-at-rate (default:
-    all). With no server configured, the embedded one is started for the run.
+    all), or failover on its own (a local 3-node cluster whose stream leader is killed
+    --kills times). With no server configured, the embedded one is started for the run.
     """
+    if "failover" in scenarios:
+        _bench_failover(ctx, scenarios, kills, json_path)
+        return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from aclbus.bench import (
@@ -307,6 +321,22 @@ def bench(
             err.print(f"wrote {plot_path}")
     except ACLBusError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _bench_failover(
+    ctx: click.Context, scenarios: tuple[str, ...], kills: int, json_path: Path | None
+) -> None:
+    if len(scenarios) > 1:
+        raise click.UsageError("failover runs on its own: it starts a cluster and kills nodes")
+    # The core starts no cluster: an adapter that can registers `cluster failover` (NATS).
+    group = main.get_command(ctx, "cluster")
+    command = group.get_command(ctx, "failover") if isinstance(group, click.Group) else None
+    if command is None:
+        raise click.ClickException(
+            "failover needs an adapter that starts a local cluster (`aclbus cluster "
+            'failover`); install one: pip install "aclbus[nats]"'
+        )
+    ctx.invoke(command, kills=kills, json_path=json_path)
 
 
 def _with_bus(work: Callable[[Bus], Awaitable[T]]) -> T:

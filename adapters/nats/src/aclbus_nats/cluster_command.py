@@ -23,6 +23,7 @@ from rich.table import Table
 
 from aclbus import ACLBusError
 from aclbus.settings import user_data_dir
+from aclbus_nats.bench.failover import run_failover
 from aclbus_nats.cluster_demo import cluster_demo
 from aclbus_nats.server import Cluster, EmbeddedServer
 from aclbus_nats.server.process import HOST, open_lock
@@ -115,6 +116,37 @@ async def _up(size: int, name: str, root: Path | None, as_json: bool) -> None:
     finally:
         if lock is not None:
             lock.close()
+
+
+@cluster.command()
+@click.option(
+    "--kills",
+    default=3,
+    show_default=True,
+    type=click.IntRange(1, 1000),
+    help="Stream-leader SIGKILLs (20 or more for a p99 worth the name).",
+)
+@click.option(
+    "--rate",
+    default=50.0,
+    show_default=True,
+    type=click.FloatRange(1, 10_000),
+    help="Messages per second published all along.",
+)
+@click.option(
+    "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write JSON."
+)
+@click.option("--verbose", is_flag=True, help="Show the clients' disconnect warnings.")
+def failover(kills: int, rate: float, json_path: Path | None, verbose: bool) -> None:
+    """Kill the stream leader of a fresh local 3-node cluster under steady publishing.
+
+    Prints the time to the next PubAck after each kill (p50, p99, max), the acked messages
+    lost (exit 1 if any), duplicates and the publish rate during the gaps
+    (docs/reliability.md has this machine's figures). ``aclbus bench failover`` runs it.
+    """
+    code = run_failover(kills, rate=rate, json_path=json_path, verbose=verbose)
+    if code:
+        raise SystemExit(code)
 
 
 def _claim(root: Path, name: str) -> IO[bytes]:

@@ -5,7 +5,7 @@ On a fresh 3-node `Cluster` with R3 streams, real agents exchange messages stead
 to the next PubAck, restarts the node and waits until it is current again. At the end every
 acked message is accounted for. Run it with::
 
-    python -m aclbus_nats.bench.failover --kills 20
+    aclbus bench failover --kills 20    # or: python -m aclbus_nats.bench.failover --kills 20
 
 The time to the next PubAck is bounded below by nats-server's Raft election timeout, which is
 randomized and not configurable (docs/reliability.md, "Failover").
@@ -36,7 +36,7 @@ from aclbus_nats.bench.traffic import Accounting, Traffic
 from aclbus_nats.server import Cluster
 from aclbus_nats.settings import NatsSettings
 
-__all__ = ["FailoverReport", "main", "measure_failover"]
+__all__ = ["FailoverReport", "main", "measure_failover", "run_failover"]
 
 _RECOVERY = 60.0
 """Seconds one kill may take to heal before the run fails."""
@@ -211,17 +211,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.kills < 1 or args.rate <= 0:
         parser.error("--kills must be at least 1 and --rate above 0")
-    if not args.verbose:
+    return run_failover(args.kills, rate=args.rate, json_path=args.json, verbose=args.verbose)
+
+
+def run_failover(
+    kills: int, *, rate: float = 50.0, json_path: Path | None = None, verbose: bool = False
+) -> int:
+    """Measure, print the table (progress on stderr), write ``json_path`` if given.
+
+    What ``aclbus bench failover`` and ``aclbus cluster failover`` run.
+
+    Returns:
+        0, or 1 when an acked message was lost.
+    """
+    if not verbose:
         # Each kill disconnects clients on purpose: their warnings would bury the figures.
         logging.getLogger("aclbus.nats").setLevel(logging.ERROR)
 
     def progress(n: int, gap: float) -> None:
-        print(f"kill {n}/{args.kills}: next PubAck after {gap:.2f} s", file=sys.stderr)
+        print(f"kill {n}/{kills}: next PubAck after {gap:.2f} s", file=sys.stderr)
 
-    report = asyncio.run(measure_failover(args.kills, rate=args.rate, progress=progress))
+    report = asyncio.run(measure_failover(kills, rate=rate, progress=progress))
     print(report.render())
-    if args.json is not None:
-        args.json.write_text(json.dumps(report.figures(), indent=2) + "\n", encoding="utf-8")
+    if json_path is not None:
+        json_path.write_text(json.dumps(report.figures(), indent=2) + "\n", encoding="utf-8")
     return 1 if report.accounting.lost else 0
 
 
