@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import uuid
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -18,7 +19,7 @@ from nats.js import JetStreamContext, api
 from aclbus.acl import ACLMessage
 from aclbus.backend import DeliveryMode, KVSpec, StreamSpec, SubscriptionSpec
 from aclbus.bus import Bus
-from aclbus.errors import ConfigurationError
+from aclbus.errors import ConfigurationError, RequestTimeout
 from aclbus.settings import Settings, StreamLimits
 from aclbus.subjects import Subjects, TrafficClass
 from aclbus.testing.collector import Collector, Deliveries, eventually
@@ -565,3 +566,27 @@ async def test_a_kv_bucket_the_server_cannot_make_is_a_configuration_error(
         await backend.provision(KVSpec(bucket, **spec))
     assert repr(bucket) in str(caught.value)
     assert reason in str(caught.value)
+
+
+async def test_jetstream_that_does_not_answer_is_a_typed_timeout(
+    tmp_path: Path, prefix: str
+) -> None:
+    # A frozen server (an election, an overload) must not let nats-py's own TimeoutError out
+    # of provisioning: callers (and the CLI) get RequestTimeout, naming what went unanswered.
+    server = EmbeddedServer(store_dir=tmp_path / "store")
+    await server.astart()
+    settings = Settings(backend="nats", subject_prefix=prefix)
+    backend = NatsBackend(settings, nats=NatsSettings(servers=[server.url], publish_timeout=0.5))
+    try:
+        await backend.connect()
+        server.kill(signal.SIGSTOP)
+        try:
+            spec = StreamSpec(name=f"{prefix}-frozen", subjects=(f"{prefix}.frozen.>",))
+            with pytest.raises(RequestTimeout, match=rf"{prefix}-frozen"):
+                await backend.provision(spec)
+        finally:
+            server.kill(signal.SIGCONT)
+    finally:
+        with contextlib.suppress(Exception):
+            await backend.close()
+        await server.astop()

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import nats.errors as nats_errors
 import nats.js.errors as js_errors
 from nats.js import api
 
 from aclbus.backend import KeyValue, KVSpec, StreamSpec, StreamUsage
-from aclbus.errors import ConfigurationError
+from aclbus.errors import BackendClosed, ConfigurationError, RequestTimeout
 from aclbus.subjects import covers
 from aclbus_nats.announcements import republish
 from aclbus_nats.connection import NatsConnection
@@ -72,8 +73,25 @@ class Provisioner:
 
         Raises:
             ConfigurationError: The server refused it, or kept it without a subject of it.
+            RequestTimeout: JetStream did not answer in time (a stream leader or the meta
+                leader being elected, an overloaded server): worth trying again.
             BackendClosed: Not connected.
         """
+        name = spec.bucket if isinstance(spec, KVSpec) else spec.name
+        try:
+            await self._provision(spec)
+        except (nats_errors.TimeoutError, TimeoutError):
+            # nats-py's own timeout would reach the caller untyped (a traceback in the CLI).
+            raise RequestTimeout(
+                f"$JS.API.STREAM.CREATE.{name}", self._connection.nats_settings.publish_timeout
+            ) from None
+        except nats_errors.NoRespondersError:
+            raise BackendClosed(
+                f"JetStream did not answer the creation of {name!r}: is JetStream enabled "
+                "on the server, and its meta leader elected?"
+            ) from None
+
+    async def _provision(self, spec: StreamSpec | KVSpec) -> None:
         _, js = self._connection.require()
         if isinstance(spec, KVSpec):
             await self._provision_kv(js, spec)
