@@ -7,6 +7,7 @@ keep a stream without what was asked of it.
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 import nats.errors as nats_errors
@@ -31,8 +32,12 @@ KV_MAX_HISTORY = 64
 """Revisions per key a JetStream KV bucket keeps at most."""
 KV_DUPLICATE_WINDOW = 120.0
 """The duplicate window nats-py (like the Go client) gives a bucket whose TTL is longer."""
+log = logging.getLogger("aclbus.nats")
+
 _KV_SETTING = {"max_age": "ttl", "max_msgs_per_subject": "history", "num_replicas": "replicas"}
 """The stream settings of a bucket, by the `KVSpec` field they come from."""
+_PROVISION_ATTEMPTS = 3
+"""Requests to create a stream or bucket that JetStream does not answer, before giving up."""
 _JS_NAME_IN_USE = 10058  # JSStreamNameExistErr: the name is taken, with another config
 _JS_SUBJECT_OVERLAP = 10065  # JSStreamSubjectOverlapErr: another stream captures a subject
 
@@ -73,13 +78,23 @@ class Provisioner:
 
         Raises:
             ConfigurationError: The server refused it, or kept it without a subject of it.
-            RequestTimeout: JetStream did not answer in time (a stream leader or the meta
-                leader being elected, an overloaded server): worth trying again.
+            RequestTimeout: JetStream did not answer, three times over (a stream leader or
+                the meta leader being elected, an overloaded server).
             BackendClosed: Not connected.
         """
         name = spec.bucket if isinstance(spec, KVSpec) else spec.name
         try:
-            await self._provision(spec)
+            # Creating (or updating to the same config) is idempotent, so a request lost in a
+            # leader election is asked again, a bounded number of times: an election takes
+            # longer than one JetStream API timeout (docs/reliability.md, "Node loss").
+            for attempt in range(_PROVISION_ATTEMPTS):
+                try:
+                    await self._provision(spec)
+                    return
+                except (nats_errors.TimeoutError, TimeoutError):
+                    if attempt == _PROVISION_ATTEMPTS - 1:
+                        raise
+                    log.warning("nats: provisioning %s got no answer; asking again", name)
         except (nats_errors.TimeoutError, TimeoutError):
             # nats-py's own timeout would reach the caller untyped (a traceback in the CLI).
             raise RequestTimeout(
