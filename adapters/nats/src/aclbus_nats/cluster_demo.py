@@ -37,6 +37,41 @@ NODES = 3
 _PUBLISH_TIMEOUT = "30"
 _ACK_WAIT = "5"
 _RESTART_PAUSE = 1.0
+_HEAL_TIMEOUT = 90.0
+"""Seconds the recovery waits for every stream to have a leader and current replicas."""
+_HEAL_POLL = 0.25
+
+
+async def _streams_led(urls: list[str], timeout: float) -> None:
+    """Wait until every stream of the cluster answers with a leader and current replicas.
+
+    Raises:
+        ACLBusError: Not within ``timeout`` seconds (naming the streams still unled).
+    """
+    deadline = time.monotonic() + timeout
+    waiting: list[str] = ["(not asked yet)"]
+    nc = await nats.connect(servers=urls, connect_timeout=5)
+    try:
+        js = nc.jetstream(timeout=2.0)
+        while time.monotonic() < deadline:
+            try:
+                infos = await js.streams_info()
+            except Exception:  # no answer yet: the meta leader is being elected
+                await asyncio.sleep(_HEAL_POLL)
+                continue
+            waiting = [
+                info.config.name or "?"
+                for info in infos
+                if info.cluster is None
+                or not info.cluster.leader
+                or any(not (r.current or False) for r in info.cluster.replicas or [])
+            ]
+            if not waiting:
+                return
+            await asyncio.sleep(_HEAL_POLL)
+    finally:
+        await nc.close()
+    raise ACLBusError(f"the cluster did not heal within {timeout:g} s: {', '.join(waiting)}")
 
 
 class LeaderKill:
@@ -77,6 +112,9 @@ class LeaderKill:
         await asyncio.sleep(self._pause)
         t0 = time.perf_counter()
         await self._cluster.arestart(index)
+        # The node is current in the meta group; the streams it led may still be electing
+        # (slowly on a loaded machine): the gather and the contract net need them led.
+        await _streams_led(self._cluster.urls, _HEAL_TIMEOUT)
         return f"node restarted: {name}, healthy and current after {time.perf_counter() - t0:.2f}s"
 
     async def recover(self) -> str:
