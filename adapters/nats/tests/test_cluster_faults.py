@@ -72,6 +72,21 @@ class Rig:
         finally:
             await nc.close()
 
+    async def freeze_leader(self, seconds: float) -> float:
+        """SIGSTOP the stream leader's node for ``seconds``, then SIGCONT it.
+
+        Returns:
+            When it was frozen (``time.monotonic()``).
+        """
+        down = await self.leader()
+        frozen = time.monotonic()
+        self.cluster.kill(down, signal.SIGSTOP)
+        try:
+            await asyncio.sleep(seconds)
+        finally:
+            self.cluster.kill(down, signal.SIGCONT)
+        return frozen
+
     async def finish(self) -> Accounting:
         """Stop the traffic and account for it, the cluster whole."""
         await self.traffic.stop()
@@ -231,20 +246,16 @@ async def test_consumer_leader_sigkill_keeps_the_agent_consuming() -> None:
 
 async def test_stream_leader_frozen_for_10_s_then_resumed_loses_nothing() -> None:
     async with rig() as r:
-        down = await r.leader()
-        frozen = time.monotonic()
-        r.cluster.kill(down, signal.SIGSTOP)
-        try:
-            await asyncio.sleep(10)
-        finally:
-            r.cluster.kill(down, signal.SIGCONT)
+        frozen = await r.freeze_leader(10)
         thawed = time.monotonic()
         gap = await r.traffic.next_ack_after(frozen, RECOVERY)
         await r.traffic.next_ack_after(thawed + 1, RECOVERY)  # and it goes on after the thaw
         result = await r.finish()
     print(f"next PubAck {gap:.2f} s after the SIGSTOP; {len(r.traffic.errors)} sends retried")
     assert gap < RECOVERY
-    assert result.duplicates_handled >= 0  # allowed (SCENARIOS 3); printed above
+    # Duplicate handling is allowed here (SCENARIOS 3): finish() has checked the rest and the
+    # accounting printed the count.
+    assert result.acked
 
 
 async def test_lame_duck_and_sigterm_move_clients_without_a_caller_visible_error() -> None:
@@ -334,15 +345,9 @@ async def test_whole_cluster_sigkill_and_restart_keeps_streams_and_acked_message
 
 async def test_an_ambiguous_publish_retried_with_its_message_id_is_stored_once() -> None:
     async with rig(publish_timeout=1.0) as r:
-        down = await r.leader()
-        frozen = time.monotonic()
-        r.cluster.kill(down, signal.SIGSTOP)
-        try:
-            # Shorter than an election: the leader gets every retry once it wakes, stores the
-            # first, and answers the last one still waiting "duplicate".
-            await asyncio.sleep(2.5)
-        finally:
-            r.cluster.kill(down, signal.SIGCONT)
+        # Shorter than an election: the leader gets every retry once it wakes, stores the
+        # first, and answers the last one still waiting "duplicate".
+        frozen = await r.freeze_leader(2.5)
         await r.traffic.next_ack_after(time.monotonic(), RECOVERY)
         result = await r.finish()
     timeouts = [e for e in r.traffic.errors if e.at > frozen and e.kind == "PublishTimeout"]
@@ -355,13 +360,7 @@ async def test_a_publish_whose_puback_is_late_is_resent_within_its_timeout() -> 
     # publish_retry_wait (1 s): the send resends with its message id while the leader is
     # frozen, and the one after the thaw is answered "duplicate", with no error for the caller.
     async with rig(publish_timeout=5.0) as r:
-        down = await r.leader()
-        frozen = time.monotonic()
-        r.cluster.kill(down, signal.SIGSTOP)
-        try:
-            await asyncio.sleep(2.5)
-        finally:
-            r.cluster.kill(down, signal.SIGCONT)
+        frozen = await r.freeze_leader(2.5)
         await r.traffic.next_ack_after(time.monotonic(), RECOVERY)
         result = await r.finish()
     assert not [e for e in r.traffic.errors if e.at > frozen]

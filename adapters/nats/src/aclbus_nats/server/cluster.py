@@ -274,16 +274,23 @@ class Cluster:
         node = self._node(index)
         if node.running:
             await aterminate(self._procs([node]), self._stop_timeout)
-        deadline = time.monotonic() + self._start_timeout
         try:
-            node.launch()
-            await node.await_healthy(monitor.JS_READY, deadline)
-            while not await asyncio.to_thread(self._check_meta, [node], deadline):  # noqa: ASYNC110
-                await asyncio.sleep(_POLL_INTERVAL)
+            await self._join(node)
         except BaseException:
             node.halt()
             raise
         return node
+
+    async def _join(self, node: EmbeddedServer) -> None:
+        """Launch ``node``; wait until it is healthy and current in the meta group.
+
+        Within ``start_timeout``; `EmbeddedServerError` past it.
+        """
+        deadline = time.monotonic() + self._start_timeout
+        node.launch()
+        await node.await_healthy(monitor.JS_READY, deadline)
+        while not await asyncio.to_thread(self._check_meta, [node], deadline):  # noqa: ASYNC110
+            await asyncio.sleep(_POLL_INTERVAL)
 
     async def aadd_node(self) -> EmbeddedServer:
         """Start one more node, routed to the others, and wait until the cluster counts it.
@@ -307,12 +314,8 @@ class Cluster:
         node = self._make_node(len(self._nodes), port)
         self._nodes.append(node)
         self._size += 1
-        deadline = time.monotonic() + self._start_timeout
         try:
-            node.launch()
-            await node.await_healthy(monitor.JS_READY, deadline)
-            while not await asyncio.to_thread(self._check_meta, [node], deadline):  # noqa: ASYNC110
-                await asyncio.sleep(_POLL_INTERVAL)
+            await self._join(node)
         except BaseException:
             node.stop()  # and forget it: the cluster is as it was
             self._nodes.pop()
