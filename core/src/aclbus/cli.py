@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.table import Table
 
 from aclbus.bus import Bus
+from aclbus.cli_bus import run_on_bus
 from aclbus.cli_listen import listen
 from aclbus.cli_messages import request, send
 from aclbus.errors import ACLBusError
@@ -340,16 +341,13 @@ def _bench_failover(
 
 
 def _with_bus(work: Callable[[Bus], Awaitable[T]]) -> T:
-    """Run ``work`` on a started bus (from the environment), turning aclbus errors into exits."""
+    """Run a ``dlq`` command's ``work`` on the commands' bus (`aclbus.cli_bus.run_on_bus`).
 
-    async def run() -> T:
-        async with Bus() as bus:
-            return await work(bus)
-
+    The same bus and exit codes as ``send``, ``request`` and ``listen``: with an embedded
+    server, the lasting data dir, so ``aclbus dlq ls`` sees what ``aclbus demo`` left.
+    """
     try:
-        return asyncio.run(run())
-    except ACLBusError as exc:
-        raise click.ClickException(str(exc)) from None
+        return run_on_bus(work)
     except NotImplementedError as exc:
         raise click.ClickException(f"this backend keeps no dead letters ({exc})") from None
 
