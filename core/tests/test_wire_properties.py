@@ -26,7 +26,7 @@ from aclbus.acl import (
 )
 from aclbus.codec import CodecRegistry, JsonCodec
 from aclbus.errors import ACLDecodeError
-from aclbus.wire import header_block, timestamps
+from aclbus.wire import decoding, header_block, timestamps
 
 CODECS = CodecRegistry([JsonCodec()])
 BOUNDED = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -341,3 +341,100 @@ def test_time_text_is_isoformat_whatever_second_came_before(times: list[datetime
         assert timestamps.format_time(when) == when.isoformat(timespec="microseconds")[:-6] + "Z"
         later = when.replace(microsecond=(when.microsecond + 1) % 1_000_000)
         assert timestamps.format_time(later) == later.isoformat(timespec="microseconds")[:-6] + "Z"
+
+
+_ids_and_times = st.one_of(
+    st.none(),  # as encode wrote it
+    garbage_text,
+    st.sampled_from(
+        [
+            " 019c13ec-9e00-73c1-9d2e-5b8f1c4a7e60",  # read stripped by the full way
+            "019c13ec-9e00-73c1-9d2e-5b8f1c4a7e60\t",
+            "2026-01-31T12:00:00.000000Z",
+            "2026-01-31T12:00:00.123Z",  # a time as JavaScript writes it
+            "2026-02-30T12:00:00.000000Z",  # no such day
+            " 2026-01-31T12:00:00.000000Z",
+            "a" * 129,
+        ]
+    ),
+)
+_server_headers = st.sampled_from(
+    [
+        {},
+        {"Nats-Msg-Id": "m-1"},
+        {"nats-ttl": "5s", "NATS-X": " y "},
+        {"Nats-Msg-Id": "with space inside"},
+        {"nats-bad name": "x"},  # not a token: refused
+        {"nats-\x00": "x"},
+        {"Nats-Msg-Id": ""},
+    ]
+)
+
+
+@BOUNDED
+@given(
+    messages,
+    _ids_and_times,
+    _ids_and_times,
+    _server_headers,
+    st.one_of(st.none(), garbage_bodies),
+    st.one_of(st.none(), st.integers(0, 3000)),
+)
+def test_an_envelope_seen_before_decodes_as_one_never_seen(
+    msg: ACLMessage,
+    ce_id: str | None,
+    ce_time: str | None,
+    server: dict[str, str],
+    body: bytes | None,
+    max_bytes: int | None,
+) -> None:
+    """Decoding keeps what it made of the headers that repeat (`aclbus.wire.repeats`).
+
+    A block whose repeating part was seen before, with any id, time, broker headers, body or
+    limit, gives what decoding it for the first time gives: the same message or the same error.
+    """
+    headers, good_body = wire.encode(msg, CODECS)
+    wire.decode(headers, good_body, CODECS)  # the repeating part is now known
+    if ce_id is not None:
+        headers["ce-id"] = ce_id
+    if ce_time is not None:
+        headers["ce-time"] = ce_time
+    headers.update(server)
+    body = good_body if body is None else body
+
+    def outcome() -> Any:
+        try:
+            return wire.decode(headers, body, CODECS, max_bytes=max_bytes)
+        except ACLDecodeError as exc:
+            return (type(exc), exc.field, str(exc))
+
+    seen = outcome()
+    decoding._REPEATS.clear()
+    assert outcome() == seen
+
+
+def test_a_handler_changing_its_message_does_not_change_the_next() -> None:
+    msg = ACLMessage(
+        performative="inform",
+        sender_id="a",
+        receiver_id="b",
+        payload={"n": 1},
+        headers={"traceparent": "00-1"},
+        extensions={"lane": "x"},
+    )
+    first = wire.decode(*wire.encode(msg, CODECS), CODECS)
+    first.headers["traceparent"] = "changed"
+    first.extensions.clear()
+    first.payload["n"] = 2
+    again = wire.decode(*wire.encode(msg, CODECS), CODECS)
+    assert again.headers == {"traceparent": "00-1"}
+    assert again.extensions == {"lane": "x"}
+    assert again.payload == {"n": 1}
+
+
+def test_decoding_keeps_no_payload_alive() -> None:
+    """The table of envelopes holds no body: a large payload is not kept by it."""
+    msg = ACLMessage(performative="inform", sender_id="a", payload={"big": "x" * 100_000})
+    wire.decode(*wire.encode(msg, CODECS), CODECS)
+    assert len(decoding._REPEATS) > 0
+    assert all(seen.fields["payload"] is None for seen in decoding._REPEATS._seen.values())

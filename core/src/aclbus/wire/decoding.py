@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Final
+from typing import Any, Final
 
 from aclbus.acl import (
     ACL_VERSION,
@@ -20,6 +20,7 @@ from aclbus.errors import ACLDecodeError, UnsupportedVersion
 from aclbus.wire.cloudevents import CE_SPECVERSION, CE_TYPE_PREFIX, PERFORMATIVE_BY_TYPE
 from aclbus.wire.fields import PARSERS, parse_id, parse_message_id
 from aclbus.wire.header_block import ParsedHeaders, defect_error, error_field, normalized_headers
+from aclbus.wire.repeats import Repeat, Repeats, split, varying_size
 from aclbus.wire.timestamps import parse_time
 
 __all__ = ["decode"]
@@ -31,6 +32,9 @@ _MAJOR: Final = ACL_VERSION.split(".", 1)[0]
 # that makes a bound method on every call), on any other name as a method call.
 _PERFORMATIVE_BY_TYPE: Final = PERFORMATIVE_BY_TYPE
 _PARSERS: Final = PARSERS
+
+_REPEATS: Final = Repeats()
+"""The envelopes decoded before (see `aclbus.wire.repeats`), for every bus of the process."""
 
 
 def decode(
@@ -72,21 +76,75 @@ def decode(
     if not headers:
         raise ACLDecodeError("headers", "missing: an ACL message carries its envelope in headers")
     try:
-        return _decode(headers, body, codecs, max_bytes)
+        shape = split(headers)
+        if shape is not None:
+            seen = _REPEATS.get(shape[2])
+            if seen is not None:
+                msg = _repeat(seen, shape[0], shape[1], body, codecs, max_bytes)
+                if msg is not None:
+                    return msg
+        fields, content_type, size = _decode(headers, body, codecs, max_bytes)
+        if shape is not None:
+            ce_id, ce_time, key = shape
+            _REPEATS.learn(
+                key,
+                fields,
+                content_type=content_type,
+                size=size,
+                ce_id=ce_id,
+                ce_time=ce_time,
+                body=body,
+            )
+        return trusted(fields)
     except ACLDecodeError:
         raise
     except Exception as exc:  # a decoder must never raise anything else (hypothesis-tested)
         raise ACLDecodeError("message", f"cannot be decoded: {type(exc).__name__}") from exc
 
 
-def _decode(
-    headers: Mapping[str, str], body: bytes, codecs: CodecRegistry, max_bytes: int | None
-) -> ACLMessage:
-    h, size = normalized_headers(headers, body)
-    if max_bytes is not None and size > max_bytes:
+def _repeat(
+    seen: Repeat,
+    ce_id: str,
+    ce_time: str,
+    body: bytes,
+    codecs: CodecRegistry,
+    max_bytes: int | None,
+) -> ACLMessage | None:
+    """The message of an envelope seen before; None if its id or time need the full way."""
+    try:
+        message_id = parse_message_id("ce-id", ce_id)
+        timestamp = parse_time("ce-time", ce_time)
+    except ACLDecodeError:
+        return None  # the full way reads values stripped, and names what is wrong
+    if max_bytes is not None:
+        _check_size(seen.size + len(body) + 12 + varying_size(ce_id, ce_time), max_bytes)
+    fields = seen.fields.copy()
+    fields["message_id"] = message_id
+    fields["timestamp"] = timestamp
+    fields["payload"] = codecs.get(seen.content_type).decode(body)
+    if seen.copies:  # a handler may change its message's dicts: never the table's
+        fields["extensions"] = dict(fields["extensions"])
+        fields["headers"] = dict(fields["headers"])
+    else:
+        fields["extensions"] = {}
+        fields["headers"] = {}
+    return trusted(fields)
+
+
+def _check_size(size: int, max_bytes: int) -> None:
+    if size > max_bytes:
         raise ACLDecodeError(
             "message", f"{size} bytes (headers and body), over the limit of {max_bytes}"
         )
+
+
+def _decode(
+    headers: Mapping[str, str], body: bytes, codecs: CodecRegistry, max_bytes: int | None
+) -> tuple[dict[str, Any], str, int]:
+    """The message's fields, the body's content type and the message's size, all checked."""
+    h, size = normalized_headers(headers, body)
+    if max_bytes is not None:
+        _check_size(size, max_bytes)
 
     version = h.pop("acl-version", ACL_VERSION)
     if version != ACL_VERSION:
@@ -138,7 +196,7 @@ def _decode(
         target[key] = value
     fields["extensions"] = extensions
     fields["headers"] = app_headers
-    return trusted(fields)
+    return fields, content_type, size
 
 
 def _required(h: dict[str, str], header: str) -> str:

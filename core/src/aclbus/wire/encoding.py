@@ -48,12 +48,14 @@ def encode(
         codec = codecs.default
     f = msg.__dict__  # the fields: one dict lookup each rather than an attribute access
     body = codec.encode(f["payload"])
+    # The id and the time first: they change with every message, and a decoder that has seen
+    # the rest of the block before need not read it again (`aclbus.wire.repeats`).
     headers = {
-        "ce-specversion": CE_SPECVERSION,
         "ce-id": f["message_id"],
+        "ce-time": format_time(f["timestamp"]),
+        "ce-specversion": CE_SPECVERSION,
         "ce-source": f["sender_id"],
         "ce-type": TYPE_BY_PERFORMATIVE[f["performative"]],
-        "ce-time": format_time(f["timestamp"]),
         "content-type": codec.content_type,
         "acl-version": f["acl_version"],
     }
