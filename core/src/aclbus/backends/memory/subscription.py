@@ -18,6 +18,8 @@ from aclbus.backend import DeliveryHandler, Received, Subscription, Subscription
 __all__ = ["DeliverySource", "MemorySubscription"]
 
 _log = logging.getLogger("aclbus.backends.memory")
+_TURN = 16
+"""Deliveries a worker handles before it lets the rest of the event loop run."""
 
 
 class DeliverySource(Protocol):
@@ -137,6 +139,8 @@ class MemorySubscription(Subscription):
         handler = self._handler
         idle = self._idle
         loop = asyncio.get_running_loop()
+        alone = self.spec.concurrency == 1
+        turn = 0
         while self._active:
             delivery = source.take()
             if delivery is None:
@@ -168,7 +172,13 @@ class MemorySubscription(Subscription):
                     delivery.subject,
                     delivery.attempt,
                 )
-            # Yield after every delivery: a handler that never awaits (nack without delay,
-            # no max_deliver) would otherwise spin on its own redeliveries and starve the
-            # loop; and with a queue group the other members' workers get their turn.
-            await asyncio.sleep(0)
+            # Yield after each delivery to a worker that competes with others (a queue group,
+            # several workers): they get their turn even if handlers never await. Alone, only
+            # every few deliveries: a handler that never awaits (nack without delay, no
+            # max_deliver) would otherwise spin on its own redeliveries and starve the loop,
+            # but a turn of the event loop (a poll of its selector included) costs about as
+            # much as a small message's whole delivery.
+            turn += 1
+            if turn == _TURN or not alone or source.shared:
+                turn = 0
+                await asyncio.sleep(0)
