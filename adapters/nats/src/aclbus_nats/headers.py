@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from aclbus.errors import MalformedHeaders
 from aclbus.wire import ParsedHeaders, header_name_error, repeated_header_error
+from aclbus_nats.repeats import BlockReader, BlockWriter
 
 if TYPE_CHECKING:
     from nats.aio.client import Client
@@ -71,6 +72,9 @@ def read_header_block(block: bytes) -> NatsHeaders | None:
     it could be read.
     """
     if block.startswith(_NATS_LINE):
+        seen = _READER.read(block)
+        if seen is not None:
+            return seen  # type: ignore[no-any-return]
         headers = parse_header_lines(block[10:])
         return headers if headers or headers.defect is not None else None
     if block[8:9] == b" ":
@@ -299,7 +303,9 @@ def send_publish(nc: Client, original: SendPublish) -> SendPublish:
     async def send(
         subject: str, reply: str, payload: bytes, payload_size: int, headers: Any
     ) -> None:
-        block = header_block(headers) if headers is not None and subject else None
+        block = None
+        if headers is not None and subject:
+            block = _WRITER.write(headers) or header_block(headers)
         if block is None:
             await original(subject, reply, payload, payload_size, headers)
             return
@@ -313,3 +319,8 @@ def send_publish(nc: Client, original: SendPublish) -> SendPublish:
             await nc._flush_pending()  # noqa: SLF001
 
     return send
+
+
+# Blocks of aclbus' own shape, read and written once per envelope (`aclbus_nats.repeats`).
+_READER = BlockReader(parse_header_lines, NatsHeaders)
+_WRITER = BlockWriter(header_block)
