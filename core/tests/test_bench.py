@@ -92,6 +92,16 @@ def test_cli_writes_json_table_and_png(tmp_path: Path) -> None:
     assert png.read_bytes().startswith(b"\x89PNG\r\n\x1a\n")
 
 
+def test_columns_picks_the_columns_that_run(tmp_path: Path) -> None:
+    out = tmp_path / "bench.json"
+    args = ["bench", "core-throughput", "--messages", "30", "--repeats", "1", "--json", str(out)]
+    result = CliRunner().invoke(main, [*args, "--columns", " memory, raw"])
+    assert result.exit_code == 0, result.output
+    (row,) = json.loads(out.read_text())
+    assert row["memory"] > 0
+    assert set(row["runs"]) == {"memory"}  # raw runs only on NATS
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [
@@ -100,6 +110,7 @@ def test_cli_writes_json_table_and_png(tmp_path: Path) -> None:
         (["bench", "--size", "4"], "Invalid value for '--size'"),
         (["bench", "--rate", "0"], "Invalid value for '--rate'"),
         (["bench", "--repeats", "0"], "Invalid value for '--repeats'"),
+        (["bench", "--columns", "raw,warp"], "unknown column(s) ['warp']; columns: raw, raw-"),
     ],
 )
 def test_bad_arguments_are_clear_errors(args: list[str], message: str) -> None:

@@ -15,7 +15,7 @@ from aclbus.plugin.manager import PluginManager
 from aclbus.settings import Settings
 from aclbus_nats.bench import FastStreamColumn, RawNatsColumn
 
-COLUMNS = ("raw", "faststream", "aclbus", "memory")
+COLUMNS = ("raw", "raw-headers", "faststream", "aclbus", "memory")
 
 
 @pytest.fixture
@@ -29,6 +29,7 @@ def on_server(monkeypatch: pytest.MonkeyPatch, nats_url: str) -> None:
 def test_the_adapter_registers_its_columns() -> None:
     columns = PluginManager(Settings(backend="memory")).benchmark_columns()
     assert columns["raw"] == RawNatsColumn.for_bus
+    assert columns["raw-headers"] == RawNatsColumn.with_headers_for_bus
     assert columns["faststream"] == FastStreamColumn.for_bus
 
 
@@ -50,6 +51,7 @@ async def test_every_scenario_runs_every_column_on_one_server(on_server: None) -
         raw, fs, ours = row["raw"], row["faststream"], row["aclbus"]
         if row["better"] == "higher":
             assert row["ratio_raw"] == pytest.approx(ours / raw)
+            assert row["ratio_raw_headers"] == pytest.approx(ours / row["raw-headers"])
             assert row["ratio_faststream"] == pytest.approx(ours / fs)
         else:  # latencies: the ratio is a speed, baseline / aclbus
             assert row["unit"] == "ms"

@@ -235,6 +235,12 @@ def doctor() -> None:
 )
 @click.option("--no-memory", is_flag=True, help="Leave out the memory backend's column.")
 @click.option(
+    "--columns",
+    "column_names",
+    help="Comma-separated columns to run (default: all): raw, raw-headers, faststream, "
+    "aclbus, memory.",
+)
+@click.option(
     "--kills",
     default=3,
     show_default=True,
@@ -262,6 +268,7 @@ def bench(
     in_flight: int,
     timeout: float,
     no_memory: bool,
+    column_names: str | None,
     kills: int,
     json_path: Path | None,
     plot_path: Path | None,
@@ -278,6 +285,7 @@ def bench(
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from aclbus.bench import (
+        COLUMNS,
         BenchOptions,
         check_plotting,
         render_table,
@@ -296,6 +304,7 @@ def bench(
         in_flight=in_flight,
         timeout=timeout,
         memory=not no_memory,
+        columns=_names(column_names) if column_names is not None else COLUMNS,
     )
     err = Console(stderr=True)
     try:
@@ -322,6 +331,11 @@ def bench(
             err.print(f"wrote {plot_path}")
     except ACLBusError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def _names(text: str) -> tuple[str, ...]:
+    """The names of a comma-separated option (``--columns raw,aclbus``)."""
+    return tuple(name.strip() for name in text.split(",") if name.strip())
 
 
 def _bench_failover(

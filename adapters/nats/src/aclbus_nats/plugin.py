@@ -23,10 +23,11 @@ def aclbus_register_backends(register: BackendRegister) -> None:
 
 @hookimpl
 def aclbus_register_benchmarks(register: BenchmarkRegister) -> None:
-    """Register the ``raw`` (nats-py) and ``faststream`` columns of ``aclbus bench``."""
+    """Register the ``raw``, ``raw-headers`` (nats-py) and ``faststream`` bench columns."""
     from aclbus_nats.bench import FastStreamColumn, RawNatsColumn
 
     register("raw", RawNatsColumn.for_bus)
+    register("raw-headers", RawNatsColumn.with_headers_for_bus)
     register("faststream", FastStreamColumn.for_bus)
 
 

@@ -27,8 +27,9 @@ __all__ = ["COLUMNS", "SCENARIOS", "Figure", "plan", "resolve"]
 SCENARIOS = ("core-throughput", "durable-throughput", "request-reply", "latency-at-rate")
 """The scenarios, in the order they run."""
 
-COLUMNS = ("raw", "faststream", "aclbus", "memory")
-"""The columns, in the order tables show them: the limit, the peer, aclbus, aclbus on memory."""
+COLUMNS = ("raw", "raw-headers", "faststream", "aclbus", "memory")
+"""The columns, in the order tables show them: the limit (without and with aclbus' headers),
+the peer, aclbus, aclbus on memory."""
 
 _LATENCY_STEPS = (REQUEST_LATENCY, LATENCY_AT_RATE)
 
@@ -140,6 +141,7 @@ class Figure:
         for column in COLUMNS:
             out[column] = self.median(column)
         out["ratio_raw"] = self.ratio("raw")
+        out["ratio_raw_headers"] = self.ratio("raw-headers")
         out["ratio_faststream"] = self.ratio("faststream")
         out["ratio_memory"] = self.ratio("aclbus", "memory")
         out["target"] = dict(self.target)

@@ -47,6 +47,9 @@ def render_table(
     for column in present:
         table.add_column(column, justify="right")
     table.add_column("xraw", justify="right")
+    with_headers = "raw-headers" in present
+    if with_headers:
+        table.add_column("xraw-headers", justify="right")
     table.add_column("xfaststream", justify="right")
     table.add_column("target", justify="left")
     for f in figures:
@@ -69,6 +72,7 @@ def render_table(
             f.unit,
             *cells,
             _ratio(f.ratio("raw")),
+            *([_ratio(f.ratio("raw-headers"))] if with_headers else []),
             _ratio(f.ratio("faststream")),
             target or "-",
         )

@@ -1,7 +1,10 @@
-"""The ``raw`` column: nats-py used directly, the limit aclbus is measured against.
+"""The ``raw`` columns: nats-py used directly, the limit aclbus is measured against.
 
 Core pub/sub and request-reply on plain connections; JetStream with ``publish_async`` (a
-window of PubAcks in flight) and a push consumer acking each message explicitly.
+window of PubAcks in flight) and a push consumer acking each message explicitly. The
+``raw-headers`` column does the same with the headers aclbus writes for the same message on
+each one (a fresh ``ce-id`` each time), written and read by nats-py itself: what carrying an
+envelope in headers costs the client library, before aclbus does anything with it.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import api
 
-from aclbus import Bus
+from aclbus import Bus, Performative, wire
 from aclbus.bench import (
     Arrivals,
     Column,
@@ -41,20 +44,44 @@ class RawNatsColumn(Column):
 
     Args:
         target: Where to run.
+        name: The column's name.
+        envelope: The headers each message carries (``ce-id`` replaced by a fresh one per
+            message), or None for none.
     """
 
-    def __init__(self, target: BenchTarget) -> None:
-        super().__init__("raw")
+    def __init__(
+        self, target: BenchTarget, name: str = "raw", envelope: dict[str, str] | None = None
+    ) -> None:
+        super().__init__(name)
         self.target = target
         self._pub: Client | None = None
         self._sub: Client | None = None
         self._ids = itertools.count(1)
+        self._envelope = envelope
+        self._message_ids = itertools.count(1)
 
     @classmethod
     def for_bus(cls, bus: Bus) -> RawNatsColumn | None:
         """The column on ``bus``' server; None when the bus does not run on NATS."""
         target = BenchTarget.of(bus, "raw")
         return cls(target) if target is not None else None
+
+    @classmethod
+    def with_headers_for_bus(cls, bus: Bus) -> RawNatsColumn | None:
+        """The ``raw-headers`` column on ``bus``' server; None when the bus is not on NATS."""
+        target = BenchTarget.of(bus, "rawheaders")
+        if target is None:
+            return None
+        sender = bus.agent("bench-source")
+        message = sender.message(Performative.INFORM, receiver_id="bench-inbox", payload="")
+        headers, _ = wire.encode(message, bus.codecs)
+        return cls(target, "raw-headers", headers)
+
+    def _headers(self) -> dict[str, str] | None:
+        """The headers of the next message: the envelope with a fresh ``ce-id``, or None."""
+        if self._envelope is None:
+            return None
+        return {**self._envelope, "ce-id": f"m-{next(self._message_ids)}"}
 
     async def open(self) -> None:
         """Connect twice and make the column's stream."""
@@ -99,7 +126,7 @@ class RawNatsColumn(Column):
         try:
             arrivals.start()
             for _ in range(params.messages):
-                await pub.publish(subject, payload)
+                await pub.publish(subject, payload, headers=self._headers())
             await pub.flush()
             return await arrivals.wait(params.timeout)
         finally:
@@ -130,10 +157,10 @@ class RawNatsColumn(Column):
         payload = stamp(params.size)
 
         async def send(i: int) -> None:
-            await js_pub.publish_async(subject, payload)
+            await js_pub.publish_async(subject, payload, headers=self._headers())
 
         async def send_due(i: int, due: float) -> None:
-            await js_pub.publish_async(subject, stamp(params.size, due))
+            await js_pub.publish_async(subject, stamp(params.size, due), headers=self._headers())
 
         try:
             arrivals.start()
@@ -152,7 +179,7 @@ class RawNatsColumn(Column):
         arrivals = Arrivals(params.messages, self.name, step)
 
         async def echo(msg: Msg) -> None:
-            await sub.publish(msg.reply, msg.data)
+            await sub.publish(msg.reply, msg.data, headers=self._headers())
 
         subscription = await sub.subscribe(subject, cb=echo)
         await sub.flush()
@@ -161,7 +188,7 @@ class RawNatsColumn(Column):
 
         async def ask(i: int) -> None:
             sent = clock()
-            await pub.request(subject, payload, timeout=params.timeout)
+            await pub.request(subject, payload, timeout=params.timeout, headers=self._headers())
             arrivals.arrived(sent if sequential else None)
 
         try:
