@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
-import pytest
+import re
 
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from aclbus import subjects
 from aclbus.errors import InvalidIdentifier
 from aclbus.subjects import (
     MAX_ID_LENGTH,
     Subjects,
     TrafficClass,
+    check_subject,
     subject_matches,
     validate_id,
     validate_topic,
@@ -265,3 +271,15 @@ def test_subjects_is_immutable() -> None:
     s = Subjects()
     with pytest.raises(AttributeError):
         s.prefix = "other"  # type: ignore[misc]
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.text(st.sampled_from("ab.*>_- \t\n\x00\x1c\xa0\u2028é"), max_size=12))
+def test_check_subject_refuses_exactly_what_the_rules_refuse(subject: str) -> None:
+    """The quick acceptance of plain subjects never lets through what the rules refuse."""
+    problem = subjects._subject_problem(subject, wildcards=False)
+    if problem is None:
+        assert check_subject(subject) == subject
+    else:
+        with pytest.raises(InvalidIdentifier, match=re.escape(problem)):
+            check_subject(subject)

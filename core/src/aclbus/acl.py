@@ -282,9 +282,12 @@ class ACLMessage(BaseModel):
     @property
     def all_receivers(self) -> tuple[str, ...]:
         """``receiver_id`` followed by ``receivers``, without repeats."""
-        if self.receiver_id is None:
-            return self.receivers
-        return (self.receiver_id, *(r for r in self.receivers if r != self.receiver_id))
+        receiver, more = self.receiver_id, self.receivers
+        if receiver is None:
+            return more
+        if not more:  # the usual message: one receiver (no generator to make)
+            return (receiver,)
+        return (receiver, *[r for r in more if r != receiver])
 
     def reply(
         self,

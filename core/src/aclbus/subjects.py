@@ -43,6 +43,9 @@ _KNOWN_IDS_CAP = 100_000
 _known_subjects: set[str] = set()
 _known_filters: set[str] = set()
 _KNOWN_SUBJECTS_CAP = 100_000
+# A subject with nothing `_subject_problem` could refuse: tokens of anything but whitespace,
+# dots and wildcard characters (\s is what str.isspace is true for).
+_PLAIN_SUBJECT = re.compile(r"[^\s.*>]+(?:\.[^\s.*>]+)*")
 
 
 def _reason(value: str) -> str:
@@ -165,6 +168,8 @@ def check_subject(subject: str) -> str:
     """
     if subject in _known_subjects:
         return subject
+    if subject.__class__ is str and _PLAIN_SUBJECT.fullmatch(subject):
+        return subject  # no empty token, whitespace or wildcard (a reply inbox, used once)
     problem = _subject_problem(subject, wildcards=False)
     if problem is not None:
         raise InvalidIdentifier("subject", subject, problem)

@@ -26,6 +26,9 @@ _TIME: Final = b"ce-time: "
 _CRLF: Final = b"\r\n"
 _SERVER_LINE: Final = b"\r\nNats-"
 _SPACE: Final = " \t\n\r\x0b\x0c"  # what the full reader strips (bytes.strip())
+_ONE_OFF: Final = frozenset({"acl-caused-by", "acl-in-reply-to", "acl-reply-by"})
+"""Headers that name one other message or moment: a block with one is not kept (replies would
+fill the table with blocks that never come again, and empty it of those that do)."""
 
 Items = tuple[tuple[str, str], ...]
 
@@ -94,6 +97,8 @@ class BlockReader:
         names = [name.lower() for name in lines]
         if "ce-id" in names or "ce-time" in names or any(n.startswith("nats-") for n in names):
             return None  # the rest read alone could hide a name the whole block repeats
+        if not _ONE_OFF.isdisjoint(names):
+            return None  # a reply's block: it will not come again (see _ONE_OFF)
         items: Items = tuple(lines.items())
         if len(whole) != 2 + len(items) + sum(1 for n in whole if n.startswith("Nats-")):
             return None  # a line given twice, which the whole block read as one
@@ -160,6 +165,8 @@ class BlockWriter:
         except TypeError:  # an unhashable value: the full writer refuses it
             return None
         if rest is None:
+            if any(name in _ONE_OFF for name, _ in key):
+                return None  # a reply's block: the full writer writes it (see _ONE_OFF)
             whole = self._write(dict(key))
             if whole is None:
                 return None

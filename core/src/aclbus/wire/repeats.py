@@ -25,7 +25,9 @@ __all__ = ["Repeat", "Repeats", "split"]
 
 _CAP: Final = 4096
 """Envelopes kept; a full table starts again (the ones in use come back) rather than grow."""
-_VARYING: Final = ("ce-id", "ce-time")
+_ONE_OFF_FIELDS: Final = ("caused_by", "in_reply_to", "reply_by")
+"""Fields that name one other message or moment: an envelope with one is not kept (replies
+would fill the table with envelopes that never come again, and empty it of those that do)."""
 # The size `encoded_size` counts for the two varying headers, without their values:
 # 4 bytes (": " and CRLF) plus the name, each.
 _VARYING_OVERHEAD: Final = 4 + len("ce-id") + 4 + len("ce-time")
@@ -111,6 +113,8 @@ class Repeats:
             ce_time: Its ``ce-time`` as it came.
             body: The message's body.
         """
+        if any(fields[name] for name in _ONE_OFF_FIELDS):
+            return  # it names another message (a reply): its envelope will not come again
         # The varying values' share of the size is their length only if the decoder read
         # them as they came (ASCII, nothing stripped); otherwise the rest's share is unknown.
         if not (ce_id.isascii() and ce_time.isascii()):

@@ -76,6 +76,7 @@ class MemoryServer:
         self.router = CoreRouter(self.clock, self.injector)
         self._streams: dict[str, Stream[Consumer]] = {}
         self._stream_of: dict[str, Stream[Consumer] | None] = {}
+        self._inboxes_stored = False  # whether a stream captures reply inboxes (_INBOX.>)
         self._buckets: dict[str, Bucket] = {}
         self._replies: dict[str, asyncio.Future[Reply]] = {}
         self._requested: dict[str, str] = {}  # reply inbox -> the request's subject
@@ -148,6 +149,11 @@ class MemoryServer:
         else:
             existing.update(spec)
         self._stream_of.clear()
+        self._inboxes_stored = any(
+            overlaps(subject, "_INBOX.>")
+            for stream in self._streams.values()
+            for subject in stream.spec.subjects
+        )
 
     def _provision_bucket(self, spec: KVSpec) -> None:
         name = validate_id(spec.bucket, "KV bucket")
@@ -196,6 +202,10 @@ class MemoryServer:
             return self._stream_of[subject]
         except KeyError:
             pass
+        if subject.startswith("_INBOX.") and not self._inboxes_stored:
+            # A reply inbox is used once: remembering it would only crowd the streams' own
+            # subjects out of the table (it would fill and start again every few thousand).
+            return None
         found = next((s for s in self._streams.values() if s.captures(subject)), None)
         if len(self._stream_of) >= _SUBJECT_CACHE_CAP:
             self._stream_of.clear()
