@@ -24,6 +24,9 @@ BOUNDED = settings(max_examples=300, deadline=None)
 _VALUES = [b"m-1", b" m-1 ", b"", b"2026-01-31T12:00:00.000000Z", b"a:b", b"\xc3\xa9", b"\t"]
 _VALUES += [b"x\x00y", b"\x7f", b"CE-ID: m-2"]
 _LINES = [
+    b"acl-caused-by: m-0\r\n",  # a varying header: first after ce-time, or among the others
+    b"acl-correlation-id: c-1\r\n",
+    b"ACL-In-Reply-To: q-1\r\n",
     b"ce-specversion: 1.0\r\n",
     b"ce-source: alice\r\n",
     b"ce-type: fipa.acl.inform\r\n",
@@ -55,7 +58,7 @@ aclbus_shaped = st.builds(
     ),
     st.sampled_from(_VALUES),
     st.sampled_from(_VALUES),
-    st.lists(st.sampled_from(_LINES), max_size=6).map(b"".join),
+    st.lists(st.sampled_from(_LINES), max_size=7).map(b"".join),
     st.sampled_from(_SERVER),
     st.sampled_from([b"\r\n", b"", b"\r\n\r\n"]),
 )
@@ -116,7 +119,9 @@ def test_the_connection_reads_an_aclbus_block_from_the_table() -> None:
     assert wire.decode(again, body, CODECS) == msg
 
 
-_names = st.sampled_from(["ce-id", "ce-time", "ce-source", "x-a", "Nats-Msg-Id", "Nats-TTL", "a b"])
+_names = st.sampled_from(
+    ["ce-id", "ce-time", "ce-source", "x-a", "Nats-Msg-Id", "Nats-TTL", "a b", "acl-caused-by"]
+)
 _texts = st.sampled_from(
     [
         "m-1",
@@ -163,3 +168,22 @@ def test_unhashable_values_are_left_to_the_full_writer() -> None:
     writer = BlockWriter(header_block)
     headers: dict[str, Any] = {"ce-id": "m-1", "ce-time": "t", "x-a": ["not", "text"]}
     assert writer.write(headers) is None
+
+
+def test_a_reply_with_a_new_id_to_answer_reads_from_the_table() -> None:
+    """A reply names the request it answers; the rest of its block is the last reply's."""
+    reader = BlockReader(parse_header_lines, NatsHeaders)
+    rest = b"ce-specversion: 1.0\r\nce-source: bob\r\nce-type: fipa.acl.inform\r\n"
+    blocks = [
+        b"NATS/1.0\r\nce-id: r-%d\r\nce-time: 2026-01-31T12:00:00.000000Z\r\n"
+        b"acl-correlation-id: q-%d\r\nacl-in-reply-to: q-%d\r\nacl-caused-by: q-%d\r\n"
+        % (i, i, i, i)
+        + rest
+        + b"\r\n"
+        for i in range(3)
+    ]
+    for block in blocks:
+        got = reader.read(block)
+        assert got is not None
+        assert _seen(got) == _full(block)
+    assert len(reader._seen) == 1

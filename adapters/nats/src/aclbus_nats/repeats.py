@@ -17,18 +17,19 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Final
 
+from aclbus.wire import VARYING_HEADERS
+
 __all__ = ["BlockReader", "BlockWriter"]
 
 _CAP: Final = 4096
 """Blocks kept by each table; a full one starts again (the blocks in use come back)."""
-_HEAD: Final = b"NATS/1.0\r\nce-id: "
-_TIME: Final = b"ce-time: "
+_HEAD: Final = b"NATS/1.0\r\nce-id:"
 _CRLF: Final = b"\r\n"
 _SERVER_LINE: Final = b"\r\nNats-"
 _SPACE: Final = " \t\n\r\x0b\x0c"  # what the full reader strips (bytes.strip())
-_ONE_OFF: Final = frozenset({"acl-caused-by", "acl-in-reply-to", "acl-reply-by"})
-"""Headers that name one other message or moment: a block with one is not kept (replies would
-fill the table with blocks that never come again, and empty it of those that do)."""
+_VARYING_TEXT: Final = frozenset(VARYING_HEADERS)
+"""The headers that change from message to message (`aclbus.wire.VARYING_HEADERS`)."""
+_VARYING: Final = frozenset(name.encode("ascii") for name in VARYING_HEADERS)
 
 Items = tuple[tuple[str, str], ...]
 
@@ -50,57 +51,66 @@ class BlockReader:
     def read(self, block: bytes) -> Any | None:
         r"""The headers of ``block`` (from ``NATS/1.0\r\n``), or None: read it the full way.
 
-        Only a block of aclbus' shape is read here: ``ce-id`` and ``ce-time`` first, at least
-        one line after them, ``Nats-*`` lines (if any) last.
+        Only a block of aclbus' shape is read here: the varying lines first (``ce-id``,
+        ``ce-time``, then any other of `aclbus.wire.VARYING_HEADERS`), at least one line
+        after them, ``Nats-*`` lines (if any) last.
         """
         if not block.startswith(_HEAD) or not block.endswith(b"\r\n\r\n"):
             return None
-        id_end = block.find(_CRLF, 17)
-        time_start = id_end + 2
-        if id_end < 0 or not block.startswith(_TIME, time_start):
-            return None
-        time_end = block.find(_CRLF, time_start + 9)
-        rest_start = time_end + 2
-        tail = block.find(_SERVER_LINE, time_end)
-        if time_end < 0 or tail == time_end or rest_start >= len(block) - 2:
-            return None  # no line between the varying ones and the end: nothing to keep
-        raw_id = block[17:id_end]
-        raw_time = block[time_start + 9 : time_end]
-        if not (raw_id.isascii() and raw_time.isascii()):
-            return None
-        ce_id = raw_id.decode("ascii").strip(_SPACE)
-        ce_time = raw_time.decode("ascii").strip(_SPACE)
-        if not (ce_id and ce_time):
-            return None
+        end = len(block) - 2  # the empty line that ends the block
+        varying: list[tuple[str, str]] = []
+        pos = 10
+        while pos < end:
+            line_end = block.find(_CRLF, pos)
+            colon = block.find(b":", pos, line_end)
+            name = block[pos:colon] if colon >= 0 else b""
+            if name not in _VARYING:
+                break
+            raw = block[colon + 1 : line_end]
+            if not raw.isascii():
+                return None
+            value = raw.decode("ascii").strip(_SPACE)
+            if not value:
+                return None
+            varying.append((name.decode("ascii"), value))
+            pos = line_end + 2
+        if len(varying) < 2 or varying[1][0] != "ce-time" or pos >= end:
+            return None  # not aclbus' shape, or nothing after the varying lines
+        if len({name for name, _ in varying}) != len(varying):
+            return None  # a varying header twice: the full reader names the defect
+        tail = block.find(_SERVER_LINE, pos - 2)
+        if tail == pos - 2:
+            return None  # the server's lines right after the varying ones: nothing repeats
         server: Items = ()
-        rest_end = len(block) - 2
+        rest_end = end
         if tail >= 0:
             rest_end = tail + 2
-            found = _server_lines(block[rest_end:-2])
+            found = _server_lines(block[rest_end:end])
             if found is None:
                 return None
             server = found
-        rest = block[rest_start:rest_end]
+        rest = block[pos:rest_end]
         items = self._seen.get(rest)
         if items is None:
-            items = self._learn(block, rest)
+            items = self._learn(block, rest, len(varying))
             if items is None:
                 return None
-        return self._make((("ce-id", ce_id), ("ce-time", ce_time), *items, *server))
+        return self._make((*varying, *items, *server))
 
-    def _learn(self, block: bytes, rest: bytes) -> Items | None:
+    def _learn(self, block: bytes, rest: bytes, varying: int) -> Items | None:
         """Read the repeating lines the full way, and keep them if nothing there is unusual."""
         whole = self._read_lines(block[10:])
         lines = self._read_lines(rest + _CRLF)
         if whole.defect is not None or lines.defect is not None:
             return None
-        names = [name.lower() for name in lines]
-        if "ce-id" in names or "ce-time" in names or any(n.startswith("nats-") for n in names):
-            return None  # the rest read alone could hide a name the whole block repeats
-        if not _ONE_OFF.isdisjoint(names):
-            return None  # a reply's block: it will not come again (see _ONE_OFF)
+        for name in lines:
+            lower = name.lower()
+            if lower in _VARYING_TEXT or lower.startswith("nats-"):
+                # Read alone, the rest could hide a name the whole block repeats; and a
+                # varying header among the others would make a block that never comes again.
+                return None
         items: Items = tuple(lines.items())
-        if len(whole) != 2 + len(items) + sum(1 for n in whole if n.startswith("Nats-")):
+        if len(whole) != varying + len(items) + sum(1 for n in whole if n.startswith("Nats-")):
             return None  # a line given twice, which the whole block read as one
         if len(self._seen) >= _CAP:
             self._seen.clear()
@@ -149,24 +159,29 @@ class BlockWriter:
         items = tuple(headers.items())
         if len(items) < 3 or items[0][0] != "ce-id" or items[1][0] != "ce-time":
             return None
-        end = len(items)
-        while end > 3 and items[end - 1][0].__class__ is str and items[end - 1][0][:5] == "Nats-":
+        start, end = 2, len(items)
+        while start < end and items[start][0] in _VARYING_TEXT:
+            start += 1
+        while (
+            end > start and items[end - 1][0].__class__ is str and items[end - 1][0][:5] == "Nats-"
+        ):
             end -= 1
-        ce_id, ce_time = items[0][1], items[1][1]
-        server = items[end:]
-        if not (_plain(ce_id) and _plain(ce_time)) or not all(
+        if start == end:
+            return None
+        varying, server = items[:start], items[end:]
+        if not all(name.__class__ is str and _plain(value) for name, value in varying) or not all(
             name[5:].replace("-", "").isalnum() and name.isascii() and _plain(value)
             for name, value in server
         ):
             return None  # the full writer checks and writes them
-        key = items[2:end]
+        key = items[start:end]
         try:
             rest = self._seen.get(key)
         except TypeError:  # an unhashable value: the full writer refuses it
             return None
         if rest is None:
-            if any(name in _ONE_OFF for name, _ in key):
-                return None  # a reply's block: the full writer writes it (see _ONE_OFF)
+            if any(name.__class__ is not str or name.lower() in _VARYING_TEXT for name, _ in key):
+                return None  # a varying header among the others: the key would not come again
             whole = self._write(dict(key))
             if whole is None:
                 return None
@@ -174,11 +189,9 @@ class BlockWriter:
             if len(self._seen) >= _CAP:
                 self._seen.clear()
             self._seen[key] = rest
-        head = f"NATS/1.0\r\nce-id: {ce_id}\r\nce-time: {ce_time}\r\n".encode("ascii")
-        if not server:
-            return head + rest + _CRLF
-        lines = "".join([f"{name}: {value}\r\n" for name, value in server])
-        return head + rest + lines.encode("ascii") + _CRLF
+        head = "".join([f"{name}: {value}\r\n" for name, value in varying])
+        tail = "".join([f"{name}: {value}\r\n" for name, value in server])
+        return b"NATS/1.0\r\n" + head.encode("ascii") + rest + tail.encode("ascii") + _CRLF
 
 
 def _plain(value: Any) -> bool:

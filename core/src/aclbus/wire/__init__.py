@@ -11,8 +11,8 @@ what a mapping cannot show in `ParsedHeaders`.
 
 The package, one module per part: `encoding` (`encode`) and `decoding` (`decode`); the rules
 of a header block (`header_block`); the optional envelope headers and their parsers
-(`fields`); the CloudEvents attributes (`cloudevents`); times as text (`timestamps`); the size
-of a message on the wire (`size`).
+(`fields`); the envelopes seen before (`repeats`); the CloudEvents attributes
+(`cloudevents`); times as text (`timestamps`); the size of a message on the wire (`size`).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from aclbus.wire.header_block import (
     is_envelope_header,
     repeated_header_error,
 )
+from aclbus.wire.repeats import VARYING_HEADERS
 from aclbus.wire.size import encoded_size
 
 __all__ = [
@@ -36,6 +37,7 @@ __all__ = [
     "CE_TYPE_PREFIX",
     "ENVELOPE_HEADER_PREFIXES",
     "HEADER_TOKEN",
+    "VARYING_HEADERS",
     "ParsedHeaders",
     "check_headers",
     "decode",

@@ -20,7 +20,7 @@ from aclbus.errors import ACLDecodeError, UnsupportedVersion
 from aclbus.wire.cloudevents import CE_SPECVERSION, CE_TYPE_PREFIX, PERFORMATIVE_BY_TYPE
 from aclbus.wire.fields import PARSERS, parse_id, parse_message_id
 from aclbus.wire.header_block import ParsedHeaders, defect_error, error_field, normalized_headers
-from aclbus.wire.repeats import Repeat, Repeats, split, varying_size
+from aclbus.wire.repeats import VARYING_HEADERS, Repeat, Repeats, split
 from aclbus.wire.timestamps import parse_time
 
 __all__ = ["decode"]
@@ -35,6 +35,12 @@ _PARSERS: Final = PARSERS
 
 _REPEATS: Final = Repeats()
 """The envelopes decoded before (see `aclbus.wire.repeats`), for every bus of the process."""
+_ID_AND_TIME: Final = 4 + len("ce-id") + 4 + len("ce-time")  # their names and separators
+_VARYING_PARSERS: Final[dict[str, tuple[str, Any]]] = {
+    "ce-id": ("message_id", parse_message_id),
+    "ce-time": ("timestamp", parse_time),
+    **{header: PARSERS[header] for header in VARYING_HEADERS[2:]},
+}
 
 
 def decode(
@@ -78,22 +84,15 @@ def decode(
     try:
         shape = split(headers)
         if shape is not None:
-            seen = _REPEATS.get(shape[2])
+            seen = _REPEATS.get(shape[1])
             if seen is not None:
-                msg = _repeat(seen, shape[0], shape[1], body, codecs, max_bytes)
+                msg = _repeat(seen, shape[0], body, codecs, max_bytes)
                 if msg is not None:
                     return msg
         fields, content_type, size = _decode(headers, body, codecs, max_bytes)
         if shape is not None:
-            ce_id, ce_time, key = shape
             _REPEATS.learn(
-                key,
-                fields,
-                content_type=content_type,
-                size=size,
-                ce_id=ce_id,
-                ce_time=ce_time,
-                body=body,
+                shape[0], shape[1], fields, content_type=content_type, size=size, body=body
             )
         return trusted(fields)
     except ACLDecodeError:
@@ -104,23 +103,33 @@ def decode(
 
 def _repeat(
     seen: Repeat,
-    ce_id: str,
-    ce_time: str,
+    varying: tuple[tuple[str, str], ...],
     body: bytes,
     codecs: CodecRegistry,
     max_bytes: int | None,
 ) -> ACLMessage | None:
-    """The message of an envelope seen before; None if its id or time need the full way."""
+    """The message of an envelope seen before; None if its varying headers need the full way."""
+    if len(varying) != len(seen.varying):
+        return None
+    fields = seen.fields.copy()
+    size = seen.size + len(body) + 12
     try:
-        message_id = parse_message_id("ce-id", ce_id)
-        timestamp = parse_time("ce-time", ce_time)
-    except ACLDecodeError:
+        if len(varying) == 2:  # the id and the time only (`split` checked their names)
+            ce_id, ce_time = varying[0][1], varying[1][1]
+            fields["message_id"] = parse_message_id("ce-id", ce_id)
+            fields["timestamp"] = parse_time("ce-time", ce_time)
+            size += _ID_AND_TIME + len(ce_id) + len(ce_time)
+        else:
+            for (name, value), learned in zip(varying, seen.varying, strict=True):
+                if name != learned:
+                    return None
+                field, parse = _VARYING_PARSERS[name]
+                fields[field] = parse(name, value)
+                size += 4 + len(name) + len(value)  # parsed: ASCII, as encoded_size counts
+    except (ACLDecodeError, TypeError):
         return None  # the full way reads values stripped, and names what is wrong
     if max_bytes is not None:
-        _check_size(seen.size + len(body) + 12 + varying_size(ce_id, ce_time), max_bytes)
-    fields = seen.fields.copy()
-    fields["message_id"] = message_id
-    fields["timestamp"] = timestamp
+        _check_size(size, max_bytes)
     fields["payload"] = codecs.get(seen.content_type).decode(body)
     if seen.copies:  # a handler may change its message's dicts: never the table's
         fields["extensions"] = dict(fields["extensions"])

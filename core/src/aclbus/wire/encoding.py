@@ -10,7 +10,7 @@ from aclbus.acl import ACLMessage
 from aclbus.codec import CodecRegistry, EncodeError
 from aclbus.errors import MessageTooLarge
 from aclbus.wire.cloudevents import CE_SPECVERSION, TYPE_BY_PERFORMATIVE
-from aclbus.wire.fields import TEXT_FIELD_HEADERS
+from aclbus.wire.fields import TEXT_FIELD_HEADERS, VARYING_TEXT_HEADERS
 from aclbus.wire.size import encoded_size
 from aclbus.wire.timestamps import format_time
 
@@ -48,17 +48,40 @@ def encode(
         codec = codecs.default
     f = msg.__dict__  # the fields: one dict lookup each rather than an attribute access
     body = codec.encode(f["payload"])
-    # The id and the time first: they change with every message, and a decoder that has seen
-    # the rest of the block before need not read it again (`aclbus.wire.repeats`).
-    headers = {
-        "ce-id": f["message_id"],
-        "ce-time": format_time(f["timestamp"]),
-        "ce-specversion": CE_SPECVERSION,
-        "ce-source": f["sender_id"],
-        "ce-type": TYPE_BY_PERFORMATIVE[f["performative"]],
-        "content-type": codec.content_type,
-        "acl-version": f["acl_version"],
-    }
+    # First the headers that change from message to message: the id, the time, then those
+    # naming one conversation or message. A decoder that has seen the rest of the block
+    # before need not read it again (`aclbus.wire.repeats`).
+    if (
+        f["correlation_id"] is None
+        and f["reply_with"] is None
+        and f["in_reply_to"] is None
+        and not f["caused_by"]
+        and f["reply_by"] is None
+    ):  # the usual message: no header names a conversation or another message
+        headers = {
+            "ce-id": f["message_id"],
+            "ce-time": format_time(f["timestamp"]),
+            "ce-specversion": CE_SPECVERSION,
+            "ce-source": f["sender_id"],
+            "ce-type": TYPE_BY_PERFORMATIVE[f["performative"]],
+            "content-type": codec.content_type,
+            "acl-version": f["acl_version"],
+        }
+    else:
+        headers = {"ce-id": f["message_id"], "ce-time": format_time(f["timestamp"])}
+        for name, header in VARYING_TEXT_HEADERS:
+            value = f[name]
+            if value is not None:
+                headers[header] = value
+        if f["caused_by"]:
+            headers["acl-caused-by"] = ",".join(f["caused_by"])
+        if f["reply_by"] is not None:
+            headers["acl-reply-by"] = format_time(f["reply_by"])
+        headers["ce-specversion"] = CE_SPECVERSION
+        headers["ce-source"] = f["sender_id"]
+        headers["ce-type"] = TYPE_BY_PERFORMATIVE[f["performative"]]
+        headers["content-type"] = codec.content_type
+        headers["acl-version"] = f["acl_version"]
     if f["receiver_id"] is not None:
         headers["acl-receiver-id"] = f["receiver_id"]
     if f["receivers"]:
@@ -69,12 +92,8 @@ def encode(
         headers["acl-retry-count"] = str(f["retry_count"])
     if f["ttl"] is not None:
         headers["acl-ttl"] = repr(float(f["ttl"]))
-    if f["reply_by"] is not None:
-        headers["acl-reply-by"] = format_time(f["reply_by"])
     if f["hops"]:
         headers["acl-hops"] = str(f["hops"])
-    if f["caused_by"]:
-        headers["acl-caused-by"] = ",".join(f["caused_by"])
     for name, header in TEXT_FIELD_HEADERS:
         value = f[name]
         if value is not None:

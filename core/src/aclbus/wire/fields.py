@@ -24,7 +24,13 @@ from aclbus.errors import ACLDecodeError, InvalidIdentifier
 from aclbus.subjects import validate_id, validate_topic
 from aclbus.wire.timestamps import parse_time
 
-__all__ = ["PARSERS", "TEXT_FIELD_HEADERS", "parse_id", "parse_message_id"]
+__all__ = [
+    "PARSERS",
+    "TEXT_FIELD_HEADERS",
+    "VARYING_TEXT_HEADERS",
+    "parse_id",
+    "parse_message_id",
+]
 
 # A decimal number of seconds: what JSON, Go's strconv and Python's repr(float) write.
 _DECIMAL: Final = re.compile(r"[0-9]{1,20}(?:\.[0-9]{1,20})?(?:[eE][+-]?[0-9]{1,3})?")
@@ -117,8 +123,14 @@ _FREE_TEXT_FIELDS: Final = {
     "ontology": "acl-ontology",
 }
 _TEXT_FIELDS: Final = {**_ID_FIELDS, **_DOTTED_FIELDS, **_FREE_TEXT_FIELDS}
-TEXT_FIELD_HEADERS: Final = tuple(_TEXT_FIELDS.items())
-"""``(field, header)`` of the optional fields whose value is the header's text as it is."""
+_VARYING_TEXT: Final = ("correlation_id", "reply_with", "in_reply_to")
+VARYING_TEXT_HEADERS: Final = tuple((name, _TEXT_FIELDS[name]) for name in _VARYING_TEXT)
+"""``(field, header)`` of the optional text fields that name one conversation or message
+(`encode` writes them first, among the headers that vary from message to message)."""
+TEXT_FIELD_HEADERS: Final = tuple(
+    item for item in _TEXT_FIELDS.items() if item[0] not in _VARYING_TEXT
+)
+"""``(field, header)`` of the other optional fields whose value is the header's text as it is."""
 
 PARSERS: Final[dict[str, tuple[str, Callable[[str, str], Any]]]] = {
     **{
