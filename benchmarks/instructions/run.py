@@ -1,0 +1,306 @@
+"""Instructions per message on the memory backend, counted by valgrind's callgrind.
+
+``make bench-instructions`` runs this with the project's Python. Each mode of
+``workload.py`` (core, durable, request) runs once under callgrind; the instructions of its
+measured phases, divided by the number of messages, are the figures: unlike wall-clock
+time they do not move with the machine's load, so a change of a few per cent shows.
+
+    python benchmarks/instructions/run.py                   # the table
+    python benchmarks/instructions/run.py --json now.json   # and the figures as JSON
+    python benchmarks/instructions/run.py --against old.json
+    python benchmarks/instructions/run.py --base main       # that revision, then this tree
+
+Exit status: 0, 1 when a workload failed (its stderr is shown), 2 when valgrind is missing
+or an option is wrong.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import platform
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import callgrind
+import workload
+
+ROOT = Path(__file__).resolve().parents[2]
+WORKLOAD = Path(workload.__file__).resolve()
+DEFAULT_PLUGINS = "json,memory"
+
+
+@dataclass(frozen=True)
+class Figure:
+    """One figure: its key in the JSON, the mode that measures it, the phases it sums."""
+
+    key: str
+    mode: str
+    phases: tuple[str, ...]
+    counts: str
+
+
+PATHS = (
+    Figure(
+        "publish",
+        "core",
+        ("publish",),
+        "the sender: Agent.message + bus.broadcast (at_most_once) until the backend's publish "
+        "returns",
+    ),
+    Figure(
+        "consume",
+        "core",
+        ("consume",),
+        "the receiver: from the backend's queue through decode, routing and the handler",
+    ),
+    Figure(
+        "request-reply",
+        "request",
+        ("round-trip",),
+        "one sequential bus.request: request out, handled, reply back and decoded",
+    ),
+    Figure("core", "core", ("publish", "consume"), "core end to end: publish + consume"),
+    Figure(
+        "durable",
+        "durable",
+        ("publish", "consume"),
+        "bus.send (at_least_once) end to end, acked by the receiver",
+    ),
+    Figure("durable-publish", "durable", ("publish",), "bus.send until the message is stored"),
+    Figure("durable-consume", "durable", ("consume",), "stored message to handler and ack"),
+)
+
+
+class WorkloadFailed(Exception):
+    """A workload ran but its result is not usable (a message missing, an unknown source)."""
+
+
+def measure(
+    modes: Sequence[str],
+    *,
+    messages: int,
+    warmup: int,
+    plugins: str,
+    tree: Path | None = None,
+) -> dict[str, Any]:
+    """Run each mode under callgrind; the figures, the raw phase totals, where aclbus was.
+
+    Args:
+        modes: The workload's modes to run.
+        messages: Measured messages per mode.
+        warmup: Messages before measuring.
+        plugins: ``ACLBUS_PLUGINS`` for the workload.
+        tree: A revision's packages (`extract`): their source folders go first on the
+            workload's ``sys.path``, so aclbus comes from there (``--base``).
+
+    Raises:
+        callgrind.ValgrindMissing: valgrind is not on PATH.
+        callgrind.CallgrindError: A workload exited non-zero under callgrind.
+        WorkloadFailed: Its report is not what it should be.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ACLBUS_")}
+    env["ACLBUS_PLUGINS"] = plugins
+    env["PYTHONHASHSEED"] = "0"  # the same string hashes, so the same dict and set work
+    if tree is not None:
+        env["PYTHONPATH"] = os.pathsep.join(str(p) for p in source_folders(tree))
+    phases: dict[str, dict[str, int]] = {}
+    interleaved: dict[str, int] = {}
+    source = ""
+    with tempfile.TemporaryDirectory(prefix="aclbus-instr-") as cwd:  # no aclbus.toml, no .env
+        for mode in modes:
+            started = time.monotonic()
+            argv = [sys.executable, str(WORKLOAD), mode]
+            argv += ["--messages", str(messages), "--warmup", str(warmup)]
+            names = ("round-trip",) if mode == "request" else ("publish", "consume")
+            done = callgrind.run(
+                argv, marker=workload.MARKER, marks=len(names) + 1, env=env, cwd=Path(cwd)
+            )
+            report = json.loads(done.stdout.strip().splitlines()[-1])
+            if list(report["phases"]) != list(names):
+                raise WorkloadFailed(f"{mode}: phases {report['phases']}, expected {names}")
+            source = report["source"]
+            if tree is not None and not Path(source).is_relative_to(tree):
+                raise WorkloadFailed(f"{mode}: aclbus came from {source}, not from --base's tree")
+            # parts: start-up and warm-up, one per phase, teardown
+            phases[mode] = dict(zip(names, done.parts[1:-1], strict=True))
+            if report["interleaved"]:
+                interleaved[mode] = report["interleaved"]
+            print(f"  {mode}: {time.monotonic() - started:.0f} s", file=sys.stderr)
+    figures: dict[str, int | None] = {}
+    for path in PATHS:
+        if path.mode not in phases:
+            continue
+        if path.mode in interleaved and len(path.phases) < len(phases[path.mode]):
+            figures[path.key] = None  # publish and consume overlapped: only their sum holds
+        else:
+            figures[path.key] = round(sum(phases[path.mode][p] for p in path.phases) / messages)
+    return {
+        "unit": "instructions/message",
+        "figures": figures,
+        "phases": phases,
+        "notes": [
+            f"{mode}: {count} deliveries ran while it published, so its publish and consume "
+            "figures cannot be told apart (their sum, end to end, holds)"
+            for mode, count in interleaved.items()
+        ],
+        "messages": messages,
+        "warmup": warmup,
+        "plugins": plugins,
+        "source": source,
+    }
+
+
+def revision(rev: str = "HEAD") -> str | None:
+    """``rev``'s short commit id; ``+changes`` when the working tree's sources differ (HEAD)."""
+    try:
+        commit = _git("rev-parse", "--short", f"{rev}^{{commit}}").decode().strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    if rev == "HEAD" and _git("status", "--porcelain", "--", "core", "adapters", "plugins"):
+        commit += "+changes"
+    return commit
+
+
+def _git(*args: str) -> bytes:
+    return subprocess.run(["git", "-C", str(ROOT), *args], capture_output=True, check=True).stdout
+
+
+def extract(rev: str, into: Path) -> None:
+    """Write ``rev``'s packages (core, adapters, plugins) into ``into``, by ``git archive``.
+
+    Nothing is checked out and no worktree is registered: the repository is only read.
+    """
+    data = _git("archive", "--format=tar", rev, "--", "core", "adapters", "plugins")
+    with tarfile.open(fileobj=io.BytesIO(data)) as tar:
+        tar.extractall(into, filter="data")
+
+
+def source_folders(tree: Path) -> list[Path]:
+    """The ``src`` folders of the packages in ``tree``, core first."""
+    return [
+        tree / "core" / "src",
+        *sorted(tree.glob("adapters/*/src")),
+        *sorted(tree.glob("plugins/*/src")),
+    ]
+
+
+def table(result: Mapping[str, Any]) -> str:
+    """The figures as a Markdown table: path, instructions per message, what it counts."""
+    rows = ["| path | instructions/message | what it counts |", "| --- | ---: | --- |"]
+    for path in PATHS:
+        if path.key in result["figures"]:
+            rows.append(f"| {path.key} | {_number(result['figures'][path.key])} | {path.counts} |")
+    return "\n".join(rows)
+
+
+def comparison(before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
+    """Before and after as a Markdown table, with after / before per path."""
+    rows = ["| path | before | after | after/before |", "| --- | ---: | ---: | ---: |"]
+    for path in PATHS:
+        old, new = before["figures"].get(path.key), after["figures"].get(path.key)
+        if old is None and new is None:
+            continue
+        ratio = f"{new / old:.3f}" if old and new is not None else "-"
+        rows.append(f"| {path.key} | {_number(old)} | {_number(new)} | {ratio} |")
+    return "\n".join(rows)
+
+
+def _number(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def _heading(result: Mapping[str, Any], label: str) -> str:
+    return (
+        f"{label}: aclbus from {result['source']} (revision {result.get('revision') or '?'}), "
+        f"{result['messages']:,} messages after {result['warmup']:,} of warm-up, "
+        f"ACLBUS_PLUGINS={result['plugins']}"
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """The command line (see the module's docstring)."""
+    parser = argparse.ArgumentParser(
+        prog="bench-instructions",
+        description="Instructions per message on the memory backend (valgrind's callgrind).",
+    )
+    parser.add_argument("--messages", type=int, default=2000, help="measured per mode (2000)")
+    parser.add_argument("--warmup", type=int, default=200, help="sent before measuring (200)")
+    parser.add_argument(
+        "--modes",
+        default=",".join(workload.MODES),
+        help="comma-separated workloads to run: core, durable, request (all)",
+    )
+    parser.add_argument("--json", type=Path, metavar="PATH", help="write the figures here")
+    parser.add_argument(
+        "--against", type=Path, metavar="OLD.json", help="compare with an earlier --json"
+    )
+    parser.add_argument(
+        "--base", metavar="REV", help="measure git revision REV first, then compare with it"
+    )
+    args = parser.parse_args(argv)
+    modes = [m.strip() for m in args.modes.split(",") if m.strip()]
+    unknown = sorted(set(modes) - set(workload.MODES))
+    if unknown or not modes:
+        parser.error(f"--modes: unknown {', '.join(unknown) or 'none given'}")
+    if args.messages < 1 or args.warmup < 0:
+        parser.error("--messages must be at least 1 and --warmup at least 0")
+    before: dict[str, Any] | None = None
+    if args.against is not None:
+        try:
+            before = json.loads(args.against.read_text())
+        except (OSError, ValueError) as exc:
+            parser.error(f"--against {args.against}: {exc}")
+    if args.base is not None and revision(args.base) is None:
+        parser.error(f"--base {args.base}: not a revision of {ROOT}")
+    plugins = os.environ.get("ACLBUS_PLUGINS", DEFAULT_PLUGINS)
+    options = {"messages": args.messages, "warmup": args.warmup, "plugins": plugins}
+    started = time.monotonic()
+    try:
+        valgrind = callgrind.valgrind_version()
+        if args.base is not None:
+            print(f"{args.base}:", file=sys.stderr)
+            with tempfile.TemporaryDirectory(prefix="aclbus-base-") as tmp:
+                extract(args.base, Path(tmp))
+                before = measure(modes, tree=Path(tmp), **options)
+            before["revision"] = revision(args.base)
+            before["source"] = f"{args.base} (git archive)"
+        print("this tree:", file=sys.stderr)
+        result = measure(modes, **options)
+    except callgrind.ValgrindMissing as exc:
+        print(f"bench-instructions: {exc}", file=sys.stderr)
+        return 2
+    except (callgrind.CallgrindError, WorkloadFailed) as exc:
+        print(f"bench-instructions: a workload failed: {exc}", file=sys.stderr)
+        return 1
+    result["revision"] = revision()
+    result["valgrind"] = valgrind
+    result["python"] = platform.python_version()
+    if before is not None:
+        print(_heading(before, "before"))
+        print(_heading(result, "after"))
+        print()
+        print(comparison(before, result))
+    else:
+        print(_heading(result, "instructions per message"))
+        print()
+        print(table(result))
+    for note in [*(before or {}).get("notes", []), *result["notes"]]:
+        print(f"note: {note}")
+    print(f"({time.monotonic() - started:.0f} s under callgrind)", file=sys.stderr)
+    if args.json is not None:
+        args.json.write_text(json.dumps(result, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
