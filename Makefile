@@ -9,7 +9,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON ?= python3
 
-.PHONY: demo bench test lint type docs pytest sync tools clean
+.PHONY: demo bench bench-instructions test lint type docs pytest sync tools clean
 
 demo: sync
 	$(UV) run --no-sync aclbus demo
@@ -17,6 +17,13 @@ demo: sync
 # docs/performance.md's figures: every scenario, raw nats-py / FastStream / aclbus / memory.
 bench: sync
 	$(UV) run --no-sync aclbus bench --json bench.json --plot bench.png
+
+# Instructions per message on the memory backend (publish, consume, request-reply, core and
+# durable end to end), counted by valgrind's callgrind: the figure that shows a change of a few
+# per cent where wall-clock noise hides it. Options through ARGS, e.g. ARGS="--against old.json"
+# or ARGS="--base main" (docs/performance.md, "Instructions per message").
+bench-instructions: sync
+	$(UV) run --no-sync python benchmarks/instructions/run.py --json bench-instructions.json $(ARGS)
 
 test: sync lint type docs pytest
 

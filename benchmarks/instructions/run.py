@@ -220,10 +220,15 @@ def _number(value: int | None) -> str:
 
 
 def _heading(result: Mapping[str, Any], label: str) -> str:
+    # --against may read a file of an earlier version: every field but the figures is optional
+    def field(name: str) -> str:
+        value = result.get(name)
+        return "?" if value is None else f"{value:,}" if isinstance(value, int) else str(value)
+
     return (
-        f"{label}: aclbus from {result['source']} (revision {result.get('revision') or '?'}), "
-        f"{result['messages']:,} messages after {result['warmup']:,} of warm-up, "
-        f"ACLBUS_PLUGINS={result['plugins']}"
+        f"{label}: aclbus from {field('source')} (revision {field('revision')}), "
+        f"{field('messages')} messages after {field('warmup')} of warm-up, "
+        f"ACLBUS_PLUGINS={field('plugins')}"
     )
 
 
@@ -260,6 +265,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             before = json.loads(args.against.read_text())
         except (OSError, ValueError) as exc:
             parser.error(f"--against {args.against}: {exc}")
+        if not isinstance(before, dict) or not isinstance(before.get("figures"), dict):
+            parser.error(f"--against {args.against}: no 'figures' object (write one with --json)")
     if args.base is not None and revision(args.base) is None:
         parser.error(f"--base {args.base}: not a revision of {ROOT}")
     plugins = os.environ.get("ACLBUS_PLUGINS", DEFAULT_PLUGINS)
@@ -286,7 +293,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     result["valgrind"] = valgrind
     result["python"] = platform.python_version()
     if before is not None:
-        print(_heading(before, "before"))
+        print(_heading(before, f"before ({args.against or args.base})"))
         print(_heading(result, "after"))
         print()
         print(comparison(before, result))
