@@ -204,14 +204,21 @@ def table(result: Mapping[str, Any]) -> str:
 
 
 def comparison(before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
-    """Before and after as a Markdown table, with after / before per path."""
-    rows = ["| path | before | after | after/before |", "| --- | ---: | ---: | ---: |"]
+    """Before and after as a Markdown table, with after / before and the change per path."""
+    rows = [
+        "| path | before | after | after/before | change |",
+        "| --- | ---: | ---: | ---: | ---: |",
+    ]
     for path in PATHS:
         old, new = before["figures"].get(path.key), after["figures"].get(path.key)
         if old is None and new is None:
             continue
-        ratio = f"{new / old:.3f}" if old and new is not None else "-"
-        rows.append(f"| {path.key} | {_number(old)} | {_number(new)} | {ratio} |")
+        ratio, change = (
+            (f"{new / old:.3f}", f"{(new / old - 1) * 100:+.2f} %")
+            if old and new is not None
+            else ("-", "-")
+        )
+        rows.append(f"| {path.key} | {_number(old)} | {_number(new)} | {ratio} | {change} |")
     return "\n".join(rows)
 
 
