@@ -65,7 +65,7 @@ def test_the_counter_gives_plausible_figures_and_compares_them(tmp_path: Path) -
         assert 1_000 < value < 10_000_000, (path, value)
     assert abs(figures["publish"] + figures["consume"] - figures["core"]) <= 1
     assert (
-        f"| publish | 1,000,000 | {figures['publish']:,} | {figures['publish'] / 1e6:.3f} |"
+        f"| publish | 1,000,000 | {figures['publish']:,} | {figures['publish'] / 1e6:.3f} | "
         in done.stdout
     )
 
