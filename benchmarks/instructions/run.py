@@ -42,7 +42,14 @@ DEFAULT_PLUGINS = "json,memory"
 
 @dataclass(frozen=True)
 class Figure:
-    """One figure: its key in the JSON, the mode that measures it, the phases it sums."""
+    """One figure of the table.
+
+    Attributes:
+        key: Its name, in the table and the JSON.
+        mode: The workload mode that measures it.
+        phases: The phases of that mode whose instructions it sums.
+        counts: What those instructions are spent on, for the table.
+    """
 
     key: str
     mode: str
@@ -50,7 +57,7 @@ class Figure:
     counts: str
 
 
-PATHS = (
+FIGURES = (
     Figure(
         "publish",
         "core",
@@ -135,13 +142,15 @@ def measure(
                 interleaved[mode] = report["interleaved"]
             print(f"  {mode}: {time.monotonic() - started:.0f} s", file=sys.stderr)
     figures: dict[str, int | None] = {}
-    for path in PATHS:
-        if path.mode not in phases:
+    for figure in FIGURES:
+        if figure.mode not in phases:
             continue
-        if path.mode in interleaved and len(path.phases) < len(phases[path.mode]):
-            figures[path.key] = None  # publish and consume overlapped: only their sum holds
+        if figure.mode in interleaved and len(figure.phases) < len(phases[figure.mode]):
+            figures[figure.key] = None  # publish and consume overlapped: only their sum holds
         else:
-            figures[path.key] = round(sum(phases[path.mode][p] for p in path.phases) / messages)
+            figures[figure.key] = round(
+                sum(phases[figure.mode][p] for p in figure.phases) / messages
+            )
     return {
         "unit": "instructions/message",
         "figures": figures,
@@ -219,9 +228,11 @@ def source_folders(tree: Path) -> list[Path]:
 def table(result: Mapping[str, Any]) -> str:
     """The figures as a Markdown table: path, instructions per message, what it counts."""
     rows = ["| path | instructions/message | what it counts |", "| --- | ---: | --- |"]
-    for path in PATHS:
-        if path.key in result["figures"]:
-            rows.append(f"| {path.key} | {_number(result['figures'][path.key])} | {path.counts} |")
+    for figure in FIGURES:
+        if figure.key in result["figures"]:
+            rows.append(
+                f"| {figure.key} | {_number(result['figures'][figure.key])} | {figure.counts} |"
+            )
     return "\n".join(rows)
 
 
@@ -231,8 +242,8 @@ def comparison(before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
         "| path | before | after | after/before | change |",
         "| --- | ---: | ---: | ---: | ---: |",
     ]
-    for path in PATHS:
-        old, new = before["figures"].get(path.key), after["figures"].get(path.key)
+    for figure in FIGURES:
+        old, new = before["figures"].get(figure.key), after["figures"].get(figure.key)
         if old is None and new is None:
             continue
         ratio, change = (
@@ -240,7 +251,7 @@ def comparison(before: Mapping[str, Any], after: Mapping[str, Any]) -> str:
             if old and new is not None
             else ("-", "-")
         )
-        rows.append(f"| {path.key} | {_number(old)} | {_number(new)} | {ratio} | {change} |")
+        rows.append(f"| {figure.key} | {_number(old)} | {_number(new)} | {ratio} | {change} |")
     return "\n".join(rows)
 
 
