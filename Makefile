@@ -1,7 +1,8 @@
 # The two commands of README.md: `make demo` (the main job) and `make test` (everything CI runs).
 # Both bootstrap themselves on a machine that has only python3, pip and make: uv is installed
 # into .tools/ when it is not on PATH, then uv builds .venv from the pinned workspace. `make
-# test` also needs apt-get and dpkg (Debian, Ubuntu) for promtool and Prometheus (`tools`).
+# test` also needs apt-get and dpkg (Debian, Ubuntu) for promtool and Prometheus (`tools`), and
+# valgrind (tests/test_bench_instructions.py runs the instruction counter).
 
 UV_VERSION := 0.13.8
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
