@@ -1,7 +1,8 @@
 # The two commands of README.md: `make demo` (the main job) and `make test` (everything CI runs).
 # Both bootstrap themselves on a machine that has only python3, pip and make: uv is installed
 # into .tools/ when it is not on PATH, then uv builds .venv from the pinned workspace. `make
-# test` also needs apt-get and dpkg (Debian, Ubuntu) for promtool and Prometheus (`tools`).
+# test` also needs apt-get and dpkg (Debian, Ubuntu) for promtool and Prometheus (`tools`), and
+# valgrind (tests/test_bench_instructions.py runs the instruction counter).
 
 UV_VERSION := 0.13.8
 UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
@@ -9,7 +10,7 @@ UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
 export UV_PYTHON_DOWNLOADS := never
 export UV_PYTHON ?= python3
 
-.PHONY: demo bench test lint type docs pytest sync tools clean
+.PHONY: demo bench bench-instructions test lint type docs pytest sync tools clean
 
 demo: sync
 	$(UV) run --no-sync aclbus demo
@@ -17,6 +18,13 @@ demo: sync
 # docs/performance.md's figures: every scenario, raw nats-py / FastStream / aclbus / memory.
 bench: sync
 	$(UV) run --no-sync aclbus bench --json bench.json --plot bench.png
+
+# Instructions per message on the memory backend (publish, consume, request-reply, core and
+# durable end to end), counted by valgrind's callgrind: the figure that shows a change of a few
+# per cent where wall-clock noise hides it. Options through ARGS, e.g. ARGS="--against old.json"
+# or ARGS="--base main" (docs/performance.md, "Instructions per message").
+bench-instructions: sync
+	$(UV) run --no-sync python benchmarks/instructions/run.py --json bench-instructions.json $(ARGS)
 
 test: sync lint type docs pytest
 
