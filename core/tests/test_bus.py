@@ -347,3 +347,10 @@ async def test_headers_added_by_a_sealer_count_towards_the_size_limit() -> None:
         await bus.send(_msg(receiver_id="a", payload="x" * 100))
         with pytest.raises(MessageTooLarge):
             await bus.send(_msg(receiver_id="a", payload="x" * 500))
+
+
+def test_a_backend_given_by_name_is_a_clear_error() -> None:
+    with pytest.raises(TypeError, match=r"Settings\(backend='memory'\) chooses one by name"):
+        Bus(backend="memory")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="backend= takes a Backend, not int"):
+        Bus(backend=3)  # type: ignore[arg-type]

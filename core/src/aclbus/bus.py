@@ -48,6 +48,7 @@ class Bus(BusCore):
         UnknownBackend: ``settings.backend`` names no registered backend.
         CapabilityError: A plugin needs a capability the backend lacks.
         PluginError: A plugin failed to load.
+        TypeError: ``backend`` is not a `Backend` (a name goes in the settings).
 
     Example:
         ```python

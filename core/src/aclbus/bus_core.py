@@ -89,6 +89,7 @@ class BusCore:
         UnknownBackend: ``settings.backend`` names no registered backend.
         CapabilityError: A plugin needs a capability the backend lacks.
         PluginError: A plugin failed to load.
+        TypeError: ``backend`` is not a `Backend` (a name goes in the settings).
     """
 
     def __init__(
@@ -107,6 +108,9 @@ class BusCore:
         self._entry_points = entry_points
         self.plugins = PluginManager(self.settings, plugins, entry_points=entry_points)
         self.codecs = self.plugins.codecs()
+        if backend is not None and not isinstance(backend, Backend):
+            hint = f": Settings(backend={backend!r}) chooses one by name" * isinstance(backend, str)
+            raise TypeError(f"backend= takes a Backend, not {type(backend).__name__}{hint}")
         self.backend = backend if backend is not None else self._make_backend()
         # TLS and credentials from the plugins (aclbus-tls, aclbus-auth), before any connect:
         # a file that cannot work fails here, when the bus is made.
