@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import heapq
 import itertools
+import math
 from typing import TYPE_CHECKING
 
 from aclbus.errors import BackendClosed, PermissionDenied
@@ -20,18 +22,15 @@ REPLY_WINDOW = 4096
 bounded window of pipelined publishes; nats-py's ``publish_async`` allows 4000)."""
 
 
-def _expire(future: asyncio.Future[Msg]) -> None:
-    if not future.done():
-        future.set_exception(TimeoutError())
-
-
 class ReplyInbox:
     """One wildcard inbox subscription for every PubAck and reply the backend waits for.
 
     nats-py's ``request`` shares one inbox too, but waits with ``wait_for`` (a task and a
     timer per call), and the permission guard wrapped each call in another task. Here a call
-    is one future in a dict and one timer: its reply resolves it, and the rare events (a
-    permission violation, a reconnection) scan the dict, so no call registers for them.
+    is one future in a dict and one entry in a heap of deadlines: its reply resolves it, one
+    timer of the event loop (set for the earliest deadline) fails those whose time is up, and
+    the rare events (a permission violation, a reconnection) scan the dict, so no call
+    registers for them.
 
     Args:
         nc: The connection.
@@ -46,6 +45,12 @@ class ReplyInbox:
         # token -> (future, subject, retried after a reconnection)
         self._pending: dict[str, tuple[asyncio.Future[Msg], str, bool]] = {}
         self._room = asyncio.Semaphore(window)
+        # (deadline, token) of every call, answered or not: an answered call's entry is
+        # dropped when its deadline comes (cheaper than a timer made and cancelled per call)
+        self._deadlines: list[tuple[float, str]] = []
+        self._keep = 2 * window  # entries beyond this are mostly of answered calls: drop them
+        self._sweep: asyncio.TimerHandle | None = None
+        self._sweep_at = math.inf
 
     async def start(self) -> None:
         """Subscribe to the inbox (nats-py subscribes again after each reconnection)."""
@@ -88,14 +93,40 @@ class ReplyInbox:
         token = str(next(self._tokens))
         future: asyncio.Future[Msg] = loop.create_future()
         self._pending[token] = (future, subject, retry)
-        timer = loop.call_at(deadline, _expire, future)
+        deadlines = self._deadlines
+        if len(deadlines) > self._keep:
+            # mostly answered calls: keep those still waiting (at most the window's size)
+            deadlines[:] = [entry for entry in deadlines if entry[1] in self._pending]
+            heapq.heapify(deadlines)
+        heapq.heappush(deadlines, (deadline, token))
+        if deadline < self._sweep_at:
+            self._sweep_from(loop, deadline)
         try:
             await self._nc.publish(subject, body, reply=self._prefix + token, headers=headers)
             return await future
         finally:
-            timer.cancel()
             del self._pending[token]
             self._room.release()
+
+    def _sweep_from(self, loop: asyncio.AbstractEventLoop, when: float) -> None:
+        """Set the one timer for ``when`` (the earliest deadline)."""
+        if self._sweep is not None:
+            self._sweep.cancel()
+        self._sweep_at = when
+        self._sweep = loop.call_at(when, self._expire, loop)
+
+    def _expire(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Fail the calls whose deadline has come with `TimeoutError`; set the next timer."""
+        self._sweep, self._sweep_at = None, math.inf
+        now = loop.time()
+        deadlines, pending = self._deadlines, self._pending
+        while deadlines and deadlines[0][0] <= now:
+            _, token = heapq.heappop(deadlines)
+            waiting = pending.get(token)
+            if waiting is not None and not waiting[0].done():
+                waiting[0].set_exception(TimeoutError())
+        if deadlines:
+            self._sweep_from(loop, deadlines[0][0])
 
     def deny(self, op: str, subject: str) -> None:
         """Fail the calls that published to ``subject`` (lower case) with `PermissionDenied`."""
@@ -113,6 +144,10 @@ class ReplyInbox:
 
     def close(self) -> None:
         """Fail every call still waiting: no reply can come any more."""
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep, self._sweep_at = None, math.inf
+        self._deadlines.clear()
         for future, target, _ in list(self._pending.values()):
             if not future.done():
                 future.set_exception(
