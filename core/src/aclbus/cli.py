@@ -405,6 +405,9 @@ def _bench_scale(
         report = {"environment": environment, "steps": [s.figures() for s in steps]}
         json_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
         err.print(f"wrote {json_path}")
+    failed = [s for s in steps if s.error is not None]
+    if failed:
+        raise click.ClickException(f"{len(failed)} of {len(steps)} steps failed (see the table)")
 
 
 def _with_bus(work: Callable[[Bus], Awaitable[T]]) -> T:

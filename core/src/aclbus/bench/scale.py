@@ -37,6 +37,7 @@ from aclbus.bench.runner import bench_plugins
 from aclbus.bench.scale_agents import PHASES, AgentSet, Started, agent_ids
 from aclbus.bench.scale_worker import WorkerProcess
 from aclbus.bus import Bus
+from aclbus.errors import ACLBusError
 from aclbus.provisioning import provisioned_traffic
 from aclbus.settings import Settings
 from aclbus.subjects import TrafficClass
@@ -101,6 +102,7 @@ class ScaleStep:
     Attributes:
         agents: Agents started.
         processes: Processes holding them (0: the scenario's own, on the memory backend).
+        started: Agents that reported started.
         start_s: Wall time to start every agent (in the slowest process).
         ready_s: Wall time from spawning the processes to every agent started (their
             interpreters' start and the connections included).
@@ -114,12 +116,18 @@ class ScaleStep:
         messages: Messages sent to inboxes in the throughput run.
         send_s: Seconds from the first send to the last arrival.
         multicast_s: Seconds from one multicast to its arrival at every agent.
+        received: Messages the agents handled: ``messages`` and the multicast's ``agents``.
+        reached: Agents that handled at least one (every one, when the multicast reached
+            them all).
         stop_s: Wall time to stop every agent.
         cleanup_s: Seconds deleting the step's consumers took afterwards.
+        error: Why the step failed (its agents could not start, a part timed out); None when
+            it ran through. The figures before the failure are kept.
     """
 
     agents: int
     processes: int
+    started: int = 0
     start_s: float = 0.0
     ready_s: float = 0.0
     rss_kb: float = 0.0
@@ -129,13 +137,27 @@ class ScaleStep:
     messages: int = 0
     send_s: float = 0.0
     multicast_s: float = 0.0
+    received: int = 0
+    reached: int = 0
     stop_s: float = 0.0
     cleanup_s: float = 0.0
+    error: str | None = None
 
     @property
     def consumers_per_agent(self) -> float:
         """Consumers on the broker per agent."""
         return sum(self.consumers.values()) / self.agents
+
+    def summary(self) -> str:
+        """The step in one line (what the command prints as each step ends)."""
+        if self.error is not None:
+            return f"failed: {self.error}"
+        f = self.figures()
+        return (
+            f"started in {self.start_s:.1f} s ({f['start_ms_per_agent']:.2f} ms/agent), "
+            f"{f['rss_kb_per_agent']:.1f} KB/agent, {f['consumers_per_agent']:.2f} "
+            f"consumers/agent, {f['msg_s']:,.0f} msg/s, stopped in {self.stop_s:.1f} s"
+        )
 
     def figures(self) -> dict[str, Any]:
         """The step as a plain dict, with the per-agent figures (JSON)."""
@@ -161,11 +183,15 @@ class _Holders:
             return [await asyncio.wait_for(self.local.start(), timeout)]
         return list(await asyncio.gather(*(w.started(timeout) for w in self.workers)))
 
-    async def received(self) -> tuple[int, float]:
+    async def received(self) -> tuple[int, int, float]:
         if self.local is not None:
-            return self.local.received, self.local.last_arrival
+            return self.local.received, self.local.reached, self.local.last_arrival
         counts = await asyncio.gather(*(w.received() for w in self.workers))
-        return sum(n for n, _ in counts), max(last for _, last in counts)
+        return (
+            sum(n for n, _, _ in counts),
+            sum(r for _, r, _ in counts),
+            max(last for _, _, last in counts),
+        )
 
     async def stop(self, timeout: float) -> float:
         if self.local is not None:
@@ -189,13 +215,15 @@ def _split(agents: int, processes: int) -> list[tuple[int, int]]:
     return shares
 
 
-async def _arrived(holders: _Holders, expected: int, timeout: float, what: str) -> float:
-    """Wait until the agents handled ``expected`` messages in all; the last one's time."""
+async def _arrived(
+    holders: _Holders, expected: int, timeout: float, what: str
+) -> tuple[int, int, float]:
+    """Wait until the agents handled ``expected`` messages in all (`_Holders.received`)."""
     deadline = time.monotonic() + timeout
     while True:
-        count, last = await holders.received()
+        count, reached, last = await holders.received()
         if count >= expected:
-            return last
+            return count, reached, last
         if time.monotonic() > deadline:
             raise BenchTimeout("scale", what, timeout, f"{count} of {expected} messages arrived")
         await asyncio.sleep(_POLL)
@@ -264,28 +292,36 @@ async def _step(
                 ],
             )
         try:
-            for worker in holders.workers:
-                await worker.spawn()
-            began = time.monotonic()
-            started = await holders.started(timeout)
-            step.ready_s = time.monotonic() - began
-            # Processes start their agents side by side: as long as the slowest of them.
-            step.start_s = max(s.seconds for s in started)
-            step.rss_kb = sum(s.rss_kb for s in started)
-            step.phases_ms_per_agent = {
-                phase: round(1000 * sum(s.phases[phase] for s in started) / agents, 3)
-                for phase in PHASES
-            }
-            step.consumers = await _consumers(bus)
-            step.expected_consumers = _expected(settings) if step.consumers else {}
-            await _throughput(bus, holders, agents, options, step)
-            step.stop_s = await holders.stop(timeout)
+            await _measure(bus, holders, options, step)
+        except (ACLBusError, TimeoutError) as exc:
+            # Where a step fails is a figure too (a consumer limit, say): the run goes on.
+            step.error = f"{type(exc).__name__}: {exc}"
         finally:
             await holders.kill()
-        began = time.monotonic()
-        await asyncio.wait_for(_cleanup(bus, agents), timeout)
-        step.cleanup_s = time.monotonic() - began
+            began = time.monotonic()
+            await asyncio.wait_for(_cleanup(bus, agents), timeout)
+            step.cleanup_s = time.monotonic() - began
     return step
+
+
+async def _measure(bus: Bus, holders: _Holders, options: ScaleOptions, step: ScaleStep) -> None:
+    timeout, agents = options.timeout, step.agents
+    for worker in holders.workers:
+        await worker.spawn()
+    began = time.monotonic()
+    started = await holders.started(timeout)
+    step.ready_s = time.monotonic() - began
+    # Processes start their agents side by side: as long as the slowest of them.
+    step.started = sum(s.agents for s in started)
+    step.start_s = max(s.seconds for s in started)
+    step.rss_kb = sum(s.rss_kb for s in started)
+    step.phases_ms_per_agent = {
+        phase: round(1000 * sum(s.phases[phase] for s in started) / agents, 3) for phase in PHASES
+    }
+    step.consumers = await _consumers(bus)
+    step.expected_consumers = _expected(bus.settings) if step.consumers else {}
+    await _throughput(bus, holders, agents, options, step)
+    step.stop_s = await holders.stop(timeout)
 
 
 async def _throughput(
@@ -303,13 +339,16 @@ async def _throughput(
 
     began = time.monotonic()
     await asyncio.wait_for(publish_many(send, options.messages, options.window), options.timeout)
-    last = await _arrived(holders, options.messages, options.timeout, "inbox throughput")
+    _, _, last = await _arrived(holders, options.messages, options.timeout, "inbox throughput")
     step.messages, step.send_s = options.messages, max(last - began, 1e-9)
     began = time.monotonic()
     await bus.multicast(
         GROUP, ACLMessage(performative=Performative.INFORM, sender_id="scale-sender")
     )
-    last = await _arrived(holders, options.messages + agents, options.timeout, "multicast")
+    expected = options.messages + agents
+    step.received, step.reached, last = await _arrived(
+        holders, expected, options.timeout, "multicast"
+    )
     step.multicast_s = max(last - began, 0.0)
 
 
@@ -334,11 +373,14 @@ async def run_scale(
         options: What to run.
         settings: The settings (by default the environment's: the embedded NATS server when
             none is configured); each step adds a subject prefix of its own.
-        progress: Told, before each step, what it is.
+        progress: Told what each step is before it runs, and its figures (or why it
+            failed) after.
+
+    A step that fails (its agents cannot start, a part of it times out) is reported with
+    its error in `ScaleStep.error`, and the next step runs.
 
     Raises:
-        BenchError: Bad options; a step that failed (its agents could not start: the
-            error says why) or timed out.
+        BenchError: Bad options.
     """
     with tempfile.TemporaryDirectory(prefix="aclbus-scale-") as scratch:
         base = _base_settings(settings, Path(scratch))
@@ -354,7 +396,10 @@ async def run_scale(
                     if progress is not None:
                         where = "this process" if in_process else f"{processes} process(es)"
                         progress(f"{agents} agents in {where}")
-                    steps.append(await _step(base, agents, processes, options, in_process))
+                    step = await _step(base, agents, processes, options, in_process)
+                    steps.append(step)
+                    if progress is not None:
+                        progress(f"{agents} agents: {step.summary()}")
             facts = await host.backend.describe()
     environment = {"backend": backend, **_broker_facts(facts)}
     return steps, environment
@@ -379,6 +424,12 @@ def render_scale(steps: Sequence[ScaleStep]) -> str:
     lines = [head, "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for step in steps:
         f = step.figures()
+        if step.error is not None:
+            lines.append(
+                f"| {step.agents:,} | {step.processes or 'in-process'} | "
+                f"failed: {step.error} | | | | | |"
+            )
+            continue
         lines.append(
             f"| {step.agents:,} | {step.processes or 'in-process'} | "
             f"{f['start_ms_per_agent']:.2f} | {f['rss_kb_per_agent']:.1f} | "

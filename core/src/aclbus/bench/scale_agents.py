@@ -91,6 +91,7 @@ class AgentSet:
         """Messages the agents have handled."""
         self.last_arrival = 0.0
         """`time.monotonic` of the last message handled (the same clock in every process)."""
+        self._heard: set[str] = set()
         self.phases = dict.fromkeys(PHASES, 0.0)
         """Seconds spent in each phase of the starts, summed over the agents (they overlap)."""
         self._room = asyncio.Semaphore(max(1, starting))
@@ -102,13 +103,24 @@ class AgentSet:
 
         await asyncio.gather(*(bounded(i) for i in self.ids))
 
-    async def _handle(self, msg: ACLMessage) -> None:
-        self.received += 1
-        self.last_arrival = time.monotonic()
+    @property
+    def reached(self) -> int:
+        """Agents that have handled at least one message."""
+        return len(self._heard)
+
+    def _handler(self, agent_id: str) -> Callable[[ACLMessage], Awaitable[None]]:
+        heard = self._heard
+
+        async def handle(msg: ACLMessage) -> None:
+            self.received += 1
+            self.last_arrival = time.monotonic()
+            heard.add(agent_id)
+
+        return handle
 
     async def _start_one(self, agent_id: str) -> None:
         agent = self.bus.agent(agent_id)
-        agent.on()(self._handle)
+        agent.on()(self._handler(agent_id))
         t0 = time.monotonic()
         await agent.start()
         t1 = time.monotonic()

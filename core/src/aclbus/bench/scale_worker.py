@@ -7,7 +7,8 @@ one JSON object a line:
 
 - at start, ``{"started": n, "seconds": s, "rss_kb": k, "phases": {...}}`` (or
   ``{"error": "..."}``, and exit 1);
-- to ``count``: ``{"received": n, "last": t}`` (``t``: `time.monotonic`, one clock on a host);
+- to ``count``: ``{"received": n, "reached": r, "last": t}`` (messages handled, agents that
+  handled one, and the last one's `time.monotonic`: one clock on a host);
 - to ``stop``: ``{"stopped": s}``, then it exits. It also exits when its stdin closes, so a
   worker never outlives its parent's pipe; the parent kills it by PID if it does not.
 """
@@ -55,7 +56,13 @@ async def _serve(spec: dict[str, Any]) -> int:
             line = await asyncio.to_thread(sys.stdin.readline)
             command = line.strip()
             if command == "count":
-                _say({"received": agents.received, "last": agents.last_arrival})
+                _say(
+                    {
+                        "received": agents.received,
+                        "reached": agents.reached,
+                        "last": agents.last_arrival,
+                    }
+                )
             elif command == "stop":
                 _say({"stopped": await agents.stop()})
                 return 0
@@ -146,10 +153,10 @@ class WorkerProcess:
             {k: float(v) for k, v in answer["phases"].items()},
         )
 
-    async def received(self) -> tuple[int, float]:
-        """Messages its agents handled, and the `time.monotonic` of the last one."""
+    async def received(self) -> tuple[int, int, float]:
+        """Messages its agents handled, agents that handled one, the last one's time."""
         answer = await self._ask("count", _ANSWER)
-        return int(answer["received"]), float(answer["last"])
+        return int(answer["received"]), int(answer["reached"]), float(answer["last"])
 
     async def stop(self, timeout: float) -> float:
         """Stop its agents and the process; the seconds the agents took to stop."""
