@@ -48,6 +48,7 @@ async def test_each_step_starts_every_agent_and_every_agent_gets_its_messages() 
         assert f["start_ms_per_agent"] > 0
         assert f["msg_s"] > 0
         assert f["stop_ms_per_agent"] > 0
+        assert (step.heartbeat_outages, step.failed_deregisters) == (0, 0)
         assert set(step.phases_ms_per_agent) == {"start", "join", "register"}
         assert all(ms > 0 for ms in step.phases_ms_per_agent.values())
 

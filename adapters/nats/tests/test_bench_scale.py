@@ -50,6 +50,7 @@ async def test_agents_in_one_and_two_processes_start_and_get_their_messages(
         assert 0 < step.start_s <= step.ready_s
         assert f["msg_s"] > 0
         assert step.stop_s > 0
+        assert step.failed_deregisters == 0
 
 
 def test_the_command_runs_on_the_embedded_server(tmp_path: Path) -> None:

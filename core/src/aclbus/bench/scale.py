@@ -120,6 +120,9 @@ class ScaleStep:
         reached: Agents that handled at least one (every one, when the multicast reached
             them all).
         stop_s: Wall time to stop every agent.
+        heartbeat_outages: Times an agent's heartbeats began to fail (the broker did not
+            answer in time), over the step.
+        failed_deregisters: Agents whose deregistration at stop got no answer.
         cleanup_s: Seconds deleting the step's consumers took afterwards.
         error: Why the step failed (its agents could not start, a part timed out); None when
             it ran through. The figures before the failure are kept.
@@ -140,6 +143,8 @@ class ScaleStep:
     received: int = 0
     reached: int = 0
     stop_s: float = 0.0
+    heartbeat_outages: int = 0
+    failed_deregisters: int = 0
     cleanup_s: float = 0.0
     error: str | None = None
 
@@ -156,7 +161,8 @@ class ScaleStep:
         return (
             f"started in {self.start_s:.1f} s ({f['start_ms_per_agent']:.2f} ms/agent), "
             f"{f['rss_kb_per_agent']:.1f} KB/agent, {f['consumers_per_agent']:.2f} "
-            f"consumers/agent, {f['msg_s']:,.0f} msg/s, stopped in {self.stop_s:.1f} s"
+            f"consumers/agent, {f['msg_s']:,.0f} msg/s, stopped in {self.stop_s:.1f} s, "
+            f"{self.heartbeat_outages} heartbeat outages"
         )
 
     def figures(self) -> dict[str, Any]:
@@ -193,10 +199,17 @@ class _Holders:
             max(last for _, _, last in counts),
         )
 
-    async def stop(self, timeout: float) -> float:
+    async def stop(self, timeout: float) -> tuple[float, int, int]:
         if self.local is not None:
-            return await asyncio.wait_for(self.local.stop(), timeout)
-        return max(await asyncio.gather(*(w.stop(timeout) for w in self.workers)))
+            local = self.local
+            seconds = await asyncio.wait_for(local.stop(), timeout)
+            return seconds, local.heartbeat_outages, local.failed_deregisters
+        stops = await asyncio.gather(*(w.stop(timeout) for w in self.workers))
+        return (
+            max(s for s, _, _ in stops),
+            sum(h for _, h, _ in stops),
+            sum(d for _, _, d in stops),
+        )
 
     async def kill(self) -> None:
         for worker in self.workers:
@@ -321,7 +334,7 @@ async def _measure(bus: Bus, holders: _Holders, options: ScaleOptions, step: Sca
     step.consumers = await _consumers(bus)
     step.expected_consumers = _expected(bus.settings) if step.consumers else {}
     await _throughput(bus, holders, agents, options, step)
-    step.stop_s = await holders.stop(timeout)
+    step.stop_s, step.heartbeat_outages, step.failed_deregisters = await holders.stop(timeout)
 
 
 async def _throughput(
@@ -419,21 +432,22 @@ def render_scale(steps: Sequence[ScaleStep]) -> str:
     """The steps as a Markdown table."""
     head = (
         "| agents | processes | start ms/agent | KB/agent | consumers/agent | msg/s | "
-        "multicast to all ms | stop ms/agent |"
+        "multicast to all ms | stop ms/agent | heartbeat outages |"
     )
-    lines = [head, "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    lines = [head, "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for step in steps:
         f = step.figures()
         if step.error is not None:
             lines.append(
                 f"| {step.agents:,} | {step.processes or 'in-process'} | "
-                f"failed: {step.error} | | | | | |"
+                f"failed: {step.error} | | | | | | |"
             )
             continue
         lines.append(
             f"| {step.agents:,} | {step.processes or 'in-process'} | "
             f"{f['start_ms_per_agent']:.2f} | {f['rss_kb_per_agent']:.1f} | "
             f"{f['consumers_per_agent']:.2f} | {f['msg_s']:,.0f} | "
-            f"{1000 * step.multicast_s:,.0f} | {f['stop_ms_per_agent']:.2f} |"
+            f"{1000 * step.multicast_s:,.0f} | {f['stop_ms_per_agent']:.2f} | "
+            f"{step.heartbeat_outages:,} |"
         )
     return "\n".join(lines)

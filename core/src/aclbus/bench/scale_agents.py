@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import logging
 import resource
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -20,6 +21,7 @@ from pathlib import Path
 from aclbus.acl import ACLMessage
 from aclbus.bus import Bus
 from aclbus.directory import AgentDescription
+from aclbus.errors import ACLBusError
 
 __all__ = ["PHASES", "STARTING", "AgentSet", "Started", "agent_ids", "rss_kb"]
 
@@ -71,6 +73,21 @@ class Started:
     phases: dict[str, float]
 
 
+_directory_log = logging.getLogger("aclbus.directory")
+
+
+class _FailedBeats(logging.Handler):
+    """Counts the directory's "heartbeat failed" warnings (one per run of failed beats)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.count = 0
+
+    def emit(self, record: logging.LogRecord) -> None:
+        if "heartbeat failed" in str(record.msg):
+            self.count += 1
+
+
 class AgentSet:
     """Agents on one bus, each started, a member of ``group`` and registered with heartbeats.
 
@@ -91,6 +108,10 @@ class AgentSet:
         """Messages the agents have handled."""
         self.last_arrival = 0.0
         """`time.monotonic` of the last message handled (the same clock in every process)."""
+        self.failed_deregisters = 0
+        """Agents whose deregistration failed at `stop` (the broker did not answer)."""
+        self._beats = _FailedBeats()
+        _directory_log.addHandler(self._beats)
         self._heard: set[str] = set()
         self.phases = dict.fromkeys(PHASES, 0.0)
         """Seconds spent in each phase of the starts, summed over the agents (they overlap)."""
@@ -102,6 +123,15 @@ class AgentSet:
                 await work(agent_id)
 
         await asyncio.gather(*(bounded(i) for i in self.ids))
+
+    @property
+    def heartbeat_outages(self) -> int:
+        """Times one of these agents' heartbeats began to fail (the broker did not answer).
+
+        The directory warns at the first failure of a run of them, so this counts runs;
+        an agent whose record is not beaten for 3 intervals shows unavailable.
+        """
+        return self._beats.count
 
     @property
     def reached(self) -> int:
@@ -145,14 +175,22 @@ class AgentSet:
 
     async def _stop_one(self, agent_id: str) -> None:
         await self.bus.agent(agent_id).stop()
-        await self.bus.directory.deregister(agent_id)
+        try:
+            await self.bus.directory.deregister(agent_id)
+        except (ACLBusError, TimeoutError):
+            # As `Directory.close` does: the beats have stopped, the record expires.
+            self.failed_deregisters += 1
 
     async def stop(self) -> float:
         """Stop every agent and deregister it (its heartbeat ends); return the seconds it took.
 
         The agents stay members of the group, and their durable consumers stay on the
-        broker, as when a deployment stops.
+        broker, as when a deployment stops. A deregistration the broker does not answer is
+        counted in `failed_deregisters`.
         """
         began = time.monotonic()
-        await self._each(self._stop_one)
+        try:
+            await self._each(self._stop_one)
+        finally:
+            _directory_log.removeHandler(self._beats)
         return time.monotonic() - began

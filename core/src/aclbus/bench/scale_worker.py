@@ -9,7 +9,8 @@ one JSON object a line:
   ``{"error": "..."}``, and exit 1);
 - to ``count``: ``{"received": n, "reached": r, "last": t}`` (messages handled, agents that
   handled one, and the last one's `time.monotonic`: one clock on a host);
-- to ``stop``: ``{"stopped": s}``, then it exits. It also exits when its stdin closes, so a
+- to ``stop``: ``{"stopped": s, "heartbeat_outages": h, "failed_deregisters": d}``, then
+  it exits. It also exits when its stdin closes, so a
   worker never outlives its parent's pipe; the parent kills it by PID if it does not.
 """
 
@@ -64,7 +65,14 @@ async def _serve(spec: dict[str, Any]) -> int:
                     }
                 )
             elif command == "stop":
-                _say({"stopped": await agents.stop()})
+                stopped = await agents.stop()
+                _say(
+                    {
+                        "stopped": stopped,
+                        "heartbeat_outages": agents.heartbeat_outages,
+                        "failed_deregisters": agents.failed_deregisters,
+                    }
+                )
                 return 0
             elif not line:  # the parent is gone
                 return 0
@@ -158,11 +166,20 @@ class WorkerProcess:
         answer = await self._ask("count", _ANSWER)
         return int(answer["received"]), int(answer["reached"]), float(answer["last"])
 
-    async def stop(self, timeout: float) -> float:
-        """Stop its agents and the process; the seconds the agents took to stop."""
+    async def stop(self, timeout: float) -> tuple[float, int, int]:
+        """Stop its agents and the process.
+
+        Returns:
+            The seconds the agents took to stop, their heartbeat outages, and their failed
+            deregistrations (`AgentSet`).
+        """
         answer = await self._ask("stop", timeout)
         await self.kill()
-        return float(answer["stopped"])
+        return (
+            float(answer["stopped"]),
+            int(answer["heartbeat_outages"]),
+            int(answer["failed_deregisters"]),
+        )
 
     async def kill(self) -> None:
         """End the process if it still runs (by its PID), and reap it. Idempotent."""
