@@ -189,7 +189,7 @@ def doctor() -> None:
     default=10_000,
     show_default=True,
     type=click.IntRange(1, 10_000_000),
-    help="Messages (or requests) per counted run.",
+    help="Messages (or requests) per counted run (scale: sends per step, default 2000).",
 )
 @click.option(
     "--size",
@@ -231,7 +231,7 @@ def doctor() -> None:
     default=60.0,
     show_default=True,
     type=click.FloatRange(1, 3600),
-    help="Seconds one run may take.",
+    help="Seconds one run may take (scale: each part of a step, default 600).",
 )
 @click.option("--no-memory", is_flag=True, help="Leave out the memory backend's column.")
 @click.option(
