@@ -189,7 +189,7 @@ def doctor() -> None:
     default=10_000,
     show_default=True,
     type=click.IntRange(1, 10_000_000),
-    help="Messages (or requests) per counted run.",
+    help="Messages (or requests) per counted run (scale: sends per step, default 2000).",
 )
 @click.option(
     "--size",
@@ -231,7 +231,7 @@ def doctor() -> None:
     default=60.0,
     show_default=True,
     type=click.FloatRange(1, 3600),
-    help="Seconds one run may take.",
+    help="Seconds one run may take (scale: each part of a step, default 600).",
 )
 @click.option("--no-memory", is_flag=True, help="Leave out the memory backend's column.")
 @click.option(
@@ -246,6 +246,18 @@ def doctor() -> None:
     show_default=True,
     type=click.IntRange(1, 1000),
     help="failover: stream-leader SIGKILLs.",
+)
+@click.option(
+    "--agents",
+    default="10,100,1000",
+    show_default=True,
+    help="scale: agents of each step, comma-separated.",
+)
+@click.option(
+    "--processes",
+    default="1",
+    show_default=True,
+    help="scale: worker processes each step's agents are spread over, comma-separated.",
 )
 @click.option(
     "--json", "json_path", type=click.Path(dir_okay=False, path_type=Path), help="Write JSON."
@@ -270,17 +282,31 @@ def bench(
     no_memory: bool,
     column_names: str | None,
     kills: int,
+    agents: str,
+    processes: str,
     json_path: Path | None,
     plot_path: Path | None,
 ) -> None:
     """Measure aclbus side by side with raw nats-py and FastStream, on the same server.
 
     SCENARIO: core-throughput, durable-throughput, request-reply, latency-at-rate (default:
-    all), or failover on its own (a local 3-node cluster whose stream leader is killed
-    --kills times). With no server configured, the embedded one is started for the run.
+    all); failover on its own (a local 3-node cluster whose stream leader is killed
+    --kills times); or scale on its own (--agents agents, each with an inbox, a group and a
+    heartbeat, in each of --processes worker processes; --messages sends to their inboxes).
+    With no server configured, the embedded one is started for the run.
     """
     if "failover" in scenarios:
         _bench_failover(ctx, scenarios, kills, json_path)
+        return
+    if "scale" in scenarios:
+        if len(scenarios) > 1:
+            raise click.UsageError("scale runs on its own: it starts agents by the thousand")
+        given = {
+            name: value
+            for name, value in (("messages", messages), ("timeout", timeout))
+            if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+        }
+        _bench_scale(agents, processes, in_flight, given, json_path)
         return
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
@@ -352,6 +378,50 @@ def _bench_failover(
             'failover`); install one: pip install "aclbus[nats]"'
         )
     ctx.invoke(command, kills=kills, json_path=json_path)
+
+
+def _counts(option: str, text: str) -> tuple[int, ...]:
+    try:
+        counts = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise click.BadParameter(f"{text!r} is not a comma-separated list of counts") from None
+    if not counts or min(counts) < 1:
+        raise click.BadParameter(f"{text!r}: give counts of at least 1", param_hint=option)
+    return counts
+
+
+def _bench_scale(
+    agents: str,
+    processes: str,
+    in_flight: int,
+    given: dict[str, Any],
+    json_path: Path | None,
+) -> None:
+    from aclbus.bench.scale import ScaleOptions, render_scale, run_scale
+
+    # Only what was given: scale has defaults of its own (its parts take seconds by the
+    # thousand agents, and the bench's 10,000 messages would dwarf the start).
+    options = ScaleOptions(
+        agents=_counts("--agents", agents),
+        processes=_counts("--processes", processes),
+        window=in_flight,
+        **given,
+    )
+    err = Console(stderr=True)
+    try:
+        steps, environment = asyncio.run(
+            run_scale(options, progress=lambda what: err.print(f"scale: {what}"))
+        )
+    except ACLBusError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(render_scale(steps))
+    if json_path is not None:
+        report = {"environment": environment, "steps": [s.figures() for s in steps]}
+        json_path.write_text(json.dumps(report, indent=2) + "\n", encoding="utf-8")
+        err.print(f"wrote {json_path}")
+    failed = [s for s in steps if s.error is not None]
+    if failed:
+        raise click.ClickException(f"{len(failed)} of {len(steps)} steps failed (see the table)")
 
 
 def _with_bus(work: Callable[[Bus], Awaitable[T]]) -> T:

@@ -17,7 +17,7 @@ from aclbus.plugin.bench_columns import STAMP_MIN_SIZE, Column, Params, Sample
 from aclbus.plugin.manager import PluginManager
 from aclbus.settings import Settings
 
-__all__ = ["BenchOptions", "Progress", "bench_settings", "run_bench"]
+__all__ = ["BenchOptions", "Progress", "bench_plugins", "bench_settings", "run_bench"]
 
 Progress = Callable[[int, int, str], None]
 """``progress(done, total, label)``: called before each run and once at the end."""
@@ -100,17 +100,24 @@ class BenchOptions:
         )
 
 
+def bench_plugins(settings: Settings) -> list[str]:
+    """The plugins a benchmark loads: ``settings.plugins`` if set, else the transport ones.
+
+    aclbus itself is measured, not the middleware of whatever plugins are installed (dedup
+    alone adds two KV writes per message): only plugins that provide transports, codecs or
+    columns are loaded, unless ``ACLBUS_PLUGINS`` names the ones to measure with.
+    """
+    if settings.plugins is not None:
+        return list(settings.plugins)
+    return [i.name for i in PluginManager(settings).info() if set(i.hooks) <= _TRANSPORT_HOOKS]
+
+
 def bench_settings(settings: Settings | None) -> Settings:
     """The bench's settings: the user's, under a prefix of its own, broadcasts at most once."""
     base = settings if settings is not None else Settings()
-    if base.plugins is None:
-        # aclbus itself is measured, not the middleware of whatever plugins are installed
-        # (dedup alone adds two KV writes per message): only plugins that provide transports,
-        # codecs or columns are loaded, unless ACLBUS_PLUGINS names the ones to measure with.
-        keep = [i.name for i in PluginManager(base).info() if set(i.hooks) <= _TRANSPORT_HOOKS]
-        base = base.model_copy(update={"plugins": keep})
     return base.model_copy(
         update={
+            "plugins": bench_plugins(base),
             "subject_prefix": f"bench{secrets.token_hex(3)}",
             "broadcast_mode": DeliveryMode.AT_MOST_ONCE,
         }

@@ -118,6 +118,7 @@ class Heartbeat:
         self._beat = beat
         self._sleep = sleep
         self._task: asyncio.Task[None] | None = None
+        self._stopped = asyncio.Event()  # of the running task; a new one at each start
         self.failures = 0
         """Beats that failed in a row (0 while beating fine)."""
 
@@ -129,14 +130,19 @@ class Heartbeat:
     def start(self) -> None:
         """Start beating (the caller wrote the first beat itself)."""
         if self._task is None:
+            self._stopped = asyncio.Event()
             self._task = asyncio.get_running_loop().create_task(
-                self._run(), name=f"aclbus-heartbeat-{self.agent_id}"
+                self._run(self._stopped), name=f"aclbus-heartbeat-{self.agent_id}"
             )
 
     async def stop(self) -> None:
         """Stop beating, at once; idempotent."""
         task, self._task = self._task, None
         if task is not None and not task.done():
+            # Said before the cancellation, which a beat may swallow: on Python 3.11,
+            # `asyncio.wait_for` (nats-py's request) returns its result when the reply and
+            # the cancellation come together, and the task would beat on while we wait.
+            self._stopped.set()
             task.cancel()
             try:
                 await task
@@ -145,8 +151,8 @@ class Heartbeat:
                 if current is not None and current.cancelling():
                     raise  # we are being cancelled ourselves, not just our beat task
 
-    async def _run(self) -> None:
-        while True:
+    async def _run(self, stopped: asyncio.Event) -> None:
+        while not stopped.is_set():
             await self._sleep(self.interval if not self.failures else self.interval / 2)
             try:
                 await self._beat()

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar
 
 from aclbus.backend import PublishAck, StreamSpec
+from aclbus.backends.memory.filters import FilterIndex
 from aclbus.errors import ConfigurationError, MessageTooLarge, StreamFull
 from aclbus.subjects import subject_matches
 
@@ -117,6 +118,16 @@ class StreamConsumer(Protocol):
 C = TypeVar("C", bound=StreamConsumer)
 
 
+class _Wait:
+    """A lazy subscription waiting for a first message (`Stream.wait`)."""
+
+    __slots__ = ("handle", "wake")
+
+    def __init__(self, wake: Callable[[], bool]) -> None:
+        self.wake = wake
+        self.handle = -1
+
+
 def _expiry(now: float, max_age: float | None, ttl: float | None) -> float:
     expires = math.inf
     if max_age is not None:
@@ -148,13 +159,17 @@ class Stream(Generic[C]):
         self._dedup: dict[str, tuple[int, float]] = {}
         self._dedup_order: deque[tuple[float, str]] = deque()
         self.consumers: dict[str, C] = {}
+        # The consumers by filter (and their handles there, by name), so that a message's
+        # consumers are found without a scan of them all: one each per agent on an inbox.
+        self._filters: FilterIndex[C] = FilterIndex()
+        self._handles: dict[str, int] = {}
         self._interest: dict[str, tuple[C, ...]] = {}
         # Stored messages per subject, so that a lazy subscription asks "anything for me?"
         # without a scan of the stream (one per agent start).
         self._subjects: dict[str, int] = {}
-        # Lazy subscriptions waiting for their first message: (filter, wake) pairs; wake
-        # returns True once it has made its consumer.
-        self._waiting: list[tuple[str, Callable[[], bool]]] = []
+        # Lazy subscriptions waiting for their first message, by filter: their wake returns
+        # True once it has made its consumer.
+        self._waiting: FilterIndex[_Wait] = FilterIndex()
 
     # -- configuration ---------------------------------------------------------------------
 
@@ -447,13 +462,18 @@ class Stream(Generic[C]):
 
     def attach(self, consumer: C) -> None:
         """Add a consumer; new messages matching its filter are announced to it."""
-        self.consumers[consumer.name] = consumer
+        name = consumer.name
+        if name in self._handles:
+            self._filters.remove(self._handles[name])
+        self.consumers[name] = consumer
+        self._handles[name] = self._filters.add(consumer.filter, consumer)
         self._interest.clear()
 
     def detach(self, consumer: C) -> None:
         """Remove a consumer."""
         if self.consumers.get(consumer.name) is consumer:
             del self.consumers[consumer.name]
+            self._filters.remove(self._handles.pop(consumer.name))
             self._interest.clear()
 
     def wait(self, pattern: str, wake: Callable[[], bool]) -> Callable[[], None]:
@@ -462,22 +482,21 @@ class Stream(Generic[C]):
         Returns:
             A function that stops the wait.
         """
-        entry = (pattern, wake)
-        self._waiting.append(entry)
+        entry = _Wait(wake)
+        entry.handle = self._waiting.add(pattern, entry)
 
         def cancel() -> None:
-            if entry in self._waiting:
-                self._waiting.remove(entry)
+            self._waiting.remove(entry.handle)
 
         return cancel
 
     def _wake(self, subject: str) -> None:
-        for entry in [e for e in self._waiting if subject_matches(e[0], subject)]:
-            if entry in self._waiting and entry[1]():
-                self._waiting.remove(entry)
+        for entry in self._waiting.matching(subject):
+            if entry.wake():
+                self._waiting.remove(entry.handle)
 
     def _interested(self, subject: str) -> tuple[C, ...]:
-        found = tuple(c for c in self.consumers.values() if subject_matches(c.filter, subject))
+        found = tuple(self._filters.matching(subject))
         if len(self._interest) >= _INTEREST_CACHE_CAP:
             self._interest.clear()
         self._interest[subject] = found
