@@ -10,9 +10,10 @@ that is not a token) is a `MalformedHeaders`. A backend that reads raw header bl
 what a mapping cannot show in `ParsedHeaders`.
 
 The package, one module per part: `encoding` (`encode`) and `decoding` (`decode`); the rules
-of a header block (`header_block`); the optional envelope headers and their parsers
-(`fields`); the envelopes seen before (`repeats`); the CloudEvents attributes
-(`cloudevents`); times as text (`timestamps`); the size of a message on the wire (`size`).
+of a header block (`header_block`) and the headers a backend read from one (`parsed_headers`);
+the optional envelope headers and their parsers (`fields`); the envelopes seen before
+(`repeats`); the CloudEvents attributes (`cloudevents`); times as text (`timestamps`); the
+size of a message on the wire (`size`).
 """
 
 from __future__ import annotations

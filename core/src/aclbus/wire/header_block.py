@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from typing import Final
+from typing import Any, Final
 
 from aclbus.errors import MalformedHeaders
+from aclbus.wire.parsed_headers import ParsedHeaders
 from aclbus.wire.size import encoded_size
 
 __all__ = [
@@ -72,25 +73,6 @@ def header_name_error(shown: str) -> MalformedHeaders:
         "is not a valid header name (an RFC 7230 token: 1 or more ASCII letters, digits or "
         "!#$%&'*+-.^_`|~)",
     )
-
-
-class ParsedHeaders(dict[str, str]):
-    """Headers a backend read from a raw header block, with the first defect found in it.
-
-    A mapping of names to values cannot show everything a block can hold: two lines of one
-    name in one case (a dict keeps one value), a name that is not text (a dict has no key for
-    it), a line that is no header. A backend that reads blocks itself returns this type and
-    sets `defect` to the first such problem; `decode` then refuses the message with it. The
-    mapping holds the headers as the backend's client library reads them (for NATS: the last
-    of repeated names wins, invalid names are left out). A backend returning this type
-    promises that, unless `defect` is set, every name in it is a token (`HEADER_TOKEN`):
-    `decode` does not check them again.
-
-    Attributes:
-        defect: What is wrong with the block, or None.
-    """
-
-    defect: MalformedHeaders | None = None  # a class default: most blocks have none
 
 
 def check_headers(headers: Mapping[str, str]) -> None:
@@ -178,7 +160,10 @@ def normalized_headers(headers: Mapping[str, str], body: bytes) -> tuple[dict[st
     return h, size
 
 
-def _normalized_slowly(headers: Mapping[str, str], body: bytes) -> tuple[dict[str, str], int]:
+def _normalized_slowly(headers: Mapping[Any, Any], body: bytes) -> tuple[dict[str, str], int]:
+    # Mapping[Any, Any]: the names and values are what the caller handed over, and checked
+    # here one by one (compiled by mypyc, Mapping[str, str] would refuse a non-text value with
+    # its own TypeError before this can name the header).
     h: dict[str, str] = {}
     for k, v in headers.items():
         if not isinstance(k, str) or not isinstance(v, str):

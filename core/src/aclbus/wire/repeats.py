@@ -20,7 +20,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Final, NamedTuple
 
-from aclbus.wire.header_block import HEADER_TOKEN, ParsedHeaders
+from aclbus.wire.header_block import HEADER_TOKEN
+from aclbus.wire.parsed_headers import ParsedHeaders
 
 __all__ = ["VARYING_HEADERS", "Repeat", "Repeats", "split"]
 
