@@ -61,6 +61,7 @@ async def test_every_scenario_runs_every_column_on_one_server(on_server: None) -
 
 def test_cli_runs_against_the_embedded_server(tmp_path: Path) -> None:
     clean = {k: v for k, v in os.environ.items() if not k.startswith("ACLBUS_")}
+    clean["COLUMNS"] = "200"  # the table's ten columns, each cell on one line
     out = tmp_path / "bench.json"
     done = subprocess.run(
         [

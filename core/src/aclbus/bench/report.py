@@ -42,16 +42,18 @@ def render_table(
         title="aclbus bench (median of runs; min-max below)",
         caption=", ".join(f"{k} {v}" for k, v in environment.items()),
     )
-    table.add_column("scenario")
-    table.add_column("unit")
+    # A narrow terminal folds a cell onto the next line rather than cut it ("…"): every
+    # figure stays readable in full.
+    table.add_column("scenario", overflow="fold")
+    table.add_column("unit", overflow="fold")
     for column in present:
-        table.add_column(column, justify="right")
-    table.add_column("xraw", justify="right")
+        table.add_column(column, justify="right", overflow="fold")
+    table.add_column("xraw", justify="right", overflow="fold")
     with_headers = "raw-headers" in present
     if with_headers:
-        table.add_column("xraw-headers", justify="right")
-    table.add_column("xfaststream", justify="right")
-    table.add_column("target", justify="left")
+        table.add_column("xraw-headers", justify="right", overflow="fold")
+    table.add_column("xfaststream", justify="right", overflow="fold")
+    table.add_column("target", justify="left", overflow="fold")
     for f in figures:
         cells = []
         for column in present:
