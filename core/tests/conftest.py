@@ -9,6 +9,9 @@ code on real servers.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
 
 
@@ -16,3 +19,17 @@ import pytest
 def _memory_backend(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ACLBUS_BACKEND", "memory")
     monkeypatch.setenv("ACLBUS_PLUGINS", "")  # an empty allow-list: no entry point plugins
+
+
+@pytest.fixture
+def clean_memory_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No ``ACLBUS_*`` variable of the caller's, the memory backend, an empty working folder.
+
+    For tests of commands that read their settings as a user's process would (no
+    ``aclbus.toml`` or ``.env`` nearby, every installed plugin loaded).
+    """
+    for key in list(os.environ):
+        if key.startswith("ACLBUS_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("ACLBUS_BACKEND", "memory")
+    monkeypatch.chdir(tmp_path)

@@ -23,15 +23,7 @@ from aclbus.settings import Settings
 TINY = BenchOptions(messages=40, repeats=2, rates=(400.0,), duration=0.1, timeout=20)
 
 
-@pytest.fixture(autouse=True)
-def _memory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    import os
-
-    for key in list(os.environ):
-        if key.startswith("ACLBUS_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("ACLBUS_BACKEND", "memory")
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("clean_memory_env")
 
 
 async def test_every_scenario_gives_positive_figures_for_the_memory_column() -> None:

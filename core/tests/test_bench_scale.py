@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -18,13 +17,7 @@ from aclbus.subscriptions import consumers_per_agent
 SMALL = ScaleOptions(agents=(10, 50), processes=(1,), messages=200, timeout=60)
 
 
-@pytest.fixture(autouse=True)
-def _memory(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    for key in list(os.environ):
-        if key.startswith("ACLBUS_"):
-            monkeypatch.delenv(key)
-    monkeypatch.setenv("ACLBUS_BACKEND", "memory")
-    monkeypatch.chdir(tmp_path)
+pytestmark = pytest.mark.usefixtures("clean_memory_env")
 
 
 async def test_each_step_starts_every_agent_and_every_agent_gets_its_messages() -> None:
