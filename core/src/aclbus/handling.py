@@ -27,7 +27,6 @@ __all__ = [
     "Handler",
     "Route",
     "StreamServer",
-    "call_handler",
     "route_filters",
     "takes_delivery",
 ]
@@ -188,16 +187,6 @@ class Delivery:
     async def in_progress(self) -> None:
         """Restart the ack timer: the handler is still working."""
         await self.received.in_progress()
-
-
-async def call_handler(route: Route, delivery: Delivery) -> ACLMessage | None:
-    """Call a route's handler with the arguments it asked for."""
-    result: ACLMessage | None
-    if route.takes_delivery:
-        result = await route.func(delivery.message, delivery)
-    else:
-        result = await route.func(delivery.message)
-    return result
 
 
 def _header_filter(headers: Mapping[str, str] | None) -> tuple[tuple[str, str], ...]:

@@ -180,7 +180,7 @@ class ConsumePipeline:
             if delivery.received.settled is None:
                 await delivery.ack()
             return
-        # `call_handler` and `finish`, written out: two coroutines less per message.
+        # The handler called here and `finish` written out: two coroutines less per message.
         if route.batch is not None:
             result = await route.batch.arrive(delivery)
         elif route.takes_delivery:
