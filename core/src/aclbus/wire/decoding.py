@@ -114,7 +114,10 @@ def _repeat(
     fields = seen.fields.copy()
     size = seen.size + len(body) + 12
     try:
-        if len(varying) == 2:  # the id and the time only (`split` checked their names)
+        # The id and the time only (`split` checked their names): the usual message, written
+        # out, as the loop below cost 7.7 % more instructions per delivery (make
+        # bench-instructions, consume).
+        if len(varying) == 2:
             ce_id, ce_time = varying[0][1], varying[1][1]
             fields["message_id"] = parse_message_id("ce-id", ce_id)
             fields["timestamp"] = parse_time("ce-time", ce_time)

@@ -51,37 +51,20 @@ def encode(
     # First the headers that change from message to message: the id, the time, then those
     # naming one conversation or message. A decoder that has seen the rest of the block
     # before need not read it again (`aclbus.wire.repeats`).
-    if (
-        f["correlation_id"] is None
-        and f["reply_with"] is None
-        and f["in_reply_to"] is None
-        and not f["caused_by"]
-        and f["reply_by"] is None
-    ):  # the usual message: no header names a conversation or another message
-        headers = {
-            "ce-id": f["message_id"],
-            "ce-time": format_time(f["timestamp"]),
-            "ce-specversion": CE_SPECVERSION,
-            "ce-source": f["sender_id"],
-            "ce-type": TYPE_BY_PERFORMATIVE[f["performative"]],
-            "content-type": codec.content_type,
-            "acl-version": f["acl_version"],
-        }
-    else:
-        headers = {"ce-id": f["message_id"], "ce-time": format_time(f["timestamp"])}
-        for name, header in VARYING_TEXT_HEADERS:
-            value = f[name]
-            if value is not None:
-                headers[header] = value
-        if f["caused_by"]:
-            headers["acl-caused-by"] = ",".join(f["caused_by"])
-        if f["reply_by"] is not None:
-            headers["acl-reply-by"] = format_time(f["reply_by"])
-        headers["ce-specversion"] = CE_SPECVERSION
-        headers["ce-source"] = f["sender_id"]
-        headers["ce-type"] = TYPE_BY_PERFORMATIVE[f["performative"]]
-        headers["content-type"] = codec.content_type
-        headers["acl-version"] = f["acl_version"]
+    headers = {"ce-id": f["message_id"], "ce-time": format_time(f["timestamp"])}
+    for name, header in VARYING_TEXT_HEADERS:
+        value = f[name]
+        if value is not None:
+            headers[header] = value
+    if f["caused_by"]:
+        headers["acl-caused-by"] = ",".join(f["caused_by"])
+    if f["reply_by"] is not None:
+        headers["acl-reply-by"] = format_time(f["reply_by"])
+    headers["ce-specversion"] = CE_SPECVERSION
+    headers["ce-source"] = f["sender_id"]
+    headers["ce-type"] = TYPE_BY_PERFORMATIVE[f["performative"]]
+    headers["content-type"] = codec.content_type
+    headers["acl-version"] = f["acl_version"]
     if f["receiver_id"] is not None:
         headers["acl-receiver-id"] = f["receiver_id"]
     if f["receivers"]:
