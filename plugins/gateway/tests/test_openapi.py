@@ -13,6 +13,8 @@ from hypothesis import HealthCheck, settings
 from schemathesis.checks import not_a_server_error
 
 from aclbus import Settings
+from aclbus.errors import InvalidIdentifier
+from aclbus.subjects import validate_id
 from aclbus_gateway import GatewaySettings, create_app
 
 TOKEN = "alice-token-0123456789"
@@ -44,10 +46,20 @@ class Token:
 @schema.hook
 def map_body(context: schemathesis.HookContext, body: Any) -> Any:
     # A random sender_id is a 403 before anything else runs (test_messages covers that):
-    # as the caller, the examples reach the code behind it.
-    if isinstance(body, dict) and "sender_id" in body:
+    # as the caller, the examples reach the code behind it. Only a valid id is replaced: an
+    # invalid one (a negative case's mutation: an array, a bad string) must stay, for the
+    # server to refuse it (422), or the mutation would seem accepted.
+    if isinstance(body, dict) and _valid_id(body.get("sender_id")):
         return {**body, "sender_id": "alice"}
     return body
+
+
+def _valid_id(value: object) -> bool:
+    try:
+        validate_id(value)
+    except InvalidIdentifier:
+        return False
+    return True
 
 
 @schema.parametrize()
